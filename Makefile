@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`. Both install what
+# is missing first (Debian packages, the venv, the Kafka broker's jars).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.smsgw-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps run test lint typecheck unit clean-cache bench
+
+setup: system-deps $(STAMP) kafka-jars
+
+system-deps:
+	@bash cluster/install-system-deps.sh
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+kafka-jars: $(STAMP)
+	@$(BIN)/python -c "from smsgw.cluster.kafka_dist import ensure_kafka_jars as e; from smsgw.settings import Settings as S; print('kafka jars:', e(S().kafka_version))"
+
+run: setup
+	$(BIN)/smsgw run
+
+lint: $(STAMP)
+	$(BIN)/ruff check src actors cluster tests benchmarks
+	$(BIN)/ruff format --check src actors cluster tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+# pytest exits 5 when it collected no test; make treats that as a failure too.
+test: setup lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m benchmarks.e2e

@@ -1,0 +1,1 @@
+"""Bringing up what the gateway runs on: embedded Kafka (KRaft), PostgreSQL, Ray."""

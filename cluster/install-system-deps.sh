@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages smsgw runs on, only those missing:
+# Java (Kafka broker), Maven (fetches the broker's jars), PostgreSQL server,
+# Kannel (an independent SMPP peer for the interop tests).
+set -euo pipefail
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ "${SMSGW_SKIP_KANNEL:-0}" != 1 ]; then
+  command -v bearerbox >/dev/null || [ -x /usr/sbin/bearerbox ] || need+=(kannel)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "smsgw: installing Debian packages: ${need[*]}" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "smsgw: please install as root: apt-get install ${need[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# policy-rc.d keeps Debian from starting the packages' own system services
+# (a system PostgreSQL on 5432, Kannel's bearerbox on 13000): smsgw runs its own.
+$SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

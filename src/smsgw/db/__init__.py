@@ -1,0 +1,1 @@
+"""Configuration in PostgreSQL: schema migrations and the config store."""

@@ -1,0 +1,121 @@
+"""One settings object for the whole gateway.
+
+Values come from CLI flags, then the environment (``SMSGW_*``, ``RAY_ADDRESS``),
+then a ``.env`` file, then the embedded defaults. When an external service is
+named (Kafka bootstrap, database URL, Ray address) the embedded one is not
+started; when it is not, a running ``smsgw run`` is found through its runtime
+file in ``SMSGW_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RUNTIME_FILE = "runtime.json"
+
+
+def default_home() -> Path:
+    """Where the embedded services keep their data.
+
+    Root's home is usually mode 0700, which PostgreSQL (run as an unprivileged
+    user) could not traverse, so root gets a system directory instead.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/smsgw")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "smsgw"
+
+
+def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 in brackets) and say what is wrong if it is not."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults of a single-node install."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMSGW_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = Field(default_factory=default_home)
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SMSGW_RAY_ADDRESS")
+    )
+    smpp_listen: str = "0.0.0.0:2775"
+
+    # Embedded services (used only when the external one is not named).
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    kafka_version: str = "4.3.1"
+    postgres_port: int = 5433
+    ray_port: int = 6380
+    ray_dashboard_host: str = "127.0.0.1"
+    ray_dashboard_port: int = 8265
+    ray_object_store_mb: int = 256
+
+    # Kafka data plane.
+    topic_prefix: str = "smsgw."
+    topic_partitions: int = 6
+    produce_timeout_s: float = 5.0
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("smpp_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_hostport(value, 2775)
+        return value
+
+    @property
+    def smpp_host_port(self) -> tuple[str, int]:
+        return parse_hostport(self.smpp_listen, 2775)
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.home / RUNTIME_FILE
+
+    def with_runtime(self) -> Settings:
+        """Fill unnamed services from the runtime file of a running ``smsgw run``."""
+        runtime = read_runtime(self.runtime_file)
+        if not runtime:
+            return self
+        update: dict[str, Any] = {}
+        for key in ("kafka_bootstrap", "database_url", "ray_address"):
+            if getattr(self, key) is None and runtime.get(key):
+                update[key] = runtime[key]
+        return self.model_copy(update=update)
+
+
+def read_runtime(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_runtime(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically, readable by the owner only: the database URL holds a password."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    tmp.replace(path)
