@@ -66,3 +66,160 @@ def migrate(ctx: click.Context) -> None:
         click.echo(f"applied {mig.version:04d}_{mig.name}")
     if not applied:
         click.echo("schema is up to date")
+
+
+def _db(ctx: click.Context) -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(database_url(load_settings(ctx)), connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the configuration database: {exc}") from exc
+
+
+def _config_errors() -> Any:
+    """Turn ConfigError into a one-line CLI error that says what to fix."""
+    import contextlib
+
+    from smsgw.db.customers import ConfigError
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return guard()
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(_cell(r[c])) for r in rows)) for c in cols}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
+    for r in rows:
+        click.echo("  ".join(_cell(r[c]).ljust(widths[c]) for c in cols))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+@main.group()
+def customer() -> None:
+    """Customers (ESMEs) allowed to bind over SMPP."""
+
+
+@customer.command("add")
+@click.argument("system_id")
+@click.option("--password", prompt=True, hide_input=True, help="SMPP password, at most 8 chars.")
+@click.option("--tps", type=int, default=100, show_default=True, help="Max submits per second.")
+@click.option("--max-binds", type=int, default=4, show_default=True, help="Concurrent binds.")
+@click.option("--allow-ip", "allow_ips", multiple=True, help="CIDR allowed to bind; repeatable.")
+@click.option("--disabled", is_flag=True, help="Create it disabled (binds refused).")
+@click.pass_context
+def customer_add(
+    ctx: click.Context,
+    system_id: str,
+    password: str,
+    tps: int,
+    max_binds: int,
+    allow_ips: tuple[str, ...],
+    disabled: bool,
+) -> None:
+    """Add customer SYSTEM_ID; a running gateway accepts its binds within a second."""
+    from smsgw.db.customers import add_customer
+
+    with _config_errors(), _db(ctx) as conn:
+        c = add_customer(
+            conn,
+            system_id,
+            password,
+            tps=tps,
+            max_binds=max_binds,
+            allow_ips=allow_ips,
+            enabled=not disabled,
+        )
+    click.echo(f"customer {c.system_id} added (id {c.id})")
+
+
+@customer.command("update")
+@click.argument("system_id")
+@click.option("--password", help="New SMPP password.")
+@click.option("--tps", type=int, help="Max submits per second.")
+@click.option("--max-binds", type=int, help="Concurrent binds.")
+@click.option("--allow-ip", "allow_ips", multiple=True, help="Replace the allowlist; repeatable.")
+@click.option("--clear-allow-ip", is_flag=True, help="Allow binds from any address.")
+@click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it now.")
+@click.pass_context
+def customer_update(
+    ctx: click.Context,
+    system_id: str,
+    password: str | None,
+    tps: int | None,
+    max_binds: int | None,
+    allow_ips: tuple[str, ...],
+    clear_allow_ip: bool,
+    enabled: bool | None,
+) -> None:
+    """Change customer SYSTEM_ID; running gateways apply it within a second."""
+    from smsgw.db.customers import update_customer
+
+    ips: list[str] | None = [] if clear_allow_ip else (list(allow_ips) if allow_ips else None)
+    with _config_errors(), _db(ctx) as conn:
+        update_customer(
+            conn,
+            system_id,
+            password=password,
+            tps=tps,
+            max_binds=max_binds,
+            allow_ips=ips,
+            enabled=enabled,
+        )
+    click.echo(f"customer {system_id} updated")
+
+
+@customer.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def customer_list(ctx: click.Context, as_json: bool) -> None:
+    """List customers."""
+    from smsgw.db.customers import list_customers
+
+    with _db(ctx) as conn:
+        _print_rows([c.public() for c in list_customers(conn)], as_json)
+
+
+@customer.command("show")
+@click.argument("system_id")
+@click.pass_context
+def customer_show(ctx: click.Context, system_id: str) -> None:
+    """Show one customer (never its password)."""
+    import json
+
+    from smsgw.db.customers import get_customer
+
+    with _config_errors(), _db(ctx) as conn:
+        click.echo(json.dumps(get_customer(conn, system_id).public(), indent=2))
+
+
+@customer.command("remove")
+@click.argument("system_id")
+@click.pass_context
+def customer_remove(ctx: click.Context, system_id: str) -> None:
+    """Remove customer SYSTEM_ID; its open binds are closed."""
+    from smsgw.db.customers import remove_customer
+
+    with _config_errors(), _db(ctx) as conn:
+        remove_customer(conn, system_id)
+    click.echo(f"customer {system_id} removed")

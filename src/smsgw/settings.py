@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,8 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
     if not sep:
         return value, default_port
     host = host.strip("[]") or "0.0.0.0"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535 (0: any free)")
     return host, int(port)
 
 
@@ -57,6 +58,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SMSGW_RAY_ADDRESS")
     )
     smpp_listen: str = "0.0.0.0:2775"
+    node_name: str = Field(default_factory=socket.gethostname)
+
+    # SMPP sessions with customers.
+    smpp_max_pdu_size: int = 70_000  # a 64 KiB message_payload plus headers
+    smpp_window: int = 10  # outstanding deliver_sm towards a customer
+    smpp_enquire_link_s: float = 30.0
+    smpp_inactivity_s: float = 120.0
+    smpp_response_timeout_s: float = 10.0
+    bind_failure_delay_s: float = 1.0  # brute-force damping on bad credentials
+    max_backlog: int = 20_000  # records waiting for Kafka before ESME_RMSGQFUL
 
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092

@@ -1,27 +1,99 @@
-"""One node's gateway process: the SMPP listener and what it needs."""
+"""One node's gateway: the SMPP listener and the node-wide parts it needs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from typing import Any
+
+import psycopg
 
 from smsgw import log
+from smsgw.db.customers import lease_instance
+from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.msgid import IdGenerator
+from smsgw.server.connection import SmppConnection
+from smsgw.server.core import NodeCore
 from smsgw.settings import Settings
+from smsgw.topics import Topics
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topics: Topics | None = None) -> None:
+        if not settings.kafka_bootstrap or not settings.database_url:
+            raise ValueError("the gateway needs a Kafka bootstrap and a database URL")
         self.settings = settings
+        self.topics = topics or Topics(settings.topic_prefix)
+        self.core: NodeCore | None = None
         self.server: asyncio.Server | None = None
         self.log = log.get("smsgw.gateway")
 
-    async def start(self) -> None:
-        host, port = self.settings.smpp_host_port
-        self.server = await asyncio.start_server(self._on_connect, host, port)
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        sock = self.server.sockets[0]
+        return int(sock.getsockname()[1])
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
+    async def start(self) -> None:
+        s = self.settings
+        assert s.database_url and s.kafka_bootstrap
+        instance = await asyncio.to_thread(self._lease_instance, s.database_url)
+        config = ConfigWatcher(s.database_url)
+        await config.start()
+        producer = AsyncProducer(
+            s.kafka_bootstrap, timeout_s=s.produce_timeout_s, max_backlog=s.max_backlog
+        )
+        self.core = core = NodeCore(
+            settings=s,
+            topics=self.topics,
+            config=config,
+            producer=producer,
+            ids=IdGenerator(instance),
+        )
+        config.on_change(self._enforce_config)
+        host, port = s.smpp_host_port
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
+        )
+        self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
+
+    def _lease_instance(self, url: str) -> int:
+        with psycopg.connect(url) as conn:
+            return lease_instance(conn, self.settings.node_name, os.getpid())
+
+    def _enforce_config(self) -> None:
+        """Customers removed or disabled lose their binds at once."""
+        core = self.core
+        if core is None:
+            return
+        for system_id in list(core.binds.customers()):
+            customer = core.config.customers.get(system_id)
+            if customer is None or not customer.enabled:
+                for session in core.binds.sessions(system_id):
+                    session.close_for("customer removed or disabled")
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+            if self.core:
+                for system_id in list(self.core.binds.customers()):
+                    for session in self.core.binds.sessions(system_id):
+                        session.close_for("gateway shutting down")
+            await asyncio.sleep(0.1)
+            for conn in list(self.core.connections if self.core else ()):
+                conn.abort()
             await self.server.wait_closed()
+        if self.core is not None:
+            await self.core.producer.close()
+            await self.core.config.stop()
+
+    def stats(self) -> dict[str, Any]:
+        core = self.core
+        if core is None:
+            return {}
+        return {
+            "binds": core.binds.customers(),
+            "in_flight": core.producer.in_flight,
+            "counters": {"|".join(k): v for k, v in core.counters.items()},
+        }

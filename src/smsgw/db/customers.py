@@ -1,0 +1,204 @@
+"""Customers in PostgreSQL: the rows and the commands that change them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from smsgw.auth import hash_password
+
+SYSTEM_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+
+
+class ConfigError(ValueError):
+    """Bad configuration input; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    system_id: str
+    password_hash: str
+    enabled: bool
+    max_binds: int
+    tps: int
+    allow_ips: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Customer:
+        return cls(
+            id=row["id"],
+            system_id=row["system_id"],
+            password_hash=row["password_hash"],
+            enabled=row["enabled"],
+            max_binds=row["max_binds"],
+            tps=row["tps"],
+            allow_ips=tuple(str(n) for n in row["allow_ips"] or ()),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What `customer show` prints: never the hash."""
+        return {
+            "id": self.id,
+            "system_id": self.system_id,
+            "enabled": self.enabled,
+            "max_binds": self.max_binds,
+            "tps": self.tps,
+            "allow_ips": list(self.allow_ips),
+        }
+
+
+_SELECT = "SELECT id, system_id, password_hash, enabled, max_binds, tps, allow_ips FROM customers"
+
+
+def _check_system_id(system_id: str) -> None:
+    if not SYSTEM_ID.match(system_id):
+        raise ConfigError(
+            f"system_id {system_id!r}: use 1-15 letters, digits, '_', '.' or '-' "
+            "(SMPP allows at most 15 characters)"
+        )
+
+
+def _check_cidrs(cidrs: Sequence[str]) -> list[str]:
+    out = []
+    for c in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(c, strict=False)))
+        except ValueError as exc:
+            raise ConfigError(f"--allow-ip {c!r} is not an IP network: {exc}") from exc
+    return out
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number, not {value}")
+
+
+def add_customer(
+    conn: psycopg.Connection[Any],
+    system_id: str,
+    password: str,
+    *,
+    tps: int = 100,
+    max_binds: int = 4,
+    allow_ips: Sequence[str] = (),
+    enabled: bool = True,
+) -> Customer:
+    _check_system_id(system_id)
+    _positive("--tps", tps)
+    _positive("--max-binds", max_binds)
+    nets = _check_cidrs(allow_ips)
+    try:
+        pw_hash = hash_password(password)
+    except ValueError as exc:
+        raise ConfigError(f"--password: {exc}") from exc
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "INSERT INTO customers"
+                " (system_id, password_hash, enabled, max_binds, tps, allow_ips)"
+                " VALUES (%s, %s, %s, %s, %s, %s::cidr[])"
+                " RETURNING id, system_id, password_hash, enabled, max_binds, tps, allow_ips",
+                (system_id, pw_hash, enabled, max_binds, tps, nets),
+            )
+            row = cur.fetchone()
+        conn.commit()
+    except psycopg.errors.UniqueViolation as exc:
+        conn.rollback()
+        raise ConfigError(f"customer {system_id!r} exists already; use `customer update`") from exc
+    assert row is not None
+    return Customer.from_row(row)
+
+
+def update_customer(
+    conn: psycopg.Connection[Any],
+    system_id: str,
+    *,
+    password: str | None = None,
+    tps: int | None = None,
+    max_binds: int | None = None,
+    allow_ips: Sequence[str] | None = None,
+    enabled: bool | None = None,
+) -> Customer:
+    sets: list[str] = []
+    args: list[Any] = []
+    if password is not None:
+        try:
+            sets.append("password_hash = %s")
+            args.append(hash_password(password))
+        except ValueError as exc:
+            raise ConfigError(f"--password: {exc}") from exc
+    if tps is not None:
+        _positive("--tps", tps)
+        sets.append("tps = %s")
+        args.append(tps)
+    if max_binds is not None:
+        _positive("--max-binds", max_binds)
+        sets.append("max_binds = %s")
+        args.append(max_binds)
+    if allow_ips is not None:
+        sets.append("allow_ips = %s::cidr[]")
+        args.append(_check_cidrs(allow_ips))
+    if enabled is not None:
+        sets.append("enabled = %s")
+        args.append(enabled)
+    if not sets:
+        raise ConfigError("nothing to change: give at least one option")
+    sets.append("updated_at = now()")
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"UPDATE customers SET {', '.join(sets)} WHERE system_id = %s"
+            " RETURNING id, system_id, password_hash, enabled, max_binds, tps, allow_ips",
+            (*args, system_id),
+        )
+        row = cur.fetchone()
+    conn.commit()
+    if row is None:
+        raise ConfigError(f"no customer {system_id!r}; `smsgw customer list` shows them")
+    return Customer.from_row(row)
+
+
+def remove_customer(conn: psycopg.Connection[Any], system_id: str) -> None:
+    cur = conn.execute("DELETE FROM customers WHERE system_id = %s", (system_id,))
+    conn.commit()
+    if cur.rowcount == 0:
+        raise ConfigError(f"no customer {system_id!r}; `smsgw customer list` shows them")
+
+
+def list_customers(conn: psycopg.Connection[Any]) -> list[Customer]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_SELECT + " ORDER BY system_id")
+        return [Customer.from_row(r) for r in cur.fetchall()]
+
+
+def get_customer(conn: psycopg.Connection[Any], system_id: str) -> Customer:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_SELECT + " WHERE system_id = %s", (system_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise ConfigError(f"no customer {system_id!r}; `smsgw customer list` shows them")
+    return Customer.from_row(row)
+
+
+async def load_customers(conn: psycopg.AsyncConnection[Any]) -> dict[str, Customer]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_SELECT)
+        return {r["system_id"]: Customer.from_row(r) for r in await cur.fetchall()}
+
+
+def lease_instance(conn: psycopg.Connection[Any], node: str, pid: int) -> int:
+    """A gateway instance number for message ids (see smsgw.msgid)."""
+    row = conn.execute("SELECT nextval('gateway_instance_seq')").fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO gateway_instances (instance, node, pid) VALUES (%s, %s, %s)",
+        (row[0], node, pid),
+    )
+    conn.commit()
+    return int(row[0])

@@ -1,0 +1,73 @@
+"""Configuration in memory, kept current by PostgreSQL LISTEN/NOTIFY.
+
+Every config table has a trigger that notifies ``smsgw_config``; the watcher
+reloads on each notification (coalescing bursts) and on reconnect, so a
+running gateway picks up a change within a second and never serves from a
+stale cache after losing its database connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from smsgw import log
+from smsgw.db.customers import Customer, load_customers
+
+CHANNEL = "smsgw_config"
+
+
+class ConfigWatcher:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.customers: dict[str, Customer] = {}
+        self.version = 0
+        self._listeners: list[Callable[[], Awaitable[None] | None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        self.log = log.get("smsgw.config")
+
+    def on_change(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        self._listeners.append(callback)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="config-watcher")
+        await asyncio.wait_for(self._loaded.wait(), 30)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.customers = await load_customers(conn)
+        self.version += 1
+        self._loaded.set()
+        for cb in self._listeners:
+            result = cb()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _run(self) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((psycopg.OperationalError, OSError)),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+        ):
+            with attempt:
+                await self._listen()
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            await self._reload(conn)
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as reader:
+                gen = conn.notifies()
+                async for _note in gen:
+                    # Coalesce a burst (a CLI command may touch several rows).
+                    await asyncio.sleep(0.05)
+                    await self._reload(reader)
+                    self.log.info("configuration reloaded", version=self.version)

@@ -1,0 +1,125 @@
+"""An idempotent ``acks=all`` producer whose deliveries are awaitable in asyncio.
+
+``produce()`` returns a future that resolves only from Kafka's delivery
+report: that report is the proof a message is durable, and the only thing
+allowed to release a ``submit_sm_resp`` with status 0. librdkafka serves
+delivery reports from ``poll()``; one thread polls and hands finished reports
+to the event loop in batches (one ``call_soon_threadsafe`` per batch, not per
+message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+_Report = tuple["asyncio.Future[Message]", KafkaError | None, Message]
+
+
+class ProduceError(Exception):
+    """Kafka did not confirm the record; ``retriable`` says whether trying again may help."""
+
+    def __init__(self, error: KafkaError | str, *, retriable: bool = True) -> None:
+        super().__init__(str(error))
+        self.retriable = retriable
+
+
+class BacklogFull(ProduceError):
+    """More records are waiting for Kafka than the configured bound."""
+
+
+def producer_config(
+    bootstrap: str, *, timeout_s: float, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": 5,
+        "linger.ms": 2,
+        "batch.num.messages": 2000,
+        "compression.type": "lz4",
+        # A delivery report (success or error) always arrives within this.
+        "message.timeout.ms": int(timeout_s * 1000),
+        "socket.keepalive.enable": True,
+        **(extra or {}),
+    }
+
+
+class AsyncProducer:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        timeout_s: float = 5.0,
+        max_backlog: int = 20_000,
+        extra: dict[str, Any] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._producer = Producer(producer_config(bootstrap, timeout_s=timeout_s, extra=extra))
+        self._loop = loop or asyncio.get_running_loop()
+        self.max_backlog = max_backlog
+        self.in_flight = 0
+        self._done: list[_Report] = []
+        self._done_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="kafka-producer", daemon=True)
+        self._thread.start()
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None
+    ) -> asyncio.Future[Message]:
+        """Queue one record; the future resolves with its delivery report."""
+        if self.in_flight >= self.max_backlog:
+            raise BacklogFull(f"{self.in_flight} records waiting for Kafka", retriable=True)
+        fut: asyncio.Future[Message] = self._loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            with self._done_lock:
+                self._done.append((fut, err, msg))
+
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        except BufferError as exc:
+            raise BacklogFull(f"librdkafka queue full: {exc}") from exc
+        except KafkaException as exc:
+            raise ProduceError(exc.args[0], retriable=False) from exc
+        self.in_flight += 1
+        return fut
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.005)
+            self._hand_over()
+        self._producer.flush(10)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._done_lock:
+            if not self._done:
+                return
+            batch, self._done = self._done, []
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._resolve, batch)
+
+    def _resolve(self, batch: list[_Report]) -> None:
+        self.in_flight -= len(batch)
+        for fut, err, msg in batch:
+            if fut.done():
+                continue
+            if err is None:
+                fut.set_result(msg)
+            else:
+                fut.set_exception(ProduceError(err, retriable=err.retriable()))
+
+    async def close(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 15)
+
+    def flush(self, timeout: float) -> int:
+        remaining: int = self._producer.flush(timeout)
+        return remaining

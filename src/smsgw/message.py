@@ -1,0 +1,180 @@
+"""The accepted message as it travels through Kafka.
+
+One record per destination (a submit_multi to three numbers is three
+messages with three ids). The record carries everything later steps need and
+the customer's original octets, unchanged. Encoded as versioned JSON with
+bytes in hex: readable with kafka-console-consumer, and fast enough (the
+codec is ~10 µs per record, far below the SMPP codec's cost).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsgw.smpp.submission import Address, Submission
+from smsgw.smpp.udh import Concat
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedMessage:
+    id: str
+    customer: str  # the customer's system_id
+    bind: str  # which session accepted it: "<node>/<session>"
+    command: str  # submit_sm, data_sm or submit_multi
+    source: Address
+    destination: Address
+    service_type: str
+    esm_class: int
+    protocol_id: int
+    priority: int
+    schedule_delivery_time: str
+    validity_period: str
+    registered_delivery: int
+    replace_if_present: int
+    data_coding: int
+    sm_default_msg_id: int
+    short_message: bytes
+    message_payload: bytes | None
+    udh: bytes | None
+    concat: Concat | None
+    received_at: float  # epoch seconds at the listener
+    tlvs: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def wants_receipt(self) -> bool:
+        return self.registered_delivery & 0x03 in (1, 2)
+
+    @property
+    def concat_key(self) -> str | None:
+        """What every part of one concatenated message shares, whichever bind sent it."""
+        if self.concat is None:
+            return None
+        c = self.concat
+        parts = (self.customer, self.source.addr, self.destination.addr, c.ref_bits, c.ref, c.total)
+        return "|".join(str(p) for p in parts)
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Parts of one message must meet on one partition; others spread by id."""
+        return (self.concat_key or self.id).encode()
+
+
+def from_submission(
+    sub: Submission, *, ids: list[str], customer: str, bind: str, received_at: float
+) -> list[AcceptedMessage]:
+    """One AcceptedMessage per destination, each with its own id from ``ids``."""
+    if len(ids) != len(sub.destinations):
+        raise ValueError("one id per destination")
+    return [
+        AcceptedMessage(
+            id=mid,
+            customer=customer,
+            bind=bind,
+            command=sub.command,
+            source=sub.source,
+            destination=dest,
+            service_type=sub.service_type,
+            esm_class=sub.esm_class,
+            protocol_id=sub.protocol_id,
+            priority=sub.priority_flag,
+            schedule_delivery_time=sub.schedule_delivery_time,
+            validity_period=sub.validity_period,
+            registered_delivery=sub.registered_delivery,
+            replace_if_present=sub.replace_if_present,
+            data_coding=sub.data_coding,
+            sm_default_msg_id=sub.sm_default_msg_id,
+            short_message=sub.short_message,
+            message_payload=sub.message_payload,
+            udh=sub.udh,
+            concat=sub.concat,
+            received_at=received_at,
+            tlvs=dict(sub.tlvs),
+        )
+        for mid, dest in zip(ids, sub.destinations, strict=True)
+    ]
+
+
+def _addr(a: Address) -> list[Any]:
+    return [a.addr, a.ton, a.npi]
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+def encode(m: AcceptedMessage) -> bytes:
+    c = m.concat
+    return json.dumps(
+        {
+            "v": RECORD_VERSION,
+            "id": m.id,
+            "customer": m.customer,
+            "bind": m.bind,
+            "command": m.command,
+            "src": _addr(m.source),
+            "dst": _addr(m.destination),
+            "service_type": m.service_type,
+            "esm_class": m.esm_class,
+            "protocol_id": m.protocol_id,
+            "priority": m.priority,
+            "schedule": m.schedule_delivery_time,
+            "validity": m.validity_period,
+            "registered_delivery": m.registered_delivery,
+            "replace_if_present": m.replace_if_present,
+            "data_coding": m.data_coding,
+            "sm_default_msg_id": m.sm_default_msg_id,
+            "short_message": m.short_message.hex(),
+            "message_payload": _hex(m.message_payload),
+            "udh": _hex(m.udh),
+            "concat": None if c is None else [c.ref, c.total, c.seq, c.ref_bits, c.source],
+            "received_at": m.received_at,
+            "tlvs": {str(tag): value.hex() for tag, value in m.tlvs.items()},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class RecordError(ValueError):
+    """A record that is not an AcceptedMessage we can read."""
+
+
+def decode(raw: bytes) -> AcceptedMessage:
+    try:
+        d = json.loads(raw)
+        if d.get("v") != RECORD_VERSION:
+            raise RecordError(f"unsupported record version {d.get('v')!r}")
+        c = d["concat"]
+        return AcceptedMessage(
+            id=d["id"],
+            customer=d["customer"],
+            bind=d["bind"],
+            command=d["command"],
+            source=Address(*d["src"]),
+            destination=Address(*d["dst"]),
+            service_type=d["service_type"],
+            esm_class=d["esm_class"],
+            protocol_id=d["protocol_id"],
+            priority=d["priority"],
+            schedule_delivery_time=d["schedule"],
+            validity_period=d["validity"],
+            registered_delivery=d["registered_delivery"],
+            replace_if_present=d["replace_if_present"],
+            data_coding=d["data_coding"],
+            sm_default_msg_id=d["sm_default_msg_id"],
+            short_message=bytes.fromhex(d["short_message"]),
+            message_payload=None
+            if d["message_payload"] is None
+            else bytes.fromhex(d["message_payload"]),
+            udh=None if d["udh"] is None else bytes.fromhex(d["udh"]),
+            concat=None if c is None else Concat(*c),
+            received_at=d["received_at"],
+            tlvs={int(k): bytes.fromhex(v) for k, v in d["tlvs"].items()},
+        )
+    except RecordError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"unreadable message record: {exc}") from exc

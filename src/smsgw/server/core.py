@@ -1,0 +1,39 @@
+"""What every SMPP session on a node shares: config, Kafka, throttles, ids, binds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.msgid import IdGenerator
+from smsgw.server.binds import BindRegistry
+from smsgw.settings import Settings
+from smsgw.state import StateStore
+from smsgw.throttle import CustomerThrottle
+from smsgw.topics import Topics
+
+
+@dataclass
+class NodeCore:
+    settings: Settings
+    topics: Topics
+    config: ConfigWatcher
+    producer: AsyncProducer
+    ids: IdGenerator
+    binds: BindRegistry = field(default_factory=BindRegistry)
+    throttle: CustomerThrottle = field(default_factory=CustomerThrottle)
+    states: StateStore = field(default_factory=StateStore)
+    # (event, customer, status) -> count; the Ray metrics layer reads these.
+    counters: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    connections: set[Any] = field(default_factory=set)  # every open SmppConnection
+    _next_session: int = 0
+
+    def new_bind_id(self) -> str:
+        self._next_session += 1
+        return f"{self.settings.node_name}/{self._next_session}"
+
+    def count(self, event: str, customer: str = "", status: str = "") -> None:
+        self.counters[(event, customer, status)] += 1

@@ -1,0 +1,120 @@
+"""What the gateway knows of each message's fate, for ``query_sm``.
+
+Later stages (routing, provider connectors, receipts) publish state changes to
+the compacted ``message-state`` topic keyed by gateway id; every node folds
+them into this store. The listener records its own acceptances directly, so a
+query right after the submit already finds the message.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+class MessageState(enum.IntEnum):
+    """SMPP 3.4 message_state values (§5.2.28)."""
+
+    ENROUTE = 1
+    DELIVERED = 2
+    EXPIRED = 3
+    DELETED = 4
+    UNDELIVERABLE = 5
+    ACCEPTED = 6
+    UNKNOWN = 7
+    REJECTED = 8
+
+    @property
+    def final(self) -> bool:
+        return self not in (MessageState.ENROUTE, MessageState.ACCEPTED, MessageState.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    id: str
+    customer: str
+    source_addr: str
+    state: MessageState
+    updated_at: float
+    error_code: int = 0
+    stage: str = "accepted"  # accepted, routed, sent, receipt, failed …
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "id": self.id,
+                "customer": self.customer,
+                "src": self.source_addr,
+                "state": int(self.state),
+                "at": self.updated_at,
+                "err": self.error_code,
+                "stage": self.stage,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StateRecord:
+        d = json.loads(raw)
+        return cls(
+            id=d["id"],
+            customer=d["customer"],
+            source_addr=d["src"],
+            state=MessageState(d["state"]),
+            updated_at=d["at"],
+            error_code=d.get("err", 0),
+            stage=d.get("stage", ""),
+        )
+
+
+class StateStore:
+    """Bounded LRU of the newest state per message id."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self.max_entries = max_entries
+        self._states: OrderedDict[str, StateRecord] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def apply(self, record: StateRecord) -> None:
+        """Keep the newer record; a final state is never replaced by a non-final one."""
+        old = self._states.get(record.id)
+        if old is not None:
+            if old.state.final and not record.state.final:
+                return
+            newly_final = record.state.final and not old.state.final
+            if record.updated_at < old.updated_at and not newly_final:
+                return
+            self._states.move_to_end(record.id)
+        self._states[record.id] = record
+        while len(self._states) > self.max_entries:
+            self._states.popitem(last=False)
+
+    def accepted(self, message_id: str, customer: str, source_addr: str) -> None:
+        self.apply(
+            StateRecord(message_id, customer, source_addr, MessageState.ENROUTE, time.time())
+        )
+
+    def lookup(self, message_id: str, customer: str, source_addr: str) -> StateRecord | None:
+        """The state, if the message exists and belongs to this customer.
+
+        SMPP's query_sm names the source address too; an empty one in the
+        query matches any (many clients send it empty).
+        """
+        rec = self._states.get(message_id)
+        if rec is None or rec.customer != customer:
+            return None
+        if source_addr and rec.source_addr and source_addr != rec.source_addr:
+            return None
+        return rec
+
+
+def smpp_date(ts: float) -> str:
+    """SMPP absolute time (YYMMDDhhmmsstnnp) in UTC, for query_sm_resp final_date."""
+    t = time.gmtime(ts)
+    tenths = int((ts % 1) * 10)
+    return time.strftime("%y%m%d%H%M%S", t) + f"{tenths}00+"

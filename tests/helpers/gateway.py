@@ -1,0 +1,105 @@
+"""A real gateway node for integration tests, in a thread with its own event loop.
+
+Its own loop because tests drive it with python-smpplib, whose client is
+blocking: on a shared loop a blocking call would starve the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import psycopg
+
+from smsgw.db.customers import add_customer, update_customer
+from smsgw.message import AcceptedMessage, decode
+from smsgw.server.gateway import Gateway
+from smsgw.settings import Settings
+from smsgw.topics import Topics
+from tests.helpers.kafka import drain
+
+T = TypeVar("T")
+
+
+class GatewayNode:
+    def __init__(self, settings: Settings, topics: Topics) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="gateway")
+        self.gateway = Gateway(settings, topics)
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.settings.kafka_bootstrap
+        return self.settings.kafka_bootstrap
+
+    @property
+    def db_url(self) -> str:
+        assert self.settings.database_url
+        return self.settings.database_url
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the gateway's loop (its state is not thread-safe)."""
+        fut: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return fut.result(10)
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(60)
+        self.port = self.gateway.port
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def add_customer(
+        self, system_id: str, password: str, *, tps: int = 1000, max_binds: int = 4, **kw: Any
+    ) -> None:
+        """Add a customer and wait until this node's config cache has it."""
+        before = self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
+        with psycopg.connect(self.db_url) as conn:
+            add_customer(conn, system_id, password, tps=tps, max_binds=max_binds, **kw)
+        self.wait_config(before)
+
+    def update_customer(self, system_id: str, **kw: Any) -> None:
+        before = self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
+        with psycopg.connect(self.db_url) as conn:
+            update_customer(conn, system_id, **kw)
+        self.wait_config(before)
+
+    def wait_config(self, before: int, timeout: float = 5.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
+                > before
+            ):
+                return
+            time.sleep(0.02)
+        raise AssertionError("the gateway did not reload its configuration within 5 s")
+
+    def read_submits(self, expect: int, timeout: float = 30.0) -> list[AcceptedMessage]:
+        return [
+            decode(m.value() or b"")
+            for m in drain(self.bootstrap, self.topics.submit, expect=expect, timeout=timeout)
+        ]
+
+    def counters(self) -> dict[tuple[str, str, str], int]:
+        return self.call(lambda: dict(self.gateway.core.counters) if self.gateway.core else {})

@@ -1,0 +1,80 @@
+"""Stop the broker under a submitting client: status 0 only for what is really on Kafka."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from smsgw.cluster.kafka import EmbeddedKafka
+from smsgw.cluster.procs import free_port
+from smsgw.cluster.topics import ensure_topics
+from smsgw.smpp.status import CommandStatus as S
+from smsgw.topics import Topics
+from tests.helpers import esme
+from tests.helpers.gateway import GatewayNode
+from tests.integration.conftest import gateway_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_no_success_without_kafka_and_listener_recovers(db_url: str) -> None:
+    broker = EmbeddedKafka(
+        Path(tempfile.mkdtemp(prefix="smsgw-test-outage-")),
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    broker.start()
+    topics = Topics("outage.")
+    ensure_topics(broker.bootstrap, topics.specs(partitions=3))
+    node = GatewayNode(gateway_settings(broker.bootstrap, db_url, produce_timeout_s=2.0), topics)
+    node.start()
+    try:
+        node.add_customer("steady", "pw", tps=10_000)
+        client = esme.bind(node.host, node.port, "steady", "pw")
+        client.timeout = 15
+        client._socket.settimeout(15)
+        results: list[tuple[float, int, str]] = []
+        stop = threading.Event()
+
+        def submit_loop() -> None:
+            i = 0
+            while not stop.is_set():
+                resp = esme.submit(client, short_message=f"n{i}".encode())
+                results.append((time.monotonic(), int(resp.status), esme.message_id(resp)))
+                i += 1
+
+        worker = threading.Thread(target=submit_loop, daemon=True)
+        worker.start()
+        time.sleep(2)
+        broker.stop()  # mid-traffic
+        down_at = time.monotonic()
+        time.sleep(6)
+        broker.start()
+        up_at = time.monotonic()
+        time.sleep(5)
+        stop.set()
+        worker.join(30)
+        client.disconnect()
+
+        ok_ids = {mid for _, status, mid in results if status == 0}
+        failed = [s for _, s, _ in results if s != 0]
+        during = [s for t, s, _ in results if down_at + 0.5 < t < up_at]
+        after = [s for t, s, _ in results if t > up_at + 3]
+        assert failed, "submits during the outage must fail"
+        assert set(failed) <= {S.ESME_RSYSERR, S.ESME_RMSGQFUL}
+        assert during and all(s != 0 for s in during), "no success while the broker is down"
+        assert after and all(s == 0 for s in after), "the listener recovers without restart"
+        on_kafka = {m.id for m in node.read_submits(expect=len(ok_ids), timeout=30)}
+        missing = ok_ids - on_kafka
+        assert not missing, f"{len(missing)} acknowledged submits are not on Kafka"
+        print(
+            f"outage: {len(results)} submits, {len(ok_ids)} ok (all on Kafka), "
+            f"{len(failed)} failed, {len(on_kafka - ok_ids)} on Kafka without an ok"
+        )
+    finally:
+        node.stop()
+        broker.stop()
