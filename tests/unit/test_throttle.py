@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import asyncio
+
+from smsgw.throttle import CustomerThrottle
+
+
+async def test_bucket_allows_the_rate_then_refuses_without_waiting() -> None:
+    t = CustomerThrottle()
+    got = [t.try_acquire("c", 10) for _ in range(25)]
+    assert sum(got) == 10 and got[:10] == [True] * 10 and not any(got[10:])
+
+
+async def test_capacity_returns_as_the_bucket_leaks() -> None:
+    t = CustomerThrottle()
+    for _ in range(20):
+        t.try_acquire("c", 20)
+    assert not t.try_acquire("c", 20)
+    await asyncio.sleep(0.3)  # 20/s leaks ~6 in 0.3 s
+    assert sum(t.try_acquire("c", 20) for _ in range(10)) in (5, 6, 7)
+
+
+async def test_customers_are_limited_separately_and_limit_changes_apply() -> None:
+    t = CustomerThrottle()
+    assert sum(t.try_acquire("a", 2) for _ in range(5)) == 2
+    assert sum(t.try_acquire("b", 3) for _ in range(5)) == 3
+    assert t.try_acquire("a", 100), "a raised limit replaces the old bucket"
+
+
+async def test_multi_destination_takes_one_unit_per_destination() -> None:
+    t = CustomerThrottle()
+    assert t.try_acquire("m", 10, amount=8)
+    assert not t.try_acquire("m", 10, amount=3)
+    assert not t.try_acquire("x", 5, amount=6), "more destinations than the whole rate"
