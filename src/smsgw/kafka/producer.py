@@ -119,6 +119,9 @@ class AsyncProducer:
     async def close(self) -> None:
         self._stop.set()
         await asyncio.to_thread(self._thread.join, 15)
+        closer = getattr(self._producer, "close", None)  # confluent-kafka >= 2.13
+        if closer is not None:
+            closer()
 
     def flush(self, timeout: float) -> int:
         remaining: int = self._producer.flush(timeout)
