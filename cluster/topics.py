@@ -1,32 +1,5 @@
-"""Topic provisioning: create what the gateway needs, leave what exists alone."""
+"""Topic provisioning for the embedded stack (the logic lives in smsgw.kafka.admin)."""
 
-from __future__ import annotations
+from smsgw.kafka.admin import ensure_topics
 
-from collections.abc import Iterable
-
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-from smsgw.topics import TopicSpec
-
-
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create missing topics; return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=dict(s.config))
-        for s in specs
-        if s.name not in existing
-    ]
-    if not new:
-        return []
-    created = []
-    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            fut.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another node won the race
-                raise
-    return created
+__all__ = ["ensure_topics"]

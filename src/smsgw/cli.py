@@ -223,3 +223,6 @@ def customer_remove(ctx: click.Context, system_id: str) -> None:
     with _config_errors(), _db(ctx) as conn:
         remove_customer(conn, system_id)
     click.echo(f"customer {system_id} removed")
+
+
+from smsgw import cli_routing  # noqa: E402,F401  (registers provider/route/mo-route commands)

@@ -107,35 +107,36 @@ def _hex(b: bytes | None) -> str | None:
 
 
 def encode(m: AcceptedMessage) -> bytes:
+    return json.dumps(to_dict(m), separators=(",", ":")).encode()
+
+
+def to_dict(m: AcceptedMessage) -> dict[str, Any]:
     c = m.concat
-    return json.dumps(
-        {
-            "v": RECORD_VERSION,
-            "id": m.id,
-            "customer": m.customer,
-            "bind": m.bind,
-            "command": m.command,
-            "src": _addr(m.source),
-            "dst": _addr(m.destination),
-            "service_type": m.service_type,
-            "esm_class": m.esm_class,
-            "protocol_id": m.protocol_id,
-            "priority": m.priority,
-            "schedule": m.schedule_delivery_time,
-            "validity": m.validity_period,
-            "registered_delivery": m.registered_delivery,
-            "replace_if_present": m.replace_if_present,
-            "data_coding": m.data_coding,
-            "sm_default_msg_id": m.sm_default_msg_id,
-            "short_message": m.short_message.hex(),
-            "message_payload": _hex(m.message_payload),
-            "udh": _hex(m.udh),
-            "concat": None if c is None else [c.ref, c.total, c.seq, c.ref_bits, c.source],
-            "received_at": m.received_at,
-            "tlvs": {str(tag): value.hex() for tag, value in m.tlvs.items()},
-        },
-        separators=(",", ":"),
-    ).encode()
+    return {
+        "v": RECORD_VERSION,
+        "id": m.id,
+        "customer": m.customer,
+        "bind": m.bind,
+        "command": m.command,
+        "src": _addr(m.source),
+        "dst": _addr(m.destination),
+        "service_type": m.service_type,
+        "esm_class": m.esm_class,
+        "protocol_id": m.protocol_id,
+        "priority": m.priority,
+        "schedule": m.schedule_delivery_time,
+        "validity": m.validity_period,
+        "registered_delivery": m.registered_delivery,
+        "replace_if_present": m.replace_if_present,
+        "data_coding": m.data_coding,
+        "sm_default_msg_id": m.sm_default_msg_id,
+        "short_message": m.short_message.hex(),
+        "message_payload": _hex(m.message_payload),
+        "udh": _hex(m.udh),
+        "concat": None if c is None else [c.ref, c.total, c.seq, c.ref_bits, c.source],
+        "received_at": m.received_at,
+        "tlvs": {str(tag): value.hex() for tag, value in m.tlvs.items()},
+    }
 
 
 class RecordError(ValueError):
@@ -145,6 +146,13 @@ class RecordError(ValueError):
 def decode(raw: bytes) -> AcceptedMessage:
     try:
         d = json.loads(raw)
+    except ValueError as exc:
+        raise RecordError(f"unreadable message record: {exc}") from exc
+    return from_dict(d)
+
+
+def from_dict(d: dict[str, Any]) -> AcceptedMessage:
+    try:
         if d.get("v") != RECORD_VERSION:
             raise RecordError(f"unsupported record version {d.get('v')!r}")
         c = d["concat"]

@@ -28,13 +28,48 @@ class Topics:
         """Compacted: the latest known state of each message, for query_sm."""
         return f"{self.prefix}message-state"
 
+    @property
+    def sent(self) -> str:
+        """Compacted: provider message id -> gateway id, keyed provider:<id>."""
+        return f"{self.prefix}sent"
+
+    @property
+    def inbound(self) -> str:
+        """Receipts from providers, keyed like ``sent`` (co-partitioned with it)."""
+        return f"{self.prefix}inbound"
+
+    @property
+    def deliver(self) -> str:
+        """Receipts and MO owed to customers, keyed by customer."""
+        return f"{self.prefix}deliver"
+
+    @property
+    def delivered(self) -> str:
+        """Compacted: ids of deliveries a customer acknowledged (no redelivery after a crash)."""
+        return f"{self.prefix}delivered"
+
+    def outbound(self, provider: str) -> str:
+        """Routed messages waiting for one provider's binds."""
+        return f"{self.prefix}out.{provider}"
+
     def specs(self, partitions: int) -> list[TopicSpec]:
         week = str(7 * 24 * 3600 * 1000)
+        # Compacted, and still bounded in time: a pairing or a delivered-marker
+        # older than a week is of no use (receipts come within days at most).
+        compact = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": week,
+            "min.compaction.lag.ms": "60000",
+        }
+        plain = {"retention.ms": week}
         return [
-            TopicSpec(self.submit, partitions, {"retention.ms": week, "min.insync.replicas": "1"}),
-            TopicSpec(
-                self.message_state,
-                partitions,
-                {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-            ),
+            TopicSpec(self.submit, partitions, plain),
+            TopicSpec(self.message_state, partitions, compact),
+            TopicSpec(self.sent, partitions, compact),
+            TopicSpec(self.inbound, partitions, plain),
+            TopicSpec(self.deliver, partitions, plain),
+            TopicSpec(self.delivered, partitions, compact),
         ]
+
+    def outbound_spec(self, provider: str, partitions: int) -> TopicSpec:
+        return TopicSpec(self.outbound(provider), partitions, {"retention.ms": str(7 * 86400000)})

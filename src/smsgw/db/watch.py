@@ -17,6 +17,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from smsgw import log
 from smsgw.db.customers import Customer, load_customers
+from smsgw.db.providers import Provider, load_providers
+from smsgw.db.routes import load_mo_routes, load_mt_routes
+from smsgw.routing import MoRoutingTable, RoutingTable
 
 CHANNEL = "smsgw_config"
 
@@ -25,6 +28,9 @@ class ConfigWatcher:
     def __init__(self, url: str) -> None:
         self.url = url
         self.customers: dict[str, Customer] = {}
+        self.providers: dict[str, Provider] = {}
+        self.routing = RoutingTable([])
+        self.mo_routing = MoRoutingTable([])
         self.version = 0
         self._listeners: list[Callable[[], Awaitable[None] | None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -44,7 +50,17 @@ class ConfigWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self.customers = await load_customers(conn)
+        async with conn.transaction():  # one snapshot: routes match their providers
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            customers = await load_customers(conn)
+            providers = await load_providers(conn)
+            mt_routes = await load_mt_routes(conn)
+            mo_routes = await load_mo_routes(conn)
+        routing, mo_routing = RoutingTable(mt_routes), MoRoutingTable(mo_routes)
+        # Swap all at once: a reader never sees routes of one version with
+        # providers of another.
+        self.customers, self.providers = customers, providers
+        self.routing, self.mo_routing = routing, mo_routing
         self.version += 1
         self._loaded.set()
         for cb in self._listeners:

@@ -71,9 +71,9 @@ class AsyncProducer:
         self._thread.start()
 
     def produce(
-        self, topic: str, value: bytes, key: bytes | None = None
+        self, topic: str, value: bytes | None, key: bytes | None = None
     ) -> asyncio.Future[Message]:
-        """Queue one record; the future resolves with its delivery report."""
+        """Queue one record (``value=None``: a tombstone); the future resolves with its report."""
         if self.in_flight >= self.max_backlog:
             raise BacklogFull(f"{self.in_flight} records waiting for Kafka", retriable=True)
         fut: asyncio.Future[Message] = self._loop.create_future()

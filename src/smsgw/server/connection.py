@@ -17,11 +17,12 @@ from smsgw.auth import ip_allowed, parse_networks, verify_password
 from smsgw.db.customers import Customer
 from smsgw.kafka.producer import BacklogFull, ProduceError
 from smsgw.message import AcceptedMessage, encode, from_submission
+from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.smpp import events as ev
 from smsgw.smpp.events import BindMode
-from smsgw.smpp.pdu import UnsuccessSme
-from smsgw.smpp.session import Session
+from smsgw.smpp.pdu import FieldValue, UnsuccessSme
+from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Rejection, parse_submission
 from smsgw.state import smpp_date
@@ -48,6 +49,7 @@ class SmppConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._deliveries: dict[int, asyncio.Future[S]] = {}
         self.log = log.get("smsgw.smpp").bind(bind=self.bind_id)
 
     # ------------------------------------------------------------ transport
@@ -68,6 +70,10 @@ class SmppConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.core.connections.discard(self)
+        for fut in self._deliveries.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("customer connection closed"))
+        self._deliveries.clear()
         if self._timer:
             self._timer.cancel()
         if self.system_id is not None:
@@ -142,6 +148,10 @@ class SmppConnection(asyncio.Protocol):
                 self.core.count("refused", self.system_id or "", f"0x{int(e.status):08X}")
             elif isinstance(e, ev.UnbindRequested):
                 self.log.info("customer unbinds")
+            elif isinstance(e, ev.DeliverResponse):
+                self._delivery_answered(e.sequence, e.status)
+            elif isinstance(e, ev.ResponseTimeout) and e.sequence in self._deliveries:
+                self._delivery_answered(e.sequence, None)
 
     # ------------------------------------------------------------ bind
     async def _on_bind(self, e: ev.BindRequested) -> None:
@@ -155,6 +165,8 @@ class SmppConnection(asyncio.Protocol):
             self.log = self.log.bind(customer=customer.system_id)
             self.log.info("bound", mode=e.mode.name, system_type=e.system_type)
             self.core.count("binds", customer.system_id, "ok")
+            if e.mode is not BindMode.TX:
+                self.loop.call_soon(self.core.wake_delivery, customer.system_id)
         else:
             self.session.reject_bind(status)
             self.core.count("binds", e.system_id, status.name)
@@ -264,6 +276,58 @@ class SmppConnection(asyncio.Protocol):
         if not all(ok):
             core.count("rejected", first.customer, failure.name)
         self._schedule_flush()
+
+    # ------------------------------------------------------------ deliver
+    @property
+    def can_deliver(self) -> bool:
+        return (
+            not self._closed
+            and self.mode in (BindMode.RX, BindMode.TRX)
+            and self.session.outstanding < self.session.window
+        )
+
+    def send_deliver(self, d: Delivery) -> asyncio.Future[S] | None:
+        """Queue a deliver_sm; the future gets the customer's status (None: no room now)."""
+        fields: dict[str, FieldValue] = {
+            "service_type": "",
+            "source_addr_ton": d.source.ton,
+            "source_addr_npi": d.source.npi,
+            "source_addr": d.source.addr,
+            "dest_addr_ton": d.destination.ton,
+            "dest_addr_npi": d.destination.npi,
+            "destination_addr": d.destination.addr,
+            "esm_class": d.esm_class,
+            "protocol_id": 0,
+            "priority_flag": 0,
+            "schedule_delivery_time": "",
+            "validity_period": "",
+            "registered_delivery": 0,
+            "replace_if_present_flag": 0,
+            "data_coding": d.data_coding,
+            "sm_default_msg_id": 0,
+            "short_message": d.short_message if len(d.short_message) <= 254 else b"",
+        }
+        tlvs = list(d.tlvs)
+        if len(d.short_message) > 254:
+            tlvs.append((0x0424, d.short_message))
+        try:
+            seq = self.session.send_deliver(fields, self.loop.time(), tlvs=tlvs)
+        except (WindowFull, LocalProtocolError):
+            return None
+        fut: asyncio.Future[S] = self.loop.create_future()
+        self._deliveries[seq] = fut
+        self._schedule_flush()
+        return fut
+
+    def _delivery_answered(self, sequence: int, status: S | None) -> None:
+        fut = self._deliveries.pop(sequence, None)
+        if fut is not None and not fut.done():
+            if status is None:
+                fut.set_exception(TimeoutError("no deliver_sm_resp in time"))
+            else:
+                fut.set_result(status)
+        if self.system_id is not None:
+            self.core.wake_delivery(self.system_id)
 
     # ------------------------------------------------------------ query
     def _on_query(self, e: ev.QueryReceived) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +30,18 @@ class NodeCore:
     # (event, customer, status) -> count; the Ray metrics layer reads these.
     counters: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     connections: set[Any] = field(default_factory=set)  # every open SmppConnection
+    # Called with a customer's system_id when it can take deliver_sm again
+    # (a receiver bind appeared, or a window slot freed).
+    delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
     _next_session: int = 0
 
     def new_bind_id(self) -> str:
         self._next_session += 1
         return f"{self.settings.node_name}/{self._next_session}"
+
+    def wake_delivery(self, system_id: str) -> None:
+        for wake in self.delivery_wakers:
+            wake(system_id)
 
     def count(self, event: str, customer: str = "", status: str = "") -> None:
         self.counters[(event, customer, status)] += 1

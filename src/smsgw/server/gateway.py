@@ -13,6 +13,7 @@ from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
+from smsgw.pipeline.node import PipelineNode
 from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
 from smsgw.settings import Settings
@@ -20,12 +21,16 @@ from smsgw.topics import Topics
 
 
 class Gateway:
-    def __init__(self, settings: Settings, topics: Topics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, topics: Topics | None = None, *, with_pipeline: bool = True
+    ) -> None:
         if not settings.kafka_bootstrap or not settings.database_url:
             raise ValueError("the gateway needs a Kafka bootstrap and a database URL")
         self.settings = settings
         self.topics = topics or Topics(settings.topic_prefix)
         self.core: NodeCore | None = None
+        self.with_pipeline = with_pipeline
+        self.pipeline: PipelineNode | None = None
         self.server: asyncio.Server | None = None
         self.log = log.get("smsgw.gateway")
 
@@ -57,6 +62,9 @@ class Gateway:
             lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
         )
         self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
+        if self.with_pipeline:
+            self.pipeline = PipelineNode(s, self.topics, config, producer, core)
+            await self.pipeline.start()
 
     def _lease_instance(self, url: str) -> int:
         with psycopg.connect(url) as conn:
@@ -74,6 +82,8 @@ class Gateway:
                     session.close_for("customer removed or disabled")
 
     async def stop(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.stop()
         if self.server is not None:
             self.server.close()
             if self.core:

@@ -1,0 +1,359 @@
+"""``smsgw provider``, ``smsgw route`` and ``smsgw mo-route``: where traffic goes.
+
+Registered on ``smsgw.cli.main`` when imported; ``smsgw.cli`` imports this
+module at its end (after the helpers below are defined there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from smsgw.cli import _config_errors, _db, _print_rows, main
+
+_ID_FORMATS = click.Choice(["hex", "dec", "str"])
+_BIND_MODES = click.Choice(["trx", "tx+rx"])
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _names(value: str | None) -> list[str] | None:
+    """``--failover a,b`` -> ['a', 'b']; '' -> [] (clear); not given -> None."""
+    if value is None:
+        return None
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _show(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _for_table(row: dict[str, Any]) -> dict[str, Any]:
+    """Human table cells: say 'all'/'any' instead of printing None or nothing."""
+    out = dict(row)
+    if "prefix" in out:
+        out["prefix"] = out["prefix"] or "''"
+    if "customer" in out and out["customer"] is None:
+        out["customer"] = "(all)"
+    if "source_prefix" in out and out["source_prefix"] is None:
+        out["source_prefix"] = "(any)"
+    return out
+
+
+def _rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    _print_rows(rows if as_json else [_for_table(r) for r in rows], as_json)
+
+
+# -- providers ---------------------------------------------------------------
+
+
+@main.group()
+def provider() -> None:
+    """Providers (SMSCs) the gateway binds to and sends through.
+
+    \b
+    Examples:
+      smsgw provider add acme-uk --host smsc.acme.example --port 2775 \\
+          --system-id gw01 --password s3cret --binds 2 --tps 50
+      smsgw provider add hexco --host 10.0.0.7 --port 2775 --system-id gw \\
+          --password pw --submit-id-format hex --receipt-id-format dec
+      smsgw provider update acme-uk --tps 80
+      smsgw provider list --json
+    """
+
+
+def _provider_options(adding: bool) -> Callable[[F], F]:
+    """The settings shared by `add` (with defaults) and `update` (None = keep)."""
+
+    def opt(*decls: str, default: Any, **kw: Any) -> Callable[[F], F]:
+        if adding:
+            return click.option(*decls, default=default, show_default=True, **kw)
+        return click.option(*decls, default=None, **kw)
+
+    options = [
+        opt("--system-type", default="", help="bind system_type (≤ 12 chars)."),
+        opt("--bind-mode", type=_BIND_MODES, default="trx", help="One transceiver or TX+RX."),
+        opt("--binds", type=int, default=1, help="Binds (sessions) across the cluster."),
+        opt("--tps", type=int, default=10, help="Contracted msg/s for all binds together."),
+        opt("--window", type=int, default=10, help="Outstanding submits per bind."),
+        opt(
+            "--enquire-link", "enquire_link_s", type=int, default=30, help="enquire_link every N s."
+        ),
+        opt("--submit-id-format", type=_ID_FORMATS, default="str", help="Id in submit_sm_resp."),
+        opt("--receipt-id-format", type=_ID_FORMATS, default="str", help="Id in receipts."),
+    ]
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+@provider.command("add")
+@click.argument("name")
+@click.option("--host", required=True, help="SMSC host name or IP.")
+@click.option("--port", type=int, required=True, help="SMSC SMPP port.")
+@click.option("--system-id", required=True, help="Our system_id at the provider.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    help="Our password (≤ 8 chars); prompted if omitted.",
+)
+@_provider_options(adding=True)
+@click.option("--disabled", is_flag=True, help="Create it disabled (no binds).")
+@click.pass_context
+def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: Any) -> None:
+    """Add provider NAME; running gateways bind to it within a second."""
+    from smsgw.db.providers import add_provider
+
+    with _config_errors(), _db(ctx) as conn:
+        p = add_provider(conn, name, enabled=not disabled, **settings)
+    click.echo(f"provider {p.name} added (id {p.id})")
+
+
+@provider.command("update")
+@click.argument("name")
+@click.option("--host", help="SMSC host name or IP.")
+@click.option("--port", type=int, help="SMSC SMPP port.")
+@click.option("--system-id", help="Our system_id at the provider.")
+@click.option("--password", help="Our password (≤ 8 chars).")
+@_provider_options(adding=False)
+@click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it.")
+@click.pass_context
+def provider_update(ctx: click.Context, /, name: str, **changes: Any) -> None:
+    """Change provider NAME; running gateways apply it within a second."""
+    from smsgw.db.providers import update_provider
+
+    with _config_errors(), _db(ctx) as conn:
+        update_provider(conn, name, **changes)
+    click.echo(f"provider {name} updated")
+
+
+@provider.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def provider_list(ctx: click.Context, as_json: bool) -> None:
+    """List providers (never their passwords)."""
+    from smsgw.db.providers import list_providers
+
+    with _db(ctx) as conn:
+        _print_rows([p.public() for p in list_providers(conn)], as_json)
+
+
+@provider.command("show")
+@click.argument("name")
+@click.pass_context
+def provider_show(ctx: click.Context, name: str) -> None:
+    """Show one provider (never its password)."""
+    from smsgw.db.providers import get_provider
+
+    with _config_errors(), _db(ctx) as conn:
+        _show(get_provider(conn, name).public())
+
+
+@provider.command("remove")
+@click.argument("name")
+@click.pass_context
+def provider_remove(ctx: click.Context, name: str) -> None:
+    """Remove provider NAME; refused while a route uses it."""
+    from smsgw.db.providers import remove_provider
+
+    with _config_errors(), _db(ctx) as conn:
+        remove_provider(conn, name)
+    click.echo(f"provider {name} removed")
+
+
+# -- MT routes ---------------------------------------------------------------
+
+
+@main.group()
+def route() -> None:
+    """MT routes: which provider carries a customer's messages.
+
+    The longest destination prefix wins; at equal prefixes a customer's own
+    route beats a route for all, then a matching --source-prefix (longer
+    first), then the higher --priority. A leading '+' is ignored; '00' is not.
+
+    \b
+    Examples:
+      smsgw route add --prefix '' --provider acme-uk            # catch-all
+      smsgw route add --prefix 4479 --provider acme-uk --failover hexco
+      smsgw route add --prefix 44 --customer shop --provider hexco --priority 5
+      smsgw route add --prefix 1 --source-prefix BANK --provider acme-uk
+      smsgw route list --json
+    """
+
+
+@route.command("add")
+@click.option("--prefix", required=True, help="Destination prefix, digits ('' = all).")
+@click.option("--provider", "provider_name", required=True, help="Provider name.")
+@click.option("--customer", help="Only for this customer (system_id); default: all.")
+@click.option("--source-prefix", help="Only for source addresses starting so.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher wins.")
+@click.option("--failover", help="Providers to try next, in order: A,B.")
+@click.pass_context
+def route_add(
+    ctx: click.Context,
+    prefix: str,
+    provider_name: str,
+    customer: str | None,
+    source_prefix: str | None,
+    priority: int,
+    failover: str | None,
+) -> None:
+    """Add an MT route; running gateways use it within a second."""
+    from smsgw.db.routes import add_mt_route
+
+    with _config_errors(), _db(ctx) as conn:
+        r = add_mt_route(
+            conn,
+            prefix=prefix,
+            provider=provider_name,
+            customer=customer,
+            source_prefix=source_prefix,
+            priority=priority,
+            failover=_names(failover) or (),
+        )
+    click.echo(f"route {r.id} added")
+
+
+@route.command("update")
+@click.argument("route_id", metavar="ID", type=int)
+@click.option("--provider", "provider_name", help="New primary provider.")
+@click.option("--priority", type=int, help="New priority.")
+@click.option("--failover", help="Replace failover list: A,B ('' clears it).")
+@click.pass_context
+def route_update(
+    ctx: click.Context,
+    route_id: int,
+    provider_name: str | None,
+    priority: int | None,
+    failover: str | None,
+) -> None:
+    """Change route ID's provider, priority or failover.
+
+    To change what a route matches (prefix, customer, source), remove and add.
+    """
+    from smsgw.db.routes import update_mt_route
+
+    with _config_errors(), _db(ctx) as conn:
+        update_mt_route(
+            conn, route_id, provider=provider_name, priority=priority, failover=_names(failover)
+        )
+    click.echo(f"route {route_id} updated")
+
+
+@route.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def route_list(ctx: click.Context, as_json: bool) -> None:
+    """List MT routes by prefix."""
+    from smsgw.db.routes import list_mt_routes
+
+    with _db(ctx) as conn:
+        _rows([r.public() for r in list_mt_routes(conn)], as_json)
+
+
+@route.command("show")
+@click.argument("route_id", metavar="ID", type=int)
+@click.pass_context
+def route_show(ctx: click.Context, route_id: int) -> None:
+    """Show one MT route."""
+    from smsgw.db.routes import get_mt_route
+
+    with _config_errors(), _db(ctx) as conn:
+        _show(get_mt_route(conn, route_id).public())
+
+
+@route.command("remove")
+@click.argument("route_id", metavar="ID", type=int)
+@click.pass_context
+def route_remove(ctx: click.Context, route_id: int) -> None:
+    """Remove MT route ID."""
+    from smsgw.db.routes import remove_mt_route
+
+    with _config_errors(), _db(ctx) as conn:
+        remove_mt_route(conn, route_id)
+    click.echo(f"route {route_id} removed")
+
+
+# -- MO routes ---------------------------------------------------------------
+
+
+@main.group("mo-route")
+def mo_route() -> None:
+    """MO routes: which customer receives messages sent to a number.
+
+    The longest prefix wins; a full number is just a long prefix.
+
+    \b
+    Examples:
+      smsgw mo-route add --prefix 447700900123 --customer shop
+      smsgw mo-route add --prefix 4477009 --customer bank
+      smsgw mo-route list --json
+    """
+
+
+@mo_route.command("add")
+@click.option("--prefix", required=True, help="Destination number or prefix, digits.")
+@click.option("--customer", required=True, help="Receiving customer (system_id).")
+@click.pass_context
+def mo_route_add(ctx: click.Context, prefix: str, customer: str) -> None:
+    """Add an MO route; running gateways use it within a second."""
+    from smsgw.db.routes import add_mo_route
+
+    with _config_errors(), _db(ctx) as conn:
+        r = add_mo_route(conn, prefix, customer)
+    click.echo(f"mo-route {r.id} added")
+
+
+@mo_route.command("update")
+@click.argument("route_id", metavar="ID", type=int)
+@click.option("--customer", required=True, help="New receiving customer (system_id).")
+@click.pass_context
+def mo_route_update(ctx: click.Context, route_id: int, customer: str) -> None:
+    """Send MO route ID to another customer."""
+    from smsgw.db.routes import update_mo_route
+
+    with _config_errors(), _db(ctx) as conn:
+        update_mo_route(conn, route_id, customer)
+    click.echo(f"mo-route {route_id} updated")
+
+
+@mo_route.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def mo_route_list(ctx: click.Context, as_json: bool) -> None:
+    """List MO routes by prefix."""
+    from smsgw.db.routes import list_mo_routes
+
+    with _db(ctx) as conn:
+        _rows([r.public() for r in list_mo_routes(conn)], as_json)
+
+
+@mo_route.command("show")
+@click.argument("route_id", metavar="ID", type=int)
+@click.pass_context
+def mo_route_show(ctx: click.Context, route_id: int) -> None:
+    """Show one MO route."""
+    from smsgw.db.routes import get_mo_route
+
+    with _config_errors(), _db(ctx) as conn:
+        _show(get_mo_route(conn, route_id).public())
+
+
+@mo_route.command("remove")
+@click.argument("route_id", metavar="ID", type=int)
+@click.pass_context
+def mo_route_remove(ctx: click.Context, route_id: int) -> None:
+    """Remove MO route ID."""
+    from smsgw.db.routes import remove_mo_route
+
+    with _config_errors(), _db(ctx) as conn:
+        remove_mo_route(conn, route_id)
+    click.echo(f"mo-route {route_id} removed")

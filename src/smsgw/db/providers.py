@@ -1,0 +1,247 @@
+"""Providers (SMSCs) in PostgreSQL: where we bind, with what, and how fast."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import dict_row
+
+from smsgw.db.customers import ConfigError
+from smsgw.provider_ids import FORMATS
+
+NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+BIND_MODES: Final = ("trx", "tx+rx")
+EMPTY: Final = "''"  # how an empty (catch-all) prefix is shown
+_HOST = re.compile(r"^[A-Za-z0-9.:_\-\[\]]{1,253}$")
+# C-Octet String sizes of bind_* in SMPP 3.4, without the terminating NUL.
+_SMPP_MAX = {"system_id": 15, "password": 8, "system_type": 12}
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: int
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str = field(repr=False)  # sent in bind_*; kept out of logs and reprs
+    system_type: str
+    bind_mode: str
+    binds: int
+    tps: int
+    window: int
+    enquire_link_s: int
+    submit_id_format: str
+    receipt_id_format: str
+    enabled: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Provider:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+    def public(self) -> dict[str, Any]:
+        """What `provider list/show` prints: never the password."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "system_id": self.system_id,
+            "system_type": self.system_type,
+            "bind_mode": self.bind_mode,
+            "binds": self.binds,
+            "tps": self.tps,
+            "window": self.window,
+            "enquire_link_s": self.enquire_link_s,
+            "submit_id_format": self.submit_id_format,
+            "receipt_id_format": self.receipt_id_format,
+            "enabled": self.enabled,
+        }
+
+
+_COLUMNS = (
+    "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
+    " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM providers"
+# Option name (as the CLI spells it) -> column, for add and update alike.
+_OPTION_COLUMNS: Final = {
+    "host": "host",
+    "port": "port",
+    "system_id": "system_id",
+    "password": "password",
+    "system_type": "system_type",
+    "bind_mode": "bind_mode",
+    "binds": "binds",
+    "tps": "tps",
+    "window": "window_size",
+    "enquire_link_s": "enquire_link_s",
+    "submit_id_format": "submit_id_format",
+    "receipt_id_format": "receipt_id_format",
+    "enabled": "enabled",
+}
+
+
+def check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise ConfigError(
+            f"provider name {name!r}: use 1-32 lowercase letters, digits, '_' or '-' "
+            "(it becomes part of a Kafka topic name)"
+        )
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _check(option: str, value: Any) -> None:
+    """Validate one setting; the message names the CLI flag to fix."""
+    flag = _flag(option)
+    if option == "host" and not _HOST.match(value):
+        raise ConfigError(f"{flag} {value!r}: give a host name or IP address")
+    if option == "port" and not 1 <= value <= 65535:
+        raise ConfigError(f"{flag} {value}: use a TCP port from 1 to 65535")
+    if option in _SMPP_MAX:
+        limit = _SMPP_MAX[option]
+        if not value.isascii() or len(value) > limit:
+            raise ConfigError(f"{flag}: SMPP allows at most {limit} ASCII characters")
+        if option == "system_id" and not value:
+            raise ConfigError(f"{flag} must not be empty")
+    if option == "bind_mode" and value not in BIND_MODES:
+        raise ConfigError(f"{flag} {value!r}: use one of {', '.join(BIND_MODES)}")
+    if option in ("binds", "tps", "window", "enquire_link_s") and value <= 0:
+        raise ConfigError(f"{flag} must be a positive number, not {value}")
+    if option.endswith("_id_format") and value not in FORMATS:
+        raise ConfigError(f"{flag} {value!r}: use one of {', '.join(FORMATS)}")
+
+
+def add_provider(
+    conn: psycopg.Connection[Any],
+    name: str,
+    *,
+    host: str,
+    port: int,
+    system_id: str,
+    password: str,
+    system_type: str = "",
+    bind_mode: str = "trx",
+    binds: int = 1,
+    tps: int = 10,
+    window: int = 10,
+    enquire_link_s: int = 30,
+    submit_id_format: str = "str",
+    receipt_id_format: str = "str",
+    enabled: bool = True,
+) -> Provider:
+    check_name(name)
+    values = {
+        "host": host,
+        "port": port,
+        "system_id": system_id,
+        "password": password,
+        "system_type": system_type,
+        "bind_mode": bind_mode,
+        "binds": binds,
+        "tps": tps,
+        "window": window,
+        "enquire_link_s": enquire_link_s,
+        "submit_id_format": submit_id_format,
+        "receipt_id_format": receipt_id_format,
+        "enabled": enabled,
+    }
+    for option, value in values.items():
+        _check(option, value)
+    cols = ", ".join(_OPTION_COLUMNS[o] for o in values)
+    marks = ", ".join(["%s"] * (len(values) + 1))
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"INSERT INTO providers (name, {cols}) VALUES ({marks}) RETURNING {_COLUMNS}",
+                (name, *values.values()),
+            )
+            row = cur.fetchone()
+        conn.commit()
+    except psycopg.errors.UniqueViolation as exc:
+        conn.rollback()
+        raise ConfigError(f"provider {name!r} exists already; use `provider update`") from exc
+    assert row is not None
+    return Provider.from_row(row)
+
+
+def update_provider(conn: psycopg.Connection[Any], name: str, **changes: Any) -> Provider:
+    """Change the given settings (keyword names as in `add_provider`); None = keep."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    unknown = set(given) - set(_OPTION_COLUMNS)
+    if unknown:
+        raise ConfigError(f"unknown provider setting(s): {', '.join(sorted(unknown))}")
+    if not given:
+        raise ConfigError("nothing to change: give at least one option")
+    for option, value in given.items():
+        _check(option, value)
+    sets = [f"{_OPTION_COLUMNS[o]} = %s" for o in given] + ["updated_at = now()"]
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"UPDATE providers SET {', '.join(sets)} WHERE name = %s RETURNING {_COLUMNS}",
+            (*given.values(), name),
+        )
+        row = cur.fetchone()
+    conn.commit()
+    if row is None:
+        raise _unknown(name)
+    return Provider.from_row(row)
+
+
+def remove_provider(conn: psycopg.Connection[Any], name: str) -> None:
+    """Delete a provider no route uses (as primary or failover)."""
+    with conn.transaction():
+        # The row lock orders us against `route add` (it takes FOR KEY SHARE).
+        row = conn.execute(
+            "SELECT id FROM providers WHERE name = %s FOR UPDATE", (name,)
+        ).fetchone()
+        if row is None:
+            raise _unknown(name)
+        users = conn.execute(
+            "SELECT id, prefix, provider_id = %s FROM mt_routes"
+            " WHERE provider_id = %s OR %s = ANY(failover_ids) ORDER BY id",
+            (row[0], row[0], row[0]),
+        ).fetchall()
+        if users:
+            listed = ", ".join(
+                f"{rid} (prefix {prefix or EMPTY}, {'primary' if primary else 'failover'})"
+                for rid, prefix, primary in users
+            )
+            raise ConfigError(
+                f"provider {name!r} is used by route(s) {listed}; "
+                "remove or change those routes first (`smsgw route list`)"
+            )
+        conn.execute("DELETE FROM providers WHERE id = %s", (row[0],))
+    conn.commit()
+
+
+def list_providers(conn: psycopg.Connection[Any]) -> list[Provider]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_SELECT + " ORDER BY name")
+        return [Provider.from_row(r) for r in cur.fetchall()]
+
+
+def get_provider(conn: psycopg.Connection[Any], name: str) -> Provider:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_SELECT + " WHERE name = %s", (name,))
+        row = cur.fetchone()
+    if row is None:
+        raise _unknown(name)
+    return Provider.from_row(row)
+
+
+async def load_providers(conn: psycopg.AsyncConnection[Any]) -> dict[str, Provider]:
+    """Every provider by name, disabled ones too (the caller decides)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_SELECT)
+        return {r["name"]: Provider.from_row(r) for r in await cur.fetchall()}
+
+
+def _unknown(name: str) -> ConfigError:
+    return ConfigError(f"no provider {name!r}; `smsgw provider list` shows them")

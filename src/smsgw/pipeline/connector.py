@@ -1,0 +1,473 @@
+"""One bind to a provider: consume out.<provider>, submit within the TPS share, pair ids.
+
+Throughput: each bind owns ``tps / binds`` of the provider's contract, paced
+by ``aiolimiter`` with a bucket of one (so no burst: consecutive submits are
+at least 1/share apart, and no one-second window holds more than the share);
+the sum over all binds on all nodes is the contract.
+
+A record's offset is committed only once its outcome is durable: the pairing
+(provider id -> gateway id) on ``sent``, or a failure receipt on ``deliver``.
+Retriable refusals (0x58, 0x14, 0x08, 0x64) back off and resend the same
+message first, keeping order; submits in flight when a connection drops have
+an unknown outcome, are resent, and are counted as possible duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiolimiter import AsyncLimiter
+from confluent_kafka import Message
+
+from smsgw import log
+from smsgw.db.customers import Customer
+from smsgw.db.providers import Provider
+from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.message import AcceptedMessage
+from smsgw.pipeline.router import failure_receipt
+from smsgw.pipeline.smpp_client import BindRefused, SmppClient
+from smsgw.provider_ids import receipt_key
+from smsgw.receipts import (
+    ERR_PROVIDER_REFUSED,
+    customer_wants,
+    is_receipt,
+    network_error_for_status,
+    parse_receipt,
+)
+from smsgw.records import Delivery, InboundReceipt, Pairing, Routed
+from smsgw.routing import MoRoutingTable
+from smsgw.smpp import events as ev
+from smsgw.smpp.events import BindMode
+from smsgw.smpp.pdu import FieldValue, Pdu, Tlv
+from smsgw.smpp.session import WindowFull
+from smsgw.smpp.status import CommandStatus as S
+from smsgw.state import MessageState, StateRecord
+from smsgw.topics import Topics
+
+TAG_MESSAGE_PAYLOAD = 0x0424
+TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
+RETRIABLE = {S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR, S.ESME_RX_T_APPN}
+
+
+class ConnectorConfig(Protocol):
+    customers: dict[str, Customer]
+    mo_routing: MoRoutingTable
+
+
+@dataclass
+class _Item:
+    msg: Message
+    routed: Routed
+    attempts: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass
+class BindStats:
+    submitted: int = 0
+    accepted: int = 0
+    throttled: int = 0
+    retried: int = 0
+    failed: int = 0
+    resent_unknown: int = 0
+    receipts: int = 0
+    mo: int = 0
+    connects: int = 0
+    bound: bool = False
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def submit_fields(m: AcceptedMessage) -> tuple[dict[str, FieldValue], list[Tlv]]:
+    """The provider-side submit_sm for an accepted message: the customer's octets, unchanged."""
+    fields: dict[str, FieldValue] = {
+        "service_type": m.service_type,
+        "source_addr_ton": m.source.ton,
+        "source_addr_npi": m.source.npi,
+        "source_addr": m.source.addr,
+        "dest_addr_ton": m.destination.ton,
+        "dest_addr_npi": m.destination.npi,
+        "destination_addr": m.destination.addr,
+        "esm_class": m.esm_class & 0xC0,  # UDHI / reply path; store-and-forward mode
+        "protocol_id": m.protocol_id,
+        "priority_flag": m.priority,
+        "schedule_delivery_time": m.schedule_delivery_time,
+        "validity_period": m.validity_period,
+        # We always want the provider's receipt: it drives query_sm and the
+        # customer's receipts (which are filtered by the customer's own flags).
+        "registered_delivery": 1,
+        "replace_if_present_flag": m.replace_if_present,
+        "data_coding": m.data_coding,
+        "sm_default_msg_id": m.sm_default_msg_id,
+        "short_message": m.short_message if m.message_payload is None else b"",
+    }
+    tlvs: list[Tlv] = sorted(m.tlvs.items())
+    if m.message_payload is not None:
+        tlvs.append((TAG_MESSAGE_PAYLOAD, m.message_payload))
+    c = m.concat
+    if c is not None and c.source == "sar":
+        tlvs += [
+            (TAG_SAR_REF, c.ref.to_bytes(2, "big")),
+            (TAG_SAR_TOTAL, bytes([c.total])),
+            (TAG_SAR_SEQ, bytes([c.seq])),
+        ]
+    return fields, tlvs
+
+
+class ProviderBind:
+    def __init__(
+        self,
+        provider: Provider,
+        index: int,
+        *,
+        bootstrap: str,
+        topics: Topics,
+        producer: AsyncProducer,
+        config: ConnectorConfig,
+        tps_share: float | None = None,
+        receipt_ttl_s: float = 72 * 3600,
+    ) -> None:
+        self.provider = provider
+        self.index = index
+        self.name = f"provider:{provider.name}#{index}"
+        self.topics = topics
+        self.producer = producer
+        self.config = config
+        self.receipt_ttl_s = receipt_ttl_s
+        share = tps_share if tps_share is not None else provider.tps / max(1, provider.binds)
+        self.tps_share = share
+        # Bucket of one: submits at least 1/share apart (2% margin for network jitter
+        # between our clock and the provider's per-second counters).
+        self.limiter = AsyncLimiter(1, time_period=1.02 / share)
+        self.consumer = AsyncConsumer(
+            consumer_config(
+                bootstrap,
+                f"{topics.prefix}provider.{provider.name}",
+                **{"client.id": self.name},
+            ),
+            [topics.outbound(provider.name)],
+            on_revoke=self._revoked,
+        )
+        self.queue: collections.deque[_Item] = collections.deque()
+        self.in_flight: dict[int, _Item] = {}
+        self.window = asyncio.Semaphore(provider.window)
+        self.client: SmppClient | None = None
+        self.pause_until = 0.0
+        self.stats = BindStats()
+        self.log = log.get("smsgw.connector").bind(bind=self.name)
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self, stop: asyncio.Event) -> None:
+        fetcher = asyncio.create_task(self._fetch(stop), name=f"{self.name}:fetch")
+        committer = asyncio.create_task(self._commit_loop(stop), name=f"{self.name}:commit")
+        try:
+            delay = 0.5
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                    delay = 0.5
+                except (OSError, TimeoutError, BindRefused, ConnectionError) as exc:
+                    self.log.warning("provider connection failed", error=str(exc))
+                self.stats.bound = False
+                self._requeue_in_flight()
+                if stop.is_set():
+                    break
+                # Reconnect with exponential backoff and full jitter.
+                await _sleep_or_stop(stop, random.uniform(0, delay))
+                delay = min(delay * 2, 30.0)
+        finally:
+            fetcher.cancel()
+            committer.cancel()
+            await asyncio.gather(fetcher, committer, return_exceptions=True)
+            if self.client:
+                await self.client.unbind()
+            await asyncio.to_thread(self.consumer.close)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        p = self.provider
+        self.client = client = await SmppClient.connect(
+            p.host,
+            p.port,
+            self._on_event,
+            window=p.window,
+            enquire_link_interval=float(p.enquire_link_s),
+        )
+        self.stats.connects += 1
+        mode = BindMode.TRX if p.bind_mode == "trx" else BindMode.TX
+        await client.bind(mode, p.system_id, p.password, system_type=p.system_type)
+        self.stats.bound = True
+        self.log.info("bound to provider", host=p.host, port=p.port, tps_share=self.tps_share)
+        sender = asyncio.create_task(self._send_loop(client), name=f"{self.name}:send")
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        closed: asyncio.Future[Any] = asyncio.ensure_future(client.closed)
+        try:
+            await asyncio.wait(
+                {sender, stopper, closed},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            sender.cancel()
+            stopper.cancel()
+            await asyncio.gather(sender, stopper, return_exceptions=True)
+            if stop.is_set():
+                await client.unbind()
+        if sender.done() and not sender.cancelled() and sender.exception():
+            raise ConnectionError(f"sender failed: {sender.exception()!r}")
+
+    # ------------------------------------------------------------ consuming
+    async def _fetch(self, stop: asyncio.Event) -> None:
+        limit = max(200, 4 * self.provider.window)
+        while not stop.is_set():
+            if len(self.queue) >= limit:
+                await asyncio.sleep(0.01)
+                continue
+            for msg in await self.consumer.batch(limit - len(self.queue)):
+                try:
+                    routed = Routed.decode(msg.value() or b"")
+                except (ValueError, KeyError) as exc:
+                    self.log.error("unreadable routed record skipped", error=str(exc))
+                    self.consumer.done(msg)
+                    continue
+                self.queue.append(_Item(msg, routed))
+
+    async def _commit_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+            self.consumer.commit()
+
+    def _revoked(self, parts: list[Any]) -> None:
+        gone = {(p.topic, p.partition) for p in parts}
+        self.queue = collections.deque(
+            i for i in self.queue if (i.msg.topic(), i.msg.partition()) not in gone
+        )
+
+    def _requeue_in_flight(self) -> None:
+        """Submits whose response never came: outcome unknown, send again (counted)."""
+        if self.in_flight:
+            items = sorted(self.in_flight.values(), key=lambda i: i.msg.offset() or 0)
+            self.stats.resent_unknown += len(items)
+            self.log.warning("resending submits of unknown outcome", count=len(items))
+            for item in reversed(items):
+                self.queue.appendleft(item)
+            for _ in items:
+                self.window.release()
+            self.in_flight.clear()
+
+    # ------------------------------------------------------------ sending
+    async def _send_loop(self, client: SmppClient) -> None:
+        while True:
+            if not self.queue:
+                await asyncio.sleep(0.002)
+                continue
+            wait = self.pause_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            await self.window.acquire()
+            await self.limiter.acquire()
+            if not self.queue or client.closed.done():
+                self.window.release()
+                if client.closed.done():
+                    return
+                continue
+            item = self.queue.popleft()
+            fields, tlvs = submit_fields(item.routed.message)
+            try:
+                seq = client.submit(fields, tlvs)
+            except WindowFull:
+                self.queue.appendleft(item)
+                self.window.release()
+                await asyncio.sleep(0.01)
+                continue
+            item.attempts += 1
+            item.sent_at = time.time()
+            self.in_flight[seq] = item
+            self.stats.submitted += 1
+
+    # ------------------------------------------------------------ events
+    def _on_event(self, e: Any) -> None:
+        if isinstance(e, ev.SubmitResponse):
+            self._on_submit_resp(e)
+        elif isinstance(e, ev.DeliverReceived):
+            self._on_deliver(e)
+        elif isinstance(e, ev.ResponseTimeout) and e.sequence in self.in_flight:
+            item = self.in_flight.pop(e.sequence)
+            self.window.release()
+            self.stats.resent_unknown += 1
+            self.queue.appendleft(item)
+        elif isinstance(e, ev.ProtocolError):
+            self.log.warning("protocol error from provider", status=e.status.name, detail=e.detail)
+
+    def _on_submit_resp(self, e: ev.SubmitResponse) -> None:
+        item = self.in_flight.pop(e.sequence, None)
+        if item is None:
+            return
+        self.window.release()
+        m = item.routed.message
+        if e.status == S.ESME_ROK:
+            self.stats.accepted += 1
+            self._paired(item, e.message_id)
+            return
+        key = f"0x{int(e.status):02X}"
+        self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
+        if e.status in RETRIABLE:
+            if e.status == S.ESME_RTHROTTLED:
+                self.stats.throttled += 1
+            self.stats.retried += 1
+            backoff = min(0.1 * (2 ** min(item.attempts, 6)), 10.0)
+            self.pause_until = max(self.pause_until, time.monotonic() + backoff)
+            self.queue.appendleft(item)  # resent first: parts keep their order
+            return
+        self.stats.failed += 1
+        self.log.info("provider refused message", id=m.id, status=e.status.name)
+        self._failed(item, int(e.status))
+
+    def _paired(self, item: _Item, provider_id: str) -> None:
+        m = item.routed.message
+        p = self.provider
+        key = _key(p.name, provider_id, p.submit_id_format)
+        text = (
+            m.short_message.decode("latin-1", "replace")[:20] if m.data_coding in (0, 1, 3) else ""
+        )
+        pairing = Pairing(
+            key,
+            p.name,
+            provider_id,
+            m.id,
+            m.customer,
+            m.source,
+            m.destination,
+            m.registered_delivery,
+            item.sent_at,
+            text,
+        )
+        fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
+        state = StateRecord(
+            m.id, m.customer, m.source.addr, MessageState.ENROUTE, time.time(), 0, "sent"
+        )
+        self.producer.produce(self.topics.message_state, state.encode(), m.id.encode())
+        fut.add_done_callback(lambda f: self._durable(f, item))
+
+    def _failed(self, item: _Item, status: int) -> None:
+        m = item.routed.message
+        state = StateRecord(
+            m.id,
+            m.customer,
+            m.source.addr,
+            MessageState.UNDELIVERABLE,
+            time.time(),
+            status,
+            "refused",
+        )
+        self.producer.produce(self.topics.message_state, state.encode(), m.id.encode())
+        if customer_wants(m.registered_delivery, MessageState.UNDELIVERABLE):
+            receipt = failure_receipt(
+                m,
+                MessageState.UNDELIVERABLE,
+                ERR_PROVIDER_REFUSED,
+                network_error=network_error_for_status(status),
+                ttl_s=self.receipt_ttl_s,
+            )
+            fut = self.producer.produce(self.topics.deliver, receipt.encode(), m.customer.encode())
+            fut.add_done_callback(lambda f: self._durable(f, item))
+        else:
+            self.consumer.done(item.msg)
+
+    def _durable(self, fut: asyncio.Future[Any], item: _Item) -> None:
+        if fut.exception() is None:
+            self.consumer.done(item.msg)
+        else:
+            # Not recorded: leave the offset uncommitted; the record is sent again
+            # after a restart or rebalance (a possible duplicate, counted there).
+            self.log.error("could not record outcome", error=str(fut.exception()))
+
+    def _on_deliver(self, e: ev.DeliverReceived) -> None:
+        client = self.client
+        assert client is not None
+        pdu = e.pdu
+        tlvs = dict(pdu.tlvs)
+        if is_receipt(pdu.get_int("esm_class")):
+            fut = self._receipt(pdu, tlvs)
+        else:
+            fut = self._mo(pdu, tlvs)
+        if fut is None:
+            client.respond_deliver(e.sequence, S.ESME_RX_P_APPN, e.command)
+            return
+
+        def answer(f: asyncio.Future[Any]) -> None:
+            status = S.ESME_ROK if f.exception() is None else S.ESME_RX_T_APPN
+            if not client.closed.done():
+                client.respond_deliver(e.sequence, status, e.command)
+
+        fut.add_done_callback(answer)
+
+    def _receipt(self, pdu: Pdu, tlvs: dict[int, bytes]) -> asyncio.Future[Any] | None:
+        r = parse_receipt(pdu.get_bytes("short_message"), tlvs)
+        if r is None:
+            self.log.warning("receipt without a message id")
+            return None
+        self.stats.receipts += 1
+        p = self.provider
+        key = _key(p.name, r.message_id, p.receipt_id_format)
+        inbound = InboundReceipt(
+            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time()
+        )
+        return self.producer.produce(self.topics.inbound, inbound.encode(), key.encode())
+
+    def _mo(self, pdu: Pdu, tlvs: dict[int, bytes]) -> asyncio.Future[Any] | None:
+        dest = pdu.get_str("destination_addr")
+        route = self.config.mo_routing.route(dest)
+        if route is None or route.customer not in self.config.customers:
+            self.log.warning("MO without a route", dest=dest)
+            return None
+        self.stats.mo += 1
+        from smsgw.smpp.submission import Address
+
+        now = time.time()
+        body = pdu.get_bytes("short_message") or tlvs.get(TAG_MESSAGE_PAYLOAD, b"")
+        keep = tuple((t, v) for t, v in pdu.tlvs if t != TAG_MESSAGE_PAYLOAD)
+        delivery = Delivery(
+            id=f"mo:{self.provider.name}:{pdu.get_str('source_addr')}:{dest}:{now:.6f}",
+            kind="mo",
+            customer=route.customer,
+            source=Address(
+                pdu.get_str("source_addr"),
+                pdu.get_int("source_addr_ton"),
+                pdu.get_int("source_addr_npi"),
+            ),
+            destination=Address(dest, pdu.get_int("dest_addr_ton"), pdu.get_int("dest_addr_npi")),
+            esm_class=pdu.get_int("esm_class"),
+            data_coding=pdu.get_int("data_coding"),
+            short_message=body,
+            tlvs=keep,
+            created_at=now,
+            expires_at=now + self.receipt_ttl_s,
+        )
+        return self.producer.produce(
+            self.topics.deliver, delivery.encode(), route.customer.encode()
+        )
+
+
+def _key(provider: str, raw_id: str, fmt: str) -> str:
+    """The pairing key; an id that does not fit the configured format is kept as sent."""
+    try:
+        return receipt_key(provider, raw_id, fmt)
+    except ValueError:
+        log.get("smsgw.connector").warning(
+            "provider id does not match its configured format",
+            provider=provider,
+            id=raw_id,
+            format=fmt,
+        )
+        return f"{provider}:{raw_id.strip()}"
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

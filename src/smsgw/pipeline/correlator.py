@@ -1,0 +1,214 @@
+"""Correlator: provider receipts -> the customer's receipt with the gateway id.
+
+``inbound`` (receipts) and ``sent`` (pairings) are keyed alike and have the
+same partition count, so the owner of inbound partition p reads sent
+partition p from the beginning to rebuild the id map (compacted: only live
+pairings remain; a final receipt writes a tombstone). A receipt that arrives
+before its pairing — the provider was faster than our own produce — is
+parked, its offset left uncommitted, until the pairing shows up or the park
+time runs out (counted as an orphan).
+
+Output is at-least-once; each customer receipt carries a deterministic id
+(gateway id + destination + state) that the deliverer deduplicates on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from smsgw import log
+from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.receipts import customer_wants, receipt_tlvs, render_receipt_text
+from smsgw.records import Delivery, InboundReceipt, Pairing
+from smsgw.state import StateRecord
+from smsgw.topics import Topics
+
+
+@dataclass
+class CorrelatorStats:
+    receipts: int = 0
+    matched: int = 0
+    to_customer: int = 0
+    parked: int = 0
+    orphans: int = 0
+    pairings: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+def customer_receipt(p: Pairing, r: InboundReceipt, ttl_s: float) -> Delivery:
+    now = time.time()
+    return Delivery(
+        id=f"r:{p.message_id}:{p.destination.addr}:{int(r.state)}",
+        kind="receipt",
+        customer=p.customer,
+        source=p.destination,
+        destination=p.source,
+        esm_class=0x04,
+        data_coding=0,
+        short_message=render_receipt_text(
+            p.message_id,
+            r.state,
+            r.err,
+            submit_ts=p.submitted_at,
+            done_ts=r.received_at,
+            text=p.text20,
+        ),
+        tlvs=tuple(receipt_tlvs(p.message_id, r.state, r.network_error)),
+        created_at=now,
+        expires_at=now + ttl_s,
+        message_id=p.message_id,
+        state=int(r.state),
+    )
+
+
+class Correlator:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        producer: AsyncProducer,
+        *,
+        park_timeout_s: float = 600.0,
+        receipt_ttl_s: float = 72 * 3600,
+    ) -> None:
+        self.topics = topics
+        self.producer = producer
+        self.park_timeout_s = park_timeout_s
+        self.receipt_ttl_s = receipt_ttl_s
+        self.inbound = AsyncConsumer(
+            consumer_config(bootstrap, f"{topics.prefix}correlator"),
+            [topics.inbound],
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+        )
+        # The pairing reader belongs to no group: it follows the inbound assignment.
+        self.pairs_reader = Consumer(
+            consumer_config(
+                bootstrap,
+                f"{topics.prefix}correlator-pairs-{uuid.uuid4().hex[:8]}",
+                **{"isolation.level": "read_uncommitted"},
+            )
+        )
+        self.pairings: dict[str, tuple[int, Pairing]] = {}
+        self.parked: dict[str, list[tuple[Message, InboundReceipt, float]]] = {}
+        self.stats = CorrelatorStats()
+        self.log = log.get("smsgw.correlator")
+
+    def _assigned(self, parts: list[TopicPartition]) -> None:
+        sent = [TopicPartition(self.topics.sent, p.partition, OFFSET_BEGINNING) for p in parts]
+        self.pairs_reader.incremental_assign(sent)
+
+    def _revoked(self, parts: list[TopicPartition]) -> None:
+        gone = {p.partition for p in parts}
+        self.pairs_reader.incremental_unassign([TopicPartition(self.topics.sent, p) for p in gone])
+        self.pairings = {k: v for k, v in self.pairings.items() if v[0] not in gone}
+        self.parked = {
+            k: v for k, v in self.parked.items() if v and (v[0][0].partition() or 0) not in gone
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._read_pairings()
+                for msg in await self.inbound.batch(500):
+                    self._on_receipt(msg)
+                now = time.monotonic()
+                if now - last_commit > 0.2:
+                    self._expire_parked()
+                    self.inbound.commit()
+                    last_commit = now
+        finally:
+            await asyncio.to_thread(self.inbound.close)
+            await asyncio.to_thread(self.pairs_reader.close)
+
+    def _read_pairings(self) -> None:
+        for msg in self.pairs_reader.consume(2000, 0):
+            if msg.error() is not None:
+                continue
+            key = (msg.key() or b"").decode()
+            value = msg.value()
+            if not value:  # tombstone: that message had its final receipt
+                self.pairings.pop(key, None)
+                continue
+            pairing = Pairing.decode(value)
+            self.pairings[key] = (msg.partition() or 0, pairing)
+            self.stats.pairings += 1
+            for parked_msg, receipt, _at in self.parked.pop(key, []):
+                self._emit(parked_msg, pairing, receipt)
+
+    def _on_receipt(self, msg: Message) -> None:
+        try:
+            receipt = InboundReceipt.decode(msg.value() or b"")
+        except (ValueError, KeyError) as exc:
+            self.log.error("unreadable receipt record skipped", error=str(exc))
+            self.inbound.done(msg)
+            return
+        self.stats.receipts += 1
+        found = self.pairings.get(receipt.key)
+        if found is None:
+            self.stats.parked += 1
+            self.parked.setdefault(receipt.key, []).append((msg, receipt, time.monotonic()))
+            return
+        self._emit(msg, found[1], receipt)
+
+    def _emit(self, msg: Message, pairing: Pairing, receipt: InboundReceipt) -> None:
+        self.stats.matched += 1
+        name = receipt.state.name
+        self.stats.by_state[name] = self.stats.by_state.get(name, 0) + 1
+        p = self.producer
+        state = StateRecord(
+            pairing.message_id,
+            pairing.customer,
+            pairing.source.addr,
+            receipt.state,
+            receipt.received_at,
+            int(receipt.err) if receipt.err.isdigit() else 0,
+            "receipt",
+        )
+        futures = [
+            p.produce(self.topics.message_state, state.encode(), pairing.message_id.encode())
+        ]
+        if customer_wants(pairing.registered_delivery, receipt.state):
+            self.stats.to_customer += 1
+            delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s)
+            futures.append(
+                p.produce(self.topics.deliver, delivery.encode(), pairing.customer.encode())
+            )
+        if receipt.state.final:
+            # Tombstone: the pairing has done its job; compaction forgets it.
+            futures.append(p.produce(self.topics.sent, None, receipt.key.encode()))
+            self.pairings.pop(receipt.key, None)
+        gathered = asyncio.gather(*futures)
+        gathered.add_done_callback(lambda f: self._durable(f, msg))
+
+    def _durable(self, fut: asyncio.Future[Any], msg: Message) -> None:
+        if fut.exception() is None:
+            self.inbound.done(msg)
+        else:
+            self.log.error("could not record receipt outcome", error=str(fut.exception()))
+
+    def _expire_parked(self) -> None:
+        cutoff = time.monotonic() - self.park_timeout_s
+        for key in list(self.parked):
+            keep = []
+            for msg, receipt, at in self.parked[key]:
+                if at < cutoff:
+                    self.stats.orphans += 1
+                    self.log.warning(
+                        "receipt for an unknown message", key=key, state=receipt.state.name
+                    )
+                    self.inbound.done(msg)
+                else:
+                    keep.append((msg, receipt, at))
+            if keep:
+                self.parked[key] = keep
+            else:
+                del self.parked[key]

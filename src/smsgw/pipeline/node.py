@@ -1,0 +1,141 @@
+"""All pipeline workers of one process, kept in line with the configuration.
+
+Used by ``smsgw run`` and the tests before the Ray runtime takes over
+placement: one router, one correlator, one deliverer (with the node's SMPP
+listener) and every configured provider bind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+from smsgw import log
+from smsgw.db.providers import Provider
+from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.admin import ensure_topic_names
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.pipeline.connector import ProviderBind
+from smsgw.pipeline.correlator import Correlator
+from smsgw.pipeline.router import Router
+from smsgw.pipeline.supervise import supervise
+from smsgw.server.core import NodeCore
+from smsgw.server.deliverer import Deliverer
+from smsgw.settings import Settings
+from smsgw.topics import Topics
+
+
+@dataclass
+class _Running:
+    provider: Provider
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    bind: list[ProviderBind] = field(default_factory=list)
+
+
+class PipelineNode:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        config: ConfigWatcher,
+        producer: AsyncProducer,
+        core: NodeCore,
+    ) -> None:
+        assert settings.kafka_bootstrap
+        self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap
+        self.topics = topics
+        self.config = config
+        self.producer = producer
+        self.core = core
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.binds: dict[tuple[str, int], _Running] = {}
+        self.router: Router | None = None
+        self.correlator: Correlator | None = None
+        self.deliverer: Deliverer | None = None
+        self.log = log.get("smsgw.pipeline")
+
+    async def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(supervise("router", self._router, self.stop_event)),
+            asyncio.create_task(supervise("correlator", self._correlator, self.stop_event)),
+            asyncio.create_task(supervise("deliverer", self._deliverer, self.stop_event)),
+        ]
+        self.config.on_change(self.reconcile)
+        await self.reconcile()
+
+    async def _router(self) -> Router:
+        tid = f"{self.topics.prefix}router-{self.settings.node_name}-{os.getpid()}"
+        self.router = await asyncio.to_thread(
+            Router,
+            self.bootstrap,
+            self.topics,
+            self.config,
+            transactional_id=tid,
+            outbound_partitions=self.settings.topic_partitions,
+        )
+        return self.router
+
+    def _correlator(self) -> Correlator:
+        self.correlator = Correlator(self.bootstrap, self.topics, self.producer)
+        return self.correlator
+
+    def _deliverer(self) -> Deliverer:
+        self.deliverer = Deliverer(self.core, self.bootstrap, self.topics, self.producer)
+        return self.deliverer
+
+    async def reconcile(self) -> None:
+        """Open binds for configured providers; close those removed or changed."""
+        wanted: dict[tuple[str, int], Provider] = {
+            (p.name, i): p
+            for p in self.config.providers.values()
+            if p.enabled
+            for i in range(p.binds)
+        }
+        for key, running in list(self.binds.items()):
+            if wanted.get(key) != running.provider:
+                running.stop.set()
+                await asyncio.gather(running.task, return_exceptions=True)
+                del self.binds[key]
+                self.log.info("provider bind closed", provider=key[0], bind=key[1])
+        new = {k: p for k, p in wanted.items() if k not in self.binds}
+        if new:
+            names = {self.topics.outbound(p.name) for p in new.values()}
+            await asyncio.to_thread(
+                ensure_topic_names, self.bootstrap, names, self.settings.topic_partitions
+            )
+        for key, provider in new.items():
+            stop = asyncio.Event()
+            running = _Running(provider, stop, asyncio.create_task(asyncio.sleep(0)))
+
+            def make(
+                p: Provider = provider, i: int = key[1], r: _Running = running
+            ) -> ProviderBind:
+                b = ProviderBind(
+                    p,
+                    i,
+                    bootstrap=self.bootstrap,
+                    topics=self.topics,
+                    producer=self.producer,
+                    config=self.config,
+                )
+                r.bind[:] = [b]
+                return b
+
+            running.task = asyncio.create_task(supervise(f"provider:{key[0]}#{key[1]}", make, stop))
+            self.binds[key] = running
+            self.log.info("provider bind opened", provider=key[0], bind=key[1])
+
+    def provider_binds(self) -> list[ProviderBind]:
+        return [r.bind[0] for r in self.binds.values() if r.bind]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for running in self.binds.values():
+            running.stop.set()
+        await asyncio.gather(
+            *self.tasks, *(r.task for r in self.binds.values()), return_exceptions=True
+        )

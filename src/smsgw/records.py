@@ -1,0 +1,203 @@
+"""Records on the topics after acceptance: routed, sent (pairing), inbound, deliver.
+
+All versioned JSON, bytes in hex, like the submit record (smsgw.message).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsgw.message import AcceptedMessage, from_dict, to_dict
+from smsgw.smpp.submission import Address
+from smsgw.state import MessageState
+
+
+def _dumps(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def _addr(a: Address) -> list[Any]:
+    return [a.addr, a.ton, a.npi]
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An accepted message with its chosen provider (topic out.<provider>)."""
+
+    message: AcceptedMessage
+    provider: str
+    failover: tuple[str, ...] = ()
+    routed_at: float = 0.0
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "m": to_dict(self.message),
+                "provider": self.provider,
+                "failover": list(self.failover),
+                "at": self.routed_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Routed:
+        d = json.loads(raw)
+        return cls(from_dict(d["m"]), d["provider"], tuple(d["failover"]), d["at"])
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """Provider message id -> gateway id and customer (compacted topic ``sent``).
+
+    Keyed by ``provider:<normalised provider id>`` so that receipts, keyed the
+    same way on ``inbound``, land on the same partition number.
+    """
+
+    key: str
+    provider: str
+    provider_id: str
+    message_id: str
+    customer: str
+    source: Address
+    destination: Address
+    registered_delivery: int
+    submitted_at: float
+    text20: str = ""
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "key": self.key,
+                "provider": self.provider,
+                "pid": self.provider_id,
+                "id": self.message_id,
+                "customer": self.customer,
+                "src": _addr(self.source),
+                "dst": _addr(self.destination),
+                "rd": self.registered_delivery,
+                "at": self.submitted_at,
+                "text": self.text20,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Pairing:
+        d = json.loads(raw)
+        return cls(
+            d["key"],
+            d["provider"],
+            d["pid"],
+            d["id"],
+            d["customer"],
+            Address(*d["src"]),
+            Address(*d["dst"]),
+            d["rd"],
+            d["at"],
+            d.get("text", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboundReceipt:
+    """A provider's receipt as received (topic ``inbound``), keyed like Pairing."""
+
+    key: str
+    provider: str
+    provider_id: str
+    state: MessageState
+    err: str
+    network_error: bytes | None
+    received_at: float
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "key": self.key,
+                "provider": self.provider,
+                "pid": self.provider_id,
+                "state": int(self.state),
+                "err": self.err,
+                "nec": None if self.network_error is None else self.network_error.hex(),
+                "at": self.received_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> InboundReceipt:
+        d = json.loads(raw)
+        nec = d.get("nec")
+        return cls(
+            d["key"],
+            d["provider"],
+            d["pid"],
+            MessageState(d["state"]),
+            d["err"],
+            None if nec is None else bytes.fromhex(nec),
+            d["at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A deliver_sm owed to a customer: a receipt or an MO (topic ``deliver``, keyed by customer).
+
+    ``id`` is what makes a redelivery after a crash recognisable: a receipt's
+    is derived from the gateway id and its state, an MO's from the provider.
+    """
+
+    id: str
+    kind: str  # "receipt" or "mo"
+    customer: str
+    source: Address
+    destination: Address
+    esm_class: int
+    data_coding: int
+    short_message: bytes
+    tlvs: tuple[tuple[int, bytes], ...] = ()
+    created_at: float = 0.0
+    expires_at: float = 0.0
+    message_id: str = ""  # the gateway id a receipt is about
+    state: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "id": self.id,
+                "kind": self.kind,
+                "customer": self.customer,
+                "src": _addr(self.source),
+                "dst": _addr(self.destination),
+                "esm_class": self.esm_class,
+                "dcs": self.data_coding,
+                "sm": self.short_message.hex(),
+                "tlvs": [[t, v.hex()] for t, v in self.tlvs],
+                "created": self.created_at,
+                "expires": self.expires_at,
+                "mid": self.message_id,
+                "state": self.state,
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Delivery:
+        d = json.loads(raw)
+        return cls(
+            id=d["id"],
+            kind=d["kind"],
+            customer=d["customer"],
+            source=Address(*d["src"]),
+            destination=Address(*d["dst"]),
+            esm_class=d["esm_class"],
+            data_coding=d["dcs"],
+            short_message=bytes.fromhex(d["sm"]),
+            tlvs=tuple((t, bytes.fromhex(v)) for t, v in d["tlvs"]),
+            created_at=d["created"],
+            expires_at=d["expires"],
+            message_id=d["mid"],
+            state=d["state"],
+            extra=d.get("extra", {}),
+        )

@@ -1,0 +1,235 @@
+"""Deliverer: receipts and MO from the ``deliver`` topic to customers' receiving binds.
+
+Store and forward: a record waits (its offset uncommitted) until the customer
+has a receiver or transceiver bind, and is retried until the customer answers
+``deliver_sm_resp`` with status 0, or its TTL runs out (counted). After a 0,
+the record's id goes to the compacted ``delivered`` topic before the offset
+is committed; every deliverer follows that topic, so a record replayed after
+a crash or a rebalance is recognised and not delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
+
+from smsgw import log
+from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.records import Delivery
+from smsgw.server.core import NodeCore
+from smsgw.smpp.status import CommandStatus as S
+from smsgw.topics import Topics
+
+DEDUP_HORIZON_S = 3600.0  # replays after a crash are seconds old; keep an hour
+
+
+@dataclass
+class _Pending:
+    msg: Message
+    delivery: Delivery
+    not_before: float = 0.0
+    attempts: int = 0
+
+
+@dataclass
+class DelivererStats:
+    delivered: int = 0
+    duplicates_skipped: int = 0
+    expired: int = 0
+    retries: int = 0
+    waiting: int = 0
+
+
+class Deliverer:
+    def __init__(
+        self,
+        core: NodeCore,
+        bootstrap: str,
+        topics: Topics,
+        producer: AsyncProducer,
+        *,
+        max_waiting: int = 100_000,
+    ) -> None:
+        self.core = core
+        self.topics = topics
+        self.producer = producer
+        self.max_waiting = max_waiting
+        self.consumer = AsyncConsumer(
+            consumer_config(bootstrap, f"{topics.prefix}deliverer"),
+            [topics.deliver],
+            on_revoke=self._revoked,
+        )
+        self.marks = Consumer(
+            consumer_config(
+                bootstrap,
+                f"{topics.prefix}delivered-{uuid.uuid4().hex[:8]}",
+                **{"isolation.level": "read_uncommitted"},
+            )
+        )
+        self.delivered: dict[str, float] = {}
+        self.waiting: dict[str, collections.deque[_Pending]] = collections.defaultdict(
+            collections.deque
+        )
+        self.sending: set[str] = set()  # delivery ids on the wire now
+        self.stats = DelivererStats()
+        self._dirty: set[str] = set()
+        self._paused = False
+        self.log = log.get("smsgw.deliverer")
+        core.delivery_wakers.append(self._dirty.add)
+
+    def _follow_marks(self) -> None:
+        """Read ``delivered`` from an hour ago on, on every partition."""
+        md = self.marks.list_topics(self.topics.delivered, timeout=10)
+        parts = md.topics[self.topics.delivered].partitions
+        since = int((time.time() - DEDUP_HORIZON_S) * 1000)
+        wanted = [TopicPartition(self.topics.delivered, p, since) for p in parts]
+        offsets = self.marks.offsets_for_times(wanted, timeout=10)
+        self.marks.assign(
+            [
+                TopicPartition(o.topic, o.partition, o.offset if o.offset >= 0 else OFFSET_END)
+                for o in offsets
+            ]
+        )
+
+    def _read_marks(self) -> None:
+        for msg in self.marks.consume(2000, 0):
+            if msg.error() is None and msg.key():
+                self.delivered[(msg.key() or b"").decode()] = time.time()
+
+    def _revoked(self, parts: list[TopicPartition]) -> None:
+        gone = {p.partition for p in parts}
+        for customer, queue in list(self.waiting.items()):
+            kept = collections.deque(p for p in queue if (p.msg.partition() or 0) not in gone)
+            if kept:
+                self.waiting[customer] = kept
+            else:
+                del self.waiting[customer]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self._follow_marks)
+        last = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._read_marks()
+                for msg in await self.consumer.batch(1000):
+                    self._take(msg)
+                self._dispatch_all()
+                now = time.monotonic()
+                if now - last > 0.2:
+                    last = now
+                    self.consumer.commit()
+                    self._expire()
+                    self._flow_control()
+                    self._dirty |= set(self.waiting)  # retry timers, binds on other paths
+        finally:
+            await asyncio.to_thread(self.consumer.close)
+            await asyncio.to_thread(self.marks.close)
+
+    def _take(self, msg: Message) -> None:
+        try:
+            d = Delivery.decode(msg.value() or b"")
+        except (ValueError, KeyError) as exc:
+            self.log.error("unreadable delivery skipped", error=str(exc))
+            self.consumer.done(msg)
+            return
+        if d.id in self.delivered:
+            self.stats.duplicates_skipped += 1
+            self.consumer.done(msg)
+            return
+        self.waiting[d.customer].append(_Pending(msg, d))
+        self._dirty.add(d.customer)
+
+    def _dispatch_all(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for customer in dirty:
+            self._dispatch(customer)
+
+    def _dispatch(self, customer: str) -> None:
+        queue = self.waiting.get(customer)
+        if not queue:
+            return
+        receivers = [
+            c for c in self.core.binds.receivers(customer) if getattr(c, "can_deliver", False)
+        ]
+        now = time.time()
+        while queue and receivers:
+            item = queue[0]
+            if item.delivery.id in self.delivered:
+                queue.popleft()
+                self.stats.duplicates_skipped += 1
+                self.consumer.done(item.msg)
+                continue
+            if item.not_before > now or item.delivery.id in self.sending:
+                break  # keep order: the head is waiting for a retry
+            conn = receivers[0]
+            fut = conn.send_deliver(item.delivery)  # type: ignore[attr-defined]
+            if fut is None:
+                receivers.pop(0)
+                continue
+            queue.popleft()
+            self.sending.add(item.delivery.id)
+            fut.add_done_callback(lambda f, it=item: self._answered(f, it))
+            receivers.append(receivers.pop(0))  # round-robin over the customer's binds
+        if not queue:
+            self.waiting.pop(customer, None)
+
+    def _answered(self, fut: asyncio.Future[Any], item: _Pending) -> None:
+        d = item.delivery
+        self.sending.discard(d.id)
+        ok = not fut.cancelled() and fut.exception() is None and fut.result() == S.ESME_ROK
+        if not ok:
+            item.attempts += 1
+            item.not_before = time.time() + min(2**item.attempts, 60)
+            self.stats.retries += 1
+            self.waiting[d.customer].appendleft(item)
+            self._dirty.add(d.customer)
+            return
+        self.stats.delivered += 1
+        self.delivered[d.id] = time.time()
+        self.core.count("delivered", d.customer, d.kind)
+        mark = self.producer.produce(self.topics.delivered, b"1", d.id.encode())
+        mark.add_done_callback(lambda f: self._marked(f, item))
+
+    def _marked(self, fut: asyncio.Future[Any], item: _Pending) -> None:
+        if fut.exception() is None:
+            self.consumer.done(item.msg)
+        else:
+            self.log.error("could not record a delivery", error=str(fut.exception()))
+
+    def _expire(self) -> None:
+        now = time.time()
+        for customer, queue in list(self.waiting.items()):
+            kept: collections.deque[_Pending] = collections.deque()
+            for item in queue:
+                if item.delivery.expires_at and item.delivery.expires_at < now:
+                    self.stats.expired += 1
+                    self.core.count("delivery_expired", customer, item.delivery.kind)
+                    self.consumer.done(item.msg)
+                else:
+                    kept.append(item)
+            if kept:
+                self.waiting[customer] = kept
+            else:
+                del self.waiting[customer]
+        horizon = now - DEDUP_HORIZON_S
+        if len(self.delivered) > 100_000:
+            self.delivered = {k: t for k, t in self.delivered.items() if t > horizon}
+
+    def _flow_control(self) -> None:
+        """Bound memory: stop fetching while too much waits for offline customers."""
+        waiting = sum(len(q) for q in self.waiting.values())
+        self.stats.waiting = waiting
+        parts = [TopicPartition(t, p) for t, p in self.consumer.assigned]
+        if not self._paused and waiting > self.max_waiting:
+            self.consumer.pause(parts)
+            self._paused = True
+        elif self._paused and waiting < self.max_waiting // 2:
+            self.consumer.resume(parts)
+            self._paused = False

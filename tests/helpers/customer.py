@@ -1,0 +1,119 @@
+"""A customer (ESME) that submits and receives at once: python-smpplib with a reader thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import smpplib.client
+import smpplib.consts
+import smpplib.exceptions
+
+
+@dataclass
+class Received:
+    receipted_id: str
+    esm_class: int
+    text: bytes
+    source: str
+    dest: str
+    message_state: int | None
+
+
+class Customer:
+    def __init__(
+        self, host: str, port: int, system_id: str, password: str, mode: str = "transceiver"
+    ) -> None:
+        self.host, self.port = host, port
+        self.system_id, self.password, self.mode = system_id, password, mode
+        self.responses: dict[int, tuple[int, str]] = {}
+        self.receipts: list[Received] = []
+        self.mos: list[Received] = []
+        self.lock = threading.Lock()
+        self.client: Any = None
+        self.reader: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def bind(self) -> Customer:
+        self._stop.clear()
+        c = smpplib.client.Client(self.host, self.port, timeout=1, allow_unknown_opt_params=True)
+        c.set_message_sent_handler(self._sent)
+        c.set_message_received_handler(self._received)
+        c.set_error_pdu_handler(self._error)
+        c.connect()
+        getattr(c, f"bind_{self.mode}")(system_id=self.system_id, password=self.password)
+        self.client = c
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.client.read_once()
+            except (smpplib.exceptions.ConnectionError, OSError):
+                return
+            except smpplib.exceptions.PDUError:
+                continue
+
+    def _sent(self, pdu: Any, **_: Any) -> None:
+        mid = pdu.message_id.decode() if isinstance(pdu.message_id, bytes) else str(pdu.message_id)
+        with self.lock:
+            self.responses[pdu.sequence] = (int(pdu.status), mid)
+
+    def _error(self, pdu: Any) -> None:
+        if pdu.command == "submit_sm_resp":
+            with self.lock:
+                self.responses[pdu.sequence] = (int(pdu.status), "")
+
+    def _received(self, pdu: Any, **_: Any) -> int:
+        def s(v: Any) -> str:
+            return v.decode() if isinstance(v, bytes) else str(v or "")
+
+        rid = s(getattr(pdu, "receipted_message_id", "")).rstrip("\0")
+        state = getattr(pdu, "message_state", None)
+        rec = Received(
+            rid, int(pdu.esm_class), bytes(pdu.short_message or b""), s(pdu.source_addr),
+            s(pdu.destination_addr), None if state is None else int(state),
+        )
+        with self.lock:
+            (self.receipts if int(pdu.esm_class) & 0x3C else self.mos).append(rec)
+        return 0
+
+    def submit(self, dest: str, text: bytes = b"hello", *, source: str = "4915100000001",
+               registered_delivery: int = 1, **fields: Any) -> int:
+        pdu = self.client.send_message(
+            source_addr_ton=1, source_addr_npi=1, source_addr=source, dest_addr_ton=1,
+            dest_addr_npi=1, destination_addr=dest, short_message=text,
+            registered_delivery=registered_delivery, **fields,
+        )
+        return int(pdu.sequence)
+
+    def wait(self, what: Any, timeout: float = 30.0, message: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if what():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out: {message}")
+
+    def accepted_ids(self) -> dict[int, str]:
+        with self.lock:
+            return {seq: mid for seq, (st, mid) in self.responses.items() if st == 0}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.client is not None:
+            try:
+                self.client.unbind()
+            except Exception:
+                pass
+            try:
+                self.client.disconnect()
+            except Exception:
+                pass
+        if self.reader:
+            self.reader.join(5)
