@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     bind_failure_delay_s: float = 1.0  # brute-force damping on bad credentials
     max_backlog: int = 20_000  # records waiting for Kafka before ESME_RMSGQFUL
 
+    # Message path.
+    provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
+    delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind
+    receipt_park_s: float = 600.0  # a receipt waits this long for its submit's pairing
+
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092
     kafka_controller_port: int = 9093

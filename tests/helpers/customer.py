@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -75,19 +76,36 @@ class Customer:
         rid = s(getattr(pdu, "receipted_message_id", "")).rstrip("\0")
         state = getattr(pdu, "message_state", None)
         rec = Received(
-            rid, int(pdu.esm_class), bytes(pdu.short_message or b""), s(pdu.source_addr),
-            s(pdu.destination_addr), None if state is None else int(state),
+            rid,
+            int(pdu.esm_class),
+            bytes(pdu.short_message or b""),
+            s(pdu.source_addr),
+            s(pdu.destination_addr),
+            None if state is None else int(state),
         )
         with self.lock:
             (self.receipts if int(pdu.esm_class) & 0x3C else self.mos).append(rec)
         return 0
 
-    def submit(self, dest: str, text: bytes = b"hello", *, source: str = "4915100000001",
-               registered_delivery: int = 1, **fields: Any) -> int:
+    def submit(
+        self,
+        dest: str,
+        text: bytes = b"hello",
+        *,
+        source: str = "4915100000001",
+        registered_delivery: int = 1,
+        **fields: Any,
+    ) -> int:
         pdu = self.client.send_message(
-            source_addr_ton=1, source_addr_npi=1, source_addr=source, dest_addr_ton=1,
-            dest_addr_npi=1, destination_addr=dest, short_message=text,
-            registered_delivery=registered_delivery, **fields,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            source_addr=source,
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            destination_addr=dest,
+            short_message=text,
+            registered_delivery=registered_delivery,
+            **fields,
         )
         return int(pdu.sequence)
 
@@ -107,13 +125,9 @@ class Customer:
     def close(self) -> None:
         self._stop.set()
         if self.client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.client.unbind()
-            except Exception:
-                pass
-            try:
+            with contextlib.suppress(Exception):
                 self.client.disconnect()
-            except Exception:
-                pass
         if self.reader:
             self.reader.join(5)

@@ -103,3 +103,22 @@ class GatewayNode:
 
     def counters(self) -> dict[tuple[str, str, str], int]:
         return self.call(lambda: dict(self.gateway.core.counters) if self.gateway.core else {})
+
+    def pipeline_stats(self) -> dict[str, object]:
+        """Counters of this node's pipeline workers (for assertions and failure messages)."""
+
+        def collect() -> dict[str, object]:
+            p = self.gateway.pipeline
+            if p is None:
+                return {}
+            out: dict[str, object] = {}
+            if p.router:
+                out["router"] = dict(p.router.counts)
+            if p.correlator:
+                out["correlator"] = vars(p.correlator.stats).copy()
+            if p.deliverer:
+                out["deliverer"] = vars(p.deliverer.stats).copy()
+            out["binds"] = {b.name: vars(b.stats).copy() for b in p.provider_binds()}
+            return out
+
+        return self.call(collect)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class BindStats:
     retried: int = 0
     failed: int = 0
     resent_unknown: int = 0
+    failed_over: int = 0
     receipts: int = 0
     mo: int = 0
     connects: int = 0
@@ -132,6 +134,7 @@ class ProviderBind:
         config: ConnectorConfig,
         tps_share: float | None = None,
         receipt_ttl_s: float = 72 * 3600,
+        failover_after_s: float = 10.0,
     ) -> None:
         self.provider = provider
         self.index = index
@@ -140,6 +143,8 @@ class ProviderBind:
         self.producer = producer
         self.config = config
         self.receipt_ttl_s = receipt_ttl_s
+        self.failover_after_s = failover_after_s
+        self.unbound_since = time.monotonic()
         share = tps_share if tps_share is not None else provider.tps / max(1, provider.binds)
         self.tps_share = share
         # Bucket of one: submits at least 1/share apart (2% margin for network jitter
@@ -166,6 +171,7 @@ class ProviderBind:
     async def run(self, stop: asyncio.Event) -> None:
         fetcher = asyncio.create_task(self._fetch(stop), name=f"{self.name}:fetch")
         committer = asyncio.create_task(self._commit_loop(stop), name=f"{self.name}:commit")
+        failover = asyncio.create_task(self._failover_loop(stop), name=f"{self.name}:failover")
         try:
             delay = 0.5
             while not stop.is_set():
@@ -174,6 +180,8 @@ class ProviderBind:
                     delay = 0.5
                 except (OSError, TimeoutError, BindRefused, ConnectionError) as exc:
                     self.log.warning("provider connection failed", error=str(exc))
+                if self.stats.bound:
+                    self.unbound_since = time.monotonic()
                 self.stats.bound = False
                 self._requeue_in_flight()
                 if stop.is_set():
@@ -182,9 +190,9 @@ class ProviderBind:
                 await _sleep_or_stop(stop, random.uniform(0, delay))
                 delay = min(delay * 2, 30.0)
         finally:
-            fetcher.cancel()
-            committer.cancel()
-            await asyncio.gather(fetcher, committer, return_exceptions=True)
+            for task in (fetcher, committer, failover):
+                task.cancel()
+            await asyncio.gather(fetcher, committer, failover, return_exceptions=True)
             if self.client:
                 await self.client.unbind()
             await asyncio.to_thread(self.consumer.close)
@@ -240,6 +248,28 @@ class ProviderBind:
         while not stop.is_set():
             await asyncio.sleep(0.2)
             self.consumer.commit()
+
+    async def _failover_loop(self, stop: asyncio.Event) -> None:
+        """Provider unreachable for a while: hand messages with a failover route on."""
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            if self.stats.bound or time.monotonic() - self.unbound_since < self.failover_after_s:
+                continue
+            keep: collections.deque[_Item] = collections.deque()
+            while self.queue:
+                item = self.queue.popleft()
+                r = item.routed
+                if not r.failover:
+                    keep.append(item)  # no failover: wait for the provider (stays in Kafka)
+                    continue
+                nxt = Routed(r.message, r.failover[0], r.failover[1:], time.time())
+                fut = self.producer.produce(
+                    self.topics.outbound(nxt.provider), nxt.encode(), r.message.kafka_key
+                )
+                fut.add_done_callback(functools.partial(self._durable_cb, item))
+                self.stats.failed_over += 1
+                self.log.info("failing over", id=r.message.id, to=nxt.provider)
+            self.queue = keep
 
     def _revoked(self, parts: list[Any]) -> None:
         gone = {(p.topic, p.partition) for p in parts}
@@ -378,6 +408,9 @@ class ProviderBind:
             fut.add_done_callback(lambda f: self._durable(f, item))
         else:
             self.consumer.done(item.msg)
+
+    def _durable_cb(self, item: _Item, fut: asyncio.Future[Any]) -> None:
+        self._durable(fut, item)
 
     def _durable(self, fut: asyncio.Future[Any], item: _Item) -> None:
         if fut.exception() is None:

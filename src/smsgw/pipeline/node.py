@@ -80,7 +80,13 @@ class PipelineNode:
         return self.router
 
     def _correlator(self) -> Correlator:
-        self.correlator = Correlator(self.bootstrap, self.topics, self.producer)
+        self.correlator = Correlator(
+            self.bootstrap,
+            self.topics,
+            self.producer,
+            park_timeout_s=self.settings.receipt_park_s,
+            receipt_ttl_s=self.settings.delivery_ttl_s,
+        )
         return self.correlator
 
     def _deliverer(self) -> Deliverer:
@@ -121,6 +127,8 @@ class PipelineNode:
                     topics=self.topics,
                     producer=self.producer,
                     config=self.config,
+                    receipt_ttl_s=self.settings.delivery_ttl_s,
+                    failover_after_s=self.settings.provider_failover_after_s,
                 )
                 r.bind[:] = [b]
                 return b

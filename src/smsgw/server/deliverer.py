@@ -113,9 +113,11 @@ class Deliverer:
                 del self.waiting[customer]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self._follow_marks)
-        last = time.monotonic()
         try:
+            # A crashed worker must close its consumer, or it keeps its partitions
+            # (librdkafka heartbeats on) until max.poll.interval.ms runs out.
+            await asyncio.to_thread(self._follow_marks)
+            last = time.monotonic()
             while not stop.is_set():
                 self._read_marks()
                 for msg in await self.consumer.batch(1000):
