@@ -200,8 +200,11 @@ def test_receipts_wait_for_the_customer_to_bind_again(
     time.sleep(4)  # receipts come back meanwhile and must wait durably
     rx = Customer(gw.host, gw.port, "away", "pw", mode="receiver").bind()
     try:
-        rx.wait(lambda: len(rx.receipts) >= 10, 30,
-                f"receipts after rebind ({len(rx.receipts)}): {gw.pipeline_stats()}")
+        rx.wait(
+            lambda: len(rx.receipts) >= 10,
+            30,
+            f"receipts after rebind ({len(rx.receipts)}): {gw.pipeline_stats()}",
+        )
         time.sleep(1)
         assert sorted(r.receipted_id for r in rx.receipts) == sorted(ids)
     finally:
