@@ -83,8 +83,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
     report = all_health(
         settings.model_copy(update={"smpp_listen": listen}), runtime.get("ray_dashboard")
     )
+    cluster = _cluster_status(settings.ray_address) if report[2].healthy else None
     if as_json:
-        click.echo(json.dumps([h.__dict__ for h in report], indent=2))
+        click.echo(
+            json.dumps(
+                {"health": [h.__dict__ for h in report], "cluster": cluster}, indent=2, default=str
+            )
+        )
     else:
         for h in report:
             mark = (
@@ -93,4 +98,77 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 else click.style("UNHEALTHY", fg="red")
             )
             click.echo(f"{h.part:<9} {mark} {h.detail}")
+        if cluster:
+            _print_cluster(cluster)
     sys.exit(0 if all(h.healthy for h in report) else 1)
+
+
+def _cluster_status(address: str | None) -> dict[str, Any] | None:
+    if not address:
+        return None
+    try:
+        from smsgw.actors import runtime as rt
+
+        rt.connect(address)
+        return rt.status()
+    except Exception as exc:
+        return {"error": repr(exc)}
+
+
+def _print_cluster(c: dict[str, Any]) -> None:
+    if "error" in c:
+        click.echo(f"cluster   {c['error']}")
+        return
+    nodes = c.get("nodes", [])
+    click.echo(f"\nnodes ({len(nodes)}):")
+    for n in nodes:
+        click.echo(f"  {n['id'][:12]}  {n.get('address')}")
+    actors = c.get("actors", {})
+    click.echo(f"actors ({len(actors)}):")
+    for name, a in sorted(actors.items()):
+        extra = ""
+        if name.startswith("provider:"):
+            b = a.get("bind") or {}
+            extra = (
+                f"bound={b.get('bound')} sent={b.get('accepted', 0)} tps_share={a.get('tps_share')}"
+            )
+        elif name.startswith("listener@"):
+            extra = f"smpp={a.get('listen')} binds={a.get('binds')}"
+        node = str(a.get("node", ""))[:12]
+        click.echo(f"  {name:<32} {a.get('state', '?'):<12} pid={a.get('pid')} node={node} {extra}")
+    binds: dict[str, int] = {}
+    for name, a in actors.items():
+        if name.startswith("listener@"):
+            for cust, n in (a.get("binds") or {}).items():
+                binds[cust] = binds.get(cust, 0) + n
+    click.echo(
+        "customer binds: " + (", ".join(f"{k}={v}" for k, v in sorted(binds.items())) or "none")
+    )
+    providers: dict[str, list[int]] = {}
+    for name, a in actors.items():
+        if name.startswith("provider:"):
+            p = providers.setdefault(str(a.get("provider", name)), [0, 0])
+            p[1] += 1
+            p[0] += 1 if (a.get("bind") or {}).get("bound") else 0
+    click.echo(
+        "provider binds: "
+        + (", ".join(f"{k}={u}/{t} up" for k, (u, t) in sorted(providers.items())) or "none")
+    )
+    lag = c.get("lag", {})
+    click.echo("consumer lag: " + (", ".join(f"{k}={v}" for k, v in sorted(lag.items())) or "-"))
+
+
+@main.command()
+@click.pass_context
+def stop(ctx: click.Context) -> None:
+    """Stop the gateway's actors in the Ray cluster (the cluster itself stays up)."""
+    settings = load_settings(ctx)
+    if not settings.ray_address:
+        raise click.ClickException("no Ray cluster: set RAY_ADDRESS or start `smsgw run`")
+    from smsgw.actors import runtime as rt
+
+    rt.connect(settings.ray_address)
+    if rt.stop_all():
+        click.echo("smsgw: actors stopped")
+    else:
+        click.echo("smsgw: no gateway actors were running")

@@ -1,34 +1,47 @@
-"""The gateway in the foreground of ``smsgw run``: serve until told to stop."""
+"""The foreground of ``smsgw run``: the supervisor actor and, through it, the gateway."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
+
+import click
 
 from smsgw import log
 from smsgw.settings import Settings
 
 
 def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Event) -> None:
-    asyncio.run(_serve(settings, runtime, stop))
-
-
-async def _serve(settings: Settings, runtime: dict[str, Any], stop: threading.Event) -> None:
-    from smsgw.server.gateway import Gateway
+    from smsgw.actors import runtime as rt
 
     logger = log.get("smsgw.run")
-    gateway = Gateway(settings)
-    await gateway.start()
-    logger.info(
-        "gateway ready",
-        smpp=settings.smpp_listen,
-        kafka=settings.kafka_bootstrap,
-        ray=settings.ray_address,
-        dashboard=runtime.get("ray_dashboard"),
-    )
+    assert settings.ray_address
+    rt.connect(settings.ray_address)
+    rt.start_supervisor(settings)
     try:
-        while not stop.is_set():  # noqa: ASYNC110 - set by a signal handler outside the loop
-            await asyncio.sleep(0.2)
+        state = rt.wait_ready(timeout=180)
+        listeners = sorted(
+            a.get("listen", "?") for n, a in state["actors"].items() if n.startswith("listener@")
+        )
+        logger.info(
+            "gateway ready",
+            smpp=",".join(listeners),
+            nodes=len(state.get("nodes", [])),
+            actors=len(state.get("actors", {})),
+            dashboard=runtime.get("ray_dashboard"),
+        )
+        click.echo(
+            f"smsgw: ready — SMPP on {', '.join(listeners)}; "
+            f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}",
+            err=True,
+        )
+        while not stop.wait(0.5):
+            pass
     finally:
-        await gateway.stop()
+        if runtime.get("embedded", {}).get("ray", False):
+            click.echo("smsgw: stopping the gateway's actors", err=True)
+            rt.stop_all()
+        else:
+            click.echo(
+                "smsgw: leaving the cluster's actors running (`smsgw stop` stops them)", err=True
+            )

@@ -46,6 +46,8 @@ class EmbeddedRay:
         num_cpus: int | None = None,
         resources: dict[str, float] | None = None,
         metrics_export_port: int | None = None,
+        env: dict[str, str] | None = None,
+        address: str | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.port = port
@@ -54,6 +56,8 @@ class EmbeddedRay:
         self.object_store_mb = object_store_mb
         self.num_cpus = num_cpus
         self.resources = resources or {}
+        self.env = env or {}
+        self.join = address  # None: a head node; else the head's GCS address to join
         # Ray's fixed defaults (client server 10001, agent 52365) collide when two
         # instances share a machine (a running gateway and the tests): pick free ones.
         self.metrics_export_port = metrics_export_port or free_port()
@@ -68,6 +72,9 @@ class EmbeddedRay:
         return f"http://{self.dashboard_host}:{self.dashboard_port}"
 
     def start(self, timeout: float = 120.0) -> None:
+        if self.join:
+            self._start_worker(timeout)
+            return
         for p in (self.port, self.dashboard_port):
             if port_open("127.0.0.1", p):
                 raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
@@ -95,7 +102,7 @@ class EmbeddedRay:
             argv.append(f"--resources={json.dumps(self.resources)}")
         # Nothing runs on a node we own but our own actors, whose work lives in
         # Kafka: there is nothing to drain, so do not wait Ray's default 30 s.
-        env = dict(os.environ, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="1")
+        env = dict(os.environ, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="1", **self.env)
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
         wait_for(
@@ -105,6 +112,33 @@ class EmbeddedRay:
             ),
             timeout=timeout,
             what="Ray head",
+            proc=self.process,
+        )
+
+    def _start_worker(self, timeout: float) -> None:
+        """Join the head at ``self.join`` as a worker node (tests: two nodes, one host)."""
+        argv = [
+            ray_executable(),
+            "start",
+            "--block",
+            f"--address={self.join}",
+            "--node-ip-address=127.0.0.1",
+            f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--metrics-export-port={self.metrics_export_port}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            "--disable-usage-stats",
+        ]
+        if self.num_cpus is not None:
+            argv.append(f"--num-cpus={self.num_cpus}")
+        env = dict(os.environ, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="1", **self.env)
+        self.process = ManagedProcess("ray-worker", argv, self.log_dir / "ray-worker.log", env=env)
+        self.process.start()
+        wait_for(
+            lambda: port_open("127.0.0.1", self.metrics_export_port),
+            timeout=timeout,
+            what="Ray worker node",
             proc=self.process,
         )
 

@@ -51,7 +51,12 @@ def postgres() -> Iterator[EmbeddedPostgres]:
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[EmbeddedRay]:
     head = EmbeddedRay(
-        _service_dir("ray"), port=free_port(), dashboard_port=free_port(), object_store_mb=128
+        _service_dir("ray"),
+        port=free_port(),
+        dashboard_port=free_port(),
+        object_store_mb=128,
+        # Metrics reach the export endpoint within a second or two (default 10 s).
+        env={"RAY_metrics_report_interval_ms": "1000"},
     )
     head.start()
     os.environ["RAY_ADDRESS"] = head.address

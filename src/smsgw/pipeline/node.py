@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from smsgw import log
@@ -19,7 +20,7 @@ from smsgw.kafka.producer import AsyncProducer
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.router import Router
-from smsgw.pipeline.supervise import supervise
+from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import Deliverer
 from smsgw.settings import Settings
@@ -42,6 +43,7 @@ class PipelineNode:
         config: ConfigWatcher,
         producer: AsyncProducer,
         core: NodeCore,
+        roles: frozenset[str] = frozenset({"router", "correlator", "deliverer", "providers"}),
     ) -> None:
         assert settings.kafka_bootstrap
         self.settings = settings
@@ -50,6 +52,7 @@ class PipelineNode:
         self.config = config
         self.producer = producer
         self.core = core
+        self.roles = roles
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.binds: dict[tuple[str, int], _Running] = {}
@@ -59,13 +62,19 @@ class PipelineNode:
         self.log = log.get("smsgw.pipeline")
 
     async def start(self) -> None:
+        makers: dict[str, Callable[[], Awaitable[Worker] | Worker]] = {
+            "router": self._router,
+            "correlator": self._correlator,
+            "deliverer": self._deliverer,
+        }
         self.tasks = [
-            asyncio.create_task(supervise("router", self._router, self.stop_event)),
-            asyncio.create_task(supervise("correlator", self._correlator, self.stop_event)),
-            asyncio.create_task(supervise("deliverer", self._deliverer, self.stop_event)),
+            asyncio.create_task(supervise(role, maker, self.stop_event))
+            for role, maker in makers.items()
+            if role in self.roles
         ]
-        self.config.on_change(self.reconcile)
-        await self.reconcile()
+        if "providers" in self.roles:
+            self.config.on_change(self.reconcile)
+            await self.reconcile()
 
     async def _router(self) -> Router:
         tid = f"{self.topics.prefix}router-{self.settings.node_name}-{os.getpid()}"

@@ -273,6 +273,7 @@ class SmppConnection(asyncio.Protocol):
         if any(ok):
             core.states.accepted(first.id, first.customer, first.source.addr)
             core.count("accepted", first.customer)
+            core.record_latency((time.time() - first.received_at) * 1000)
         if not all(ok):
             core.count("rejected", first.customer, failure.name)
         self._schedule_flush()

@@ -33,6 +33,7 @@ class NodeCore:
     # Called with a customer's system_id when it can take deliver_sm again
     # (a receiver bind appeared, or a window slot freed).
     delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # submit -> resp, drained by metrics
     _next_session: int = 0
 
     def new_bind_id(self) -> str:
@@ -42,6 +43,14 @@ class NodeCore:
     def wake_delivery(self, system_id: str) -> None:
         for wake in self.delivery_wakers:
             wake(system_id)
+
+    def record_latency(self, ms: float) -> None:
+        if len(self.latencies_ms) < 50_000:
+            self.latencies_ms.append(ms)
+
+    def drain_latencies(self) -> list[float]:
+        out, self.latencies_ms = self.latencies_ms, []
+        return out
 
     def count(self, event: str, customer: str = "", status: str = "") -> None:
         self.counters[(event, customer, status)] += 1

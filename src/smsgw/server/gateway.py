@@ -22,7 +22,12 @@ from smsgw.topics import Topics
 
 class Gateway:
     def __init__(
-        self, settings: Settings, topics: Topics | None = None, *, with_pipeline: bool = True
+        self,
+        settings: Settings,
+        topics: Topics | None = None,
+        *,
+        with_pipeline: bool = True,
+        roles: frozenset[str] | None = None,
     ) -> None:
         if not settings.kafka_bootstrap or not settings.database_url:
             raise ValueError("the gateway needs a Kafka bootstrap and a database URL")
@@ -30,6 +35,7 @@ class Gateway:
         self.topics = topics or Topics(settings.topic_prefix)
         self.core: NodeCore | None = None
         self.with_pipeline = with_pipeline
+        self.roles = roles
         self.pipeline: PipelineNode | None = None
         self.server: asyncio.Server | None = None
         self.log = log.get("smsgw.gateway")
@@ -63,7 +69,10 @@ class Gateway:
         )
         self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
         if self.with_pipeline:
-            self.pipeline = PipelineNode(s, self.topics, config, producer, core)
+            if self.roles is None:
+                self.pipeline = PipelineNode(s, self.topics, config, producer, core)
+            else:
+                self.pipeline = PipelineNode(s, self.topics, config, producer, core, self.roles)
             await self.pipeline.start()
 
     def _lease_instance(self, url: str) -> int:

@@ -1,0 +1,154 @@
+"""Prometheus-style metrics on the Ray dashboard, from the workers' own counters.
+
+Workers keep plain cumulative counters (``smsgw`` knows nothing of Ray); once
+a second each actor turns their growth into ``ray.util.metrics`` increments,
+tagged per customer / provider. Names follow Prometheus conventions and match
+``^[a-zA-Z_:][a-zA-Z0-9_:]*$`` (Ray silently drops others).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.util.metrics import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "smsgw_submits_accepted_total": ("Submits accepted (on Kafka) per customer", ("customer",)),
+    "smsgw_submits_rejected_total": (
+        "Submits refused, by customer and command_status",
+        ("customer", "status"),
+    ),
+    "smsgw_submits_throttled_total": ("Submits answered ESME_RTHROTTLED", ("customer",)),
+    "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
+    "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
+    "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
+    "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
+    "smsgw_no_route_total": ("Messages without a route", ("router",)),
+    "smsgw_provider_submits_total": ("submit_sm sent to providers", ("provider",)),
+    "smsgw_provider_accepted_total": ("submit_sm accepted by providers", ("provider",)),
+    "smsgw_provider_throttled_total": ("ESME_RTHROTTLED from providers", ("provider",)),
+    "smsgw_provider_errors_total": ("Error statuses from providers", ("provider", "status")),
+    "smsgw_provider_resent_total": (
+        "Submits resent after an unknown outcome (possible duplicates)",
+        ("provider",),
+    ),
+    "smsgw_provider_failover_total": ("Messages handed to a failover provider", ("provider",)),
+    "smsgw_receipts_received_total": ("Receipts received from providers", ("provider",)),
+    "smsgw_mo_received_total": ("MO received from providers", ("provider",)),
+    "smsgw_receipts_matched_total": ("Receipts matched to a gateway id", ("correlator",)),
+    "smsgw_receipts_orphaned_total": ("Receipts never matched", ("correlator",)),
+}
+_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "smsgw_customer_binds": ("Open customer binds on this listener", ("customer", "listener")),
+    "smsgw_deliveries_waiting": ("Receipts/MO waiting for a receiving bind", ("listener",)),
+    "smsgw_provider_bound": ("1 while the provider bind is up", ("provider", "bind")),
+    "smsgw_kafka_in_flight": ("Records waiting for Kafka's acknowledgement", ("listener",)),
+}
+
+_metrics: dict[str, Any] = {}
+
+
+def _counter(name: str) -> Counter:
+    if name not in _metrics:
+        desc, tags = _COUNTERS[name]
+        _metrics[name] = Counter(name, description=desc, tag_keys=tags)
+    metric: Counter = _metrics[name]
+    return metric
+
+
+def _gauge(name: str) -> Gauge:
+    if name not in _metrics:
+        desc, tags = _GAUGES[name]
+        _metrics[name] = Gauge(name, description=desc, tag_keys=tags)
+    metric: Gauge = _metrics[name]
+    return metric
+
+
+def _histogram() -> Histogram:
+    name = "smsgw_accept_latency_ms"
+    if name not in _metrics:
+        _metrics[name] = Histogram(
+            name,
+            description="submit_sm received -> submit_sm_resp (Kafka acknowledged)",
+            boundaries=LATENCY_BUCKETS_MS,
+            tag_keys=("listener",),
+        )
+    metric: Histogram = _metrics[name]
+    return metric
+
+
+class MetricsExporter:
+    """Turns one actor's cumulative counters into metric increments."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def _inc(self, metric: str, value: float, **tags: str) -> None:
+        key = (metric, tuple(sorted(tags.items())))
+        last = self._last.get(key, 0.0)
+        delta = value - last if value >= last else value  # a restart reset the counter
+        self._last[key] = value
+        if delta > 0:
+            _counter(metric).inc(delta, tags=tags)
+
+    def export(self, stats: dict[str, Any]) -> None:
+        getattr(self, f"_{self.kind}", lambda _s: None)(stats)
+
+    def _listener(self, s: dict[str, Any]) -> None:
+        names = {
+            "accepted": "smsgw_submits_accepted_total",
+            "throttled": "smsgw_submits_throttled_total",
+            "delivered": "smsgw_deliveries_total",
+            "delivery_expired": "smsgw_deliveries_expired_total",
+        }
+        for event, customer, status, value in s.get("counters", []):
+            if event in names:
+                tags = {"customer": customer}
+                if event in ("delivered", "delivery_expired"):
+                    tags["kind"] = status
+                self._inc(names[event], value, **tags)
+            elif event == "rejected":
+                self._inc("smsgw_submits_rejected_total", value, customer=customer, status=status)
+            elif event == "binds":
+                self._inc("smsgw_binds_total", value, customer=customer, status=status)
+        for customer, n in s.get("binds", {}).items():
+            _gauge("smsgw_customer_binds").set(
+                n, tags={"customer": customer, "listener": self.name}
+            )
+        deliverer = s.get("deliverer") or {}
+        _gauge("smsgw_deliveries_waiting").set(
+            deliverer.get("waiting", 0), tags={"listener": self.name}
+        )
+        _gauge("smsgw_kafka_in_flight").set(s.get("in_flight", 0), tags={"listener": self.name})
+        hist = _histogram()
+        for ms in s.get("accept_latency_ms", []):
+            hist.observe(ms, tags={"listener": self.name})
+
+    def _router(self, s: dict[str, Any]) -> None:
+        r = s.get("router", {})
+        self._inc("smsgw_routed_total", r.get("routed", 0), router=self.name)
+        self._inc("smsgw_no_route_total", r.get("no_route", 0), router=self.name)
+
+    def _correlator(self, s: dict[str, Any]) -> None:
+        c = s.get("correlator", {})
+        self._inc("smsgw_receipts_matched_total", c.get("matched", 0), correlator=self.name)
+        self._inc("smsgw_receipts_orphaned_total", c.get("orphans", 0), correlator=self.name)
+
+    def _provider(self, s: dict[str, Any]) -> None:
+        b, p = s.get("bind", {}), s.get("provider", "")
+        self._inc("smsgw_provider_submits_total", b.get("submitted", 0), provider=p)
+        self._inc("smsgw_provider_accepted_total", b.get("accepted", 0), provider=p)
+        self._inc("smsgw_provider_throttled_total", b.get("throttled", 0), provider=p)
+        self._inc("smsgw_provider_resent_total", b.get("resent_unknown", 0), provider=p)
+        self._inc("smsgw_provider_failover_total", b.get("failed_over", 0), provider=p)
+        self._inc("smsgw_receipts_received_total", b.get("receipts", 0), provider=p)
+        self._inc("smsgw_mo_received_total", b.get("mo", 0), provider=p)
+        for status, n in b.get("errors", {}).items():
+            self._inc("smsgw_provider_errors_total", n, provider=p, status=status)
+        _gauge("smsgw_provider_bound").set(
+            1 if b.get("bound") else 0, tags={"provider": p, "bind": self.name}
+        )

@@ -1,0 +1,89 @@
+"""Starting, finding and stopping the gateway's actors from a driver (the CLI, tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import ray
+
+from smsgw.actors.supervisor import NAMESPACE, SUPERVISOR, Supervisor
+from smsgw.settings import Settings
+
+
+def connect(address: str) -> None:
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+
+def start_supervisor(settings: Settings) -> Any:
+    """The supervisor (created if absent); it brings up every other actor."""
+    values = settings.model_dump(mode="json")
+    return Supervisor.options(  # type: ignore[attr-defined]
+        name=SUPERVISOR,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(values)
+
+
+def find_supervisor() -> Any | None:
+    try:
+        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def status(timeout: float = 10.0) -> dict[str, Any] | None:
+    sup = find_supervisor()
+    if sup is None:
+        return None
+    result: dict[str, Any] = ray.get(sup.status.remote(), timeout=timeout)
+    return result
+
+
+def wait_ready(timeout: float = 120.0, providers: int = 0) -> dict[str, Any]:
+    """Until every listener is alive (and ``providers`` provider binds are up)."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            last = status()
+        if last:
+            actors = last.get("actors", {})
+            listeners = [a for n, a in actors.items() if n.startswith("listener@")]
+            bound = [
+                a
+                for n, a in actors.items()
+                if n.startswith("provider:") and (a.get("bind") or {}).get("bound")
+            ]
+            nodes = len(last.get("nodes", []))
+            if (
+                nodes
+                and len(listeners) == nodes
+                and all(a.get("state") == "ALIVE" and a.get("listen") for a in listeners)
+                and len(bound) >= providers
+            ):
+                return last
+        time.sleep(0.5)
+    raise TimeoutError(f"the gateway's actors did not come up in {timeout:.0f} s: {last}")
+
+
+def stop_all(timeout: float = 60.0) -> bool:
+    """Stop every actor of the gateway; False if there was nothing running."""
+    sup = find_supervisor()
+    if sup is None:
+        return False
+    with contextlib.suppress(Exception):
+        ray.get(sup.shutdown.remote(), timeout=timeout)
+    with contextlib.suppress(Exception):
+        ray.kill(sup, no_restart=True)
+    return True

@@ -1,0 +1,244 @@
+"""The supervisor: one named, detached actor that keeps the cluster's actors in line.
+
+It reads the configuration (PostgreSQL, LISTEN/NOTIFY) and Ray's node list,
+computes which actors should exist where — a listener per node, routers and
+correlators spread over nodes, every provider bind on exactly one node,
+spread evenly — and creates, moves or kills actors until reality matches.
+Workers are detached too, so a supervisor restart (``max_restarts=-1``)
+re-adopts them by name instead of killing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from smsgw import log
+from smsgw.actors.host import LoopHost
+from smsgw.actors.workers import CorrelatorActor, ListenerActor, ProviderBindActor, RouterActor
+from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.admin import ensure_topic_names, ensure_topics
+from smsgw.kafka.lag import consumer_lag
+from smsgw.settings import Settings
+from smsgw.topics import Topics
+
+NAMESPACE = "smsgw"
+SUPERVISOR = "supervisor"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str
+    node: str  # Ray node id (hex)
+    strict: bool  # pinned (listeners, provider binds) or only preferred
+    args: tuple[Any, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        raw = json.dumps(
+            [self.kind, self.node, self.strict, self.args], sort_keys=True, default=str
+        )
+        return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def plan(
+    nodes: list[dict[str, Any]],
+    providers: list[tuple[str, int, str]],
+    settings: dict[str, Any],
+    per_node: int = 1,
+) -> dict[str, Spec]:
+    """The actors that should exist. Pure: nodes and providers in, specs out.
+
+    ``providers`` is ``(name, binds, fingerprint of its config)``; binds are
+    dealt round-robin over nodes in a stable order so each node gets an equal
+    share and a node joining or leaving moves as few binds as possible.
+    """
+    ids = sorted(n["NodeID"] for n in nodes)
+    if not ids:
+        return {}
+    labels = {n["NodeID"]: n.get("NodeManagerAddress", "node") for n in nodes}
+    specs: dict[str, Spec] = {}
+    for nid in ids:
+        name = f"listener@{labels[nid]}:{nid[:6]}"
+        specs[name] = Spec(name, "listener", nid, True, (settings,))
+    workers = min(len(ids) * per_node, int(settings.get("topic_partitions", 6)))
+    for i in range(workers):
+        for kind in ("router", "correlator"):
+            name = f"{kind}#{i}"
+            specs[name] = Spec(name, kind, ids[i % len(ids)], False, (settings,))
+    slot = 0
+    for pname, binds, pfp in sorted(providers):
+        for i in range(binds):
+            name = f"provider:{pname}#{i}"
+            specs[name] = Spec(
+                name, "provider", ids[slot % len(ids)], True, (settings, pname, i, pfp)
+            )
+            slot += 1
+    return specs
+
+
+_CLASSES = {
+    "listener": ListenerActor,
+    "router": RouterActor,
+    "correlator": CorrelatorActor,
+    "provider": ProviderBindActor,
+}
+
+
+class SupervisorImpl:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings_dict = settings
+        self.settings = Settings(**settings)
+        self.topics = Topics(self.settings.topic_prefix)
+        self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
+        self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
+        self.log = log.get("smsgw.supervisor")
+        self._wake: asyncio.Event | None = None
+        self.host = LoopHost("supervisor", self._main)
+
+    # ------------------------------------------------------------ loop
+    async def _main(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        assert s.database_url and s.kafka_bootstrap
+        await asyncio.to_thread(
+            ensure_topics, s.kafka_bootstrap, self.topics.specs(s.topic_partitions)
+        )
+        config = ConfigWatcher(s.database_url)
+        await config.start()
+        self._wake = asyncio.Event()
+        config.on_change(self._wake.set)
+        last_lag = 0.0
+        while not stop.is_set():
+            try:
+                await self._reconcile(config)
+                await self._health()
+                if time.monotonic() - last_lag > 5:
+                    last_lag = time.monotonic()
+                    await self._lag(config)
+            except Exception as exc:
+                self.log.error("reconcile failed", error=repr(exc))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+        await self._kill_all()
+        await config.stop()
+
+    async def _reconcile(self, config: ConfigWatcher) -> None:
+        nodes = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        self.snapshot["nodes"] = [
+            {"id": n["NodeID"], "address": n.get("NodeManagerAddress")} for n in nodes
+        ]
+        providers = [
+            (p.name, p.binds, hashlib.sha1(repr(p).encode()).hexdigest()[:8])
+            for p in config.providers.values()
+            if p.enabled
+        ]
+        names = {self.topics.outbound(p[0]) for p in providers}
+        if names and self.settings.kafka_bootstrap:
+            await asyncio.to_thread(
+                ensure_topic_names,
+                self.settings.kafka_bootstrap,
+                names,
+                self.settings.topic_partitions,
+            )
+        desired = plan(nodes, providers, self.settings_dict)
+        for name in list(self.actors):
+            handle, fp = self.actors[name]
+            if name not in desired or desired[name].fingerprint != fp:
+                self.log.info("stopping actor", actor=name)
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+                del self.actors[name]
+        for name, spec in desired.items():
+            if name in self.actors:
+                continue
+            handle = self._adopt(spec)
+            if handle is None:
+                handle = self._create(spec)
+            if handle is not None:
+                self.actors[name] = (handle, spec.fingerprint)
+
+    def _adopt(self, spec: Spec) -> Any:
+        """An actor of this name from before a supervisor restart, if it fits the spec."""
+        try:
+            handle = ray.get_actor(spec.name, namespace=NAMESPACE)
+        except ValueError:
+            return None
+        fp: str | None = None
+        with contextlib.suppress(Exception):
+            fp = str(ray.get(handle.fingerprint.remote(), timeout=5))
+        if fp == spec.fingerprint:
+            return handle
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+        return None  # its name frees up; created on a later pass
+
+    def _create(self, spec: Spec) -> Any:
+        cls = _CLASSES[spec.kind]
+        try:
+            handle = cls.options(  # type: ignore[attr-defined]
+                name=spec.name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                scheduling_strategy=NodeAffinitySchedulingStrategy(spec.node, soft=not spec.strict),
+            ).remote(spec.name, *spec.args[:3], fingerprint=spec.fingerprint)
+        except ValueError as exc:  # the old actor of that name is still dying
+            self.log.info("actor name busy, retrying", actor=spec.name, error=str(exc))
+            return None
+        self.log.info("started actor", actor=spec.name, node=spec.node[:8])
+        return handle
+
+    async def _health(self) -> None:
+        refs = {name: h.stats.remote() for name, (h, _fp) in self.actors.items()}
+        out: dict[str, Any] = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
+                out[name]["state"] = "ALIVE"
+            except Exception as exc:
+                out[name] = {"name": name, "state": "UNREACHABLE", "error": repr(exc)[:200]}
+        self.snapshot["actors"] = out
+
+    async def _lag(self, config: ConfigWatcher) -> None:
+        t, prefix = self.topics, self.topics.prefix
+        groups = {
+            f"{prefix}router": t.submit,
+            f"{prefix}correlator": t.inbound,
+            f"{prefix}deliverer": t.deliver,
+        }
+        for p in config.providers:
+            groups[f"{prefix}provider.{p}"] = t.outbound(p)
+        assert self.settings.kafka_bootstrap
+        self.snapshot["lag"] = await asyncio.to_thread(
+            consumer_lag, self.settings.kafka_bootstrap, groups
+        )
+
+    async def _kill_all(self) -> None:
+        for handle, _fp in self.actors.values():
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        self.actors.clear()
+
+    # ------------------------------------------------------------ API
+    def status(self) -> dict[str, Any]:
+        return dict(self.snapshot)
+
+    def reconcile_now(self) -> None:
+        if self._wake is not None:
+            self.host.loop.call_soon_threadsafe(self._wake.set)
+
+    def shutdown(self) -> None:
+        """Stop every worker actor (then the caller kills this one)."""
+        self.host.stop(timeout=30)
+
+
+Supervisor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(SupervisorImpl)

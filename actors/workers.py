@@ -1,0 +1,247 @@
+"""The worker actors: listener (per node), router, correlator, provider bind.
+
+Thin ``@ray.remote`` shells around plain classes from ``smsgw``; every piece
+of work they handle lives in Kafka, so Ray may kill and restart them freely.
+All take ``num_cpus=0``: they are IO-bound and must not starve each other of
+scheduling slots on a two-core node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import ray
+
+from smsgw import log
+from smsgw.actors.host import LoopHost, settings_from
+from smsgw.actors.metrics import MetricsExporter
+from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.producer import AsyncProducer
+from smsgw.pipeline.connector import ProviderBind
+from smsgw.pipeline.correlator import Correlator
+from smsgw.pipeline.router import Router
+from smsgw.pipeline.supervise import supervise
+from smsgw.server.gateway import Gateway
+from smsgw.topics import Topics
+
+ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
+
+
+class _Base:
+    kind = "worker"
+
+    def __init__(self, name: str, settings: dict[str, Any], *, fingerprint: str = "") -> None:
+        self.name = name
+        self._fingerprint = fingerprint
+        self.settings = settings_from(settings)
+        self.topics = Topics(self.settings.topic_prefix)
+        self.started = time.time()
+        log.configure(self.settings.log_level, self.settings.log_json)
+        self.metrics = MetricsExporter(self.kind, name)
+        self.host = LoopHost(name, self._main)
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        raise NotImplementedError
+
+    def _stats(self) -> dict[str, Any]:
+        return {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def fingerprint(self) -> str:
+        """The supervisor's spec hash: lets a restarted supervisor re-adopt this actor."""
+        return self._fingerprint
+
+    def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            stats = self.host.call(self._stats, timeout=5)
+        except Exception as exc:
+            stats = {"error": repr(exc)}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "pid": os.getpid(),
+            "node": self.node_id(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "error": self.host.error,
+            **stats,
+        }
+
+    def shutdown(self) -> None:
+        self.host.stop()
+
+    async def _export_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            try:
+                self.metrics.export(self._stats())
+            except Exception as exc:
+                log.get("smsgw.metrics").warning("metrics export failed", error=repr(exc))
+
+
+class ListenerImpl(_Base):
+    """The node's SMPP listener and its deliverer (deliver_sm needs the local binds)."""
+
+    kind = "listener"
+    gateway: Gateway | None = None
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        self.gateway = Gateway(self.settings, self.topics, roles=frozenset({"deliverer"}))
+        await self.gateway.start()
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await stop.wait()
+        finally:
+            exporter.cancel()
+            await self.gateway.stop()
+
+    def _stats(self) -> dict[str, Any]:
+        gw = self.gateway
+        if gw is None or gw.core is None:
+            return {}
+        core = gw.core
+        out: dict[str, Any] = {
+            "listen": self.settings.smpp_listen,
+            "binds": core.binds.customers(),
+            "in_flight": core.producer.in_flight,
+            "counters": [[*k, v] for k, v in core.counters.items()],
+            "accept_latency_ms": core.drain_latencies(),
+        }
+        if gw.pipeline and gw.pipeline.deliverer:
+            out["deliverer"] = vars(gw.pipeline.deliverer.stats).copy()
+        return out
+
+
+class RouterImpl(_Base):
+    kind = "router"
+    router: Router | None = None
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        assert self.settings.database_url and self.settings.kafka_bootstrap
+        config = ConfigWatcher(self.settings.database_url)
+        await config.start()
+        bootstrap = self.settings.kafka_bootstrap
+
+        async def make() -> Router:
+            self.router = await asyncio.to_thread(
+                Router,
+                bootstrap,
+                self.topics,
+                config,
+                transactional_id=f"{self.topics.prefix}{self.name}",
+                outbound_partitions=self.settings.topic_partitions,
+            )
+            return self.router
+
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await supervise(self.name, make, stop)
+        finally:
+            exporter.cancel()
+            await config.stop()
+
+    def _stats(self) -> dict[str, Any]:
+        return {"router": dict(self.router.counts)} if self.router else {}
+
+
+class CorrelatorImpl(_Base):
+    kind = "correlator"
+    correlator: Correlator | None = None
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        assert s.kafka_bootstrap
+        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        bootstrap = s.kafka_bootstrap
+
+        def make() -> Correlator:
+            self.correlator = Correlator(
+                bootstrap,
+                self.topics,
+                producer,
+                park_timeout_s=s.receipt_park_s,
+                receipt_ttl_s=s.delivery_ttl_s,
+            )
+            return self.correlator
+
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await supervise(self.name, make, stop)
+        finally:
+            exporter.cancel()
+            await producer.close()
+
+    def _stats(self) -> dict[str, Any]:
+        return {"correlator": vars(self.correlator.stats).copy()} if self.correlator else {}
+
+
+class ProviderBindImpl(_Base):
+    kind = "provider"
+    bind: ProviderBind | None = None
+
+    def __init__(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        provider: str,
+        index: int,
+        *,
+        fingerprint: str = "",
+    ) -> None:
+        self.provider_name = provider
+        self.index = index
+        super().__init__(name, settings, fingerprint=fingerprint)
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        assert s.database_url and s.kafka_bootstrap
+        config = ConfigWatcher(s.database_url)
+        await config.start()
+        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        provider = config.providers.get(self.provider_name)
+        if provider is None:
+            raise RuntimeError(f"provider {self.provider_name!r} is not configured")
+        bootstrap = s.kafka_bootstrap
+
+        def make() -> ProviderBind:
+            self.bind = ProviderBind(
+                provider,
+                self.index,
+                bootstrap=bootstrap,
+                topics=self.topics,
+                producer=producer,
+                config=config,
+                receipt_ttl_s=s.delivery_ttl_s,
+                failover_after_s=s.provider_failover_after_s,
+            )
+            return self.bind
+
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await supervise(self.name, make, stop)
+        finally:
+            exporter.cancel()
+            await producer.close()
+            await config.stop()
+
+    def _stats(self) -> dict[str, Any]:
+        if self.bind is None:
+            return {}
+        return {
+            "provider": self.provider_name,
+            "bind": vars(self.bind.stats).copy(),
+            "tps_share": self.bind.tps_share,
+        }
+
+
+ListenerActor = ray.remote(**ACTOR_OPTIONS)(ListenerImpl)
+RouterActor = ray.remote(**ACTOR_OPTIONS)(RouterImpl)
+CorrelatorActor = ray.remote(**ACTOR_OPTIONS)(CorrelatorImpl)
+ProviderBindActor = ray.remote(**ACTOR_OPTIONS)(ProviderBindImpl)

@@ -1,0 +1,203 @@
+"""The Ray runtime: kill each actor kind's process mid-traffic and count every message."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.smsc_sim.config import SimConfig
+from benchmarks.smsc_sim.server import SmscSimulator
+from smsgw.cluster.procs import free_port
+from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.topics import Topics
+from tests.helpers.cluster import Runtime
+from tests.helpers.customer import Customer
+from tests.helpers.loop_thread import LoopThread
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def runtime(
+    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
+) -> Iterator[Runtime]:
+    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[LoopThread, SmscSimulator]]:
+    loop = LoopThread("sim")
+    s = SmscSimulator(SimConfig(system_id="p1", password="pw", receipt_delay=0.3, window=50))
+    loop.run(s.start())
+    yield loop, s
+    loop.run(s.stop())
+    loop.close()
+
+
+class Traffic(threading.Thread):
+    """Submits unique texts at a steady rate; survives the listener going away."""
+
+    def __init__(self, rt: Runtime, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.rt, self.rate = rt, rate
+        self.stop = threading.Event()
+        self.clients: list[Customer] = []
+        self.sent: dict[str, tuple[Customer, int]] = {}  # text -> (client, sequence)
+        self.n = 0
+
+    def _client(self) -> Customer:
+        while True:
+            try:
+                c = Customer("127.0.0.1", self.rt.port, "c", "pw").bind()
+                self.clients.append(c)
+                return c
+            except Exception:
+                time.sleep(0.5)
+
+    def run(self) -> None:
+        c = self._client()
+        gap = 1.0 / self.rate
+        while not self.stop.is_set():
+            text = f"m{self.n:06d}"
+            try:
+                seq = c.submit("4917000000", text.encode())
+            except Exception:
+                c = self._client()  # the listener went away: reconnect and go on
+                continue
+            self.sent[text] = (c, seq)
+            self.n += 1
+            time.sleep(gap)
+
+    def accepted(self) -> dict[str, str]:
+        """text -> gateway id, for every submit answered with status 0."""
+        out = {}
+        for text, (c, seq) in self.sent.items():
+            with c.lock:
+                resp = c.responses.get(seq)
+            if resp and resp[0] == 0:
+                out[text] = resp[1]
+        return out
+
+    def receipts(self) -> Counter[str]:
+        got: Counter[str] = Counter()
+        for c in self.clients:
+            with c.lock:
+                got.update(r.receipted_id for r in c.receipts)
+        return got
+
+
+def test_killing_each_actor_kind_loses_nothing(
+    runtime: Runtime, sim: tuple[LoopThread, SmscSimulator]
+) -> None:
+    loop, smsc = sim
+    runtime.configure(
+        customers=["c"],
+        providers={"p1": {"port": smsc.port, "tps": 400, "binds": 2, "window": 20}},
+        routes=[{"prefix": "", "provider": "p1"}],
+    )
+    runtime.start(providers=2)
+    traffic = Traffic(runtime, rate=100)
+    traffic.start()
+    kills = []
+    try:
+        for prefix in ("router#", "correlator#", "provider:p1#", "listener@"):
+            time.sleep(4)
+            pid = runtime.kill(prefix)
+            runtime.wait_restarted(prefix, pid)
+            kills.append(prefix)
+        time.sleep(3)
+    finally:
+        traffic.stop.set()
+        traffic.join(10)
+    accepted = traffic.accepted()
+    assert len(accepted) > 800, f"too little traffic got through: {len(accepted)}"
+
+    # Every accepted message reached the provider at least once.
+    def provider_texts() -> Counter[str]:
+        return Counter(r.short_message.decode() for r in loop.call(lambda: list(smsc.received)))
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not set(accepted) <= set(provider_texts()):
+        time.sleep(1)
+    at_provider = provider_texts()
+    missing = set(accepted) - set(at_provider)
+    assert not missing, f"{len(missing)} accepted messages never reached the provider"
+    dup_provider = sum(n - 1 for n in at_provider.values() if n > 1)
+
+    # Every receipt came back to the customer.
+    ids = set(accepted.values())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not ids <= set(traffic.receipts()):
+        time.sleep(1)
+    got = traffic.receipts()
+    lost = ids - set(got)
+    assert not lost, f"{len(lost)} receipts lost (of {len(ids)})"
+    dup_receipts = sum(n - 1 for i, n in got.items() if i in ids and n > 1)
+    print(
+        f"\nkilled {kills}: {traffic.n} submitted, {len(accepted)} accepted, all at the provider "
+        f"({dup_provider} duplicate submits to the provider), all receipts delivered "
+        f"({dup_receipts} duplicate receipts, from the listener kill)"
+    )
+    for c in traffic.clients:
+        c.close()
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def _value(text: str, metric: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_show_known_counts(
+    ray_head: EmbeddedRay, runtime: Runtime, sim: tuple[LoopThread, SmscSimulator]
+) -> None:
+    _loop, smsc = sim
+    runtime.configure(
+        customers=["c", "m2"],
+        providers={"p1": {"port": smsc.port, "tps": 200, "binds": 1}},
+        routes=[{"prefix": "4917", "provider": "p1"}],
+    )
+    runtime.start(providers=1)
+    c = Customer("127.0.0.1", runtime.port, "m2", "pw").bind()
+    try:
+        for i in range(25):
+            c.submit(f"49170000{i:02d}", b"x")
+        for i in range(5):
+            c.submit(f"49990000{i:02d}", b"x")  # no route
+        c.wait(lambda: len(c.receipts) >= 30, 60, "receipts")
+    finally:
+        c.close()
+    want = {
+        ("ray_smsgw_submits_accepted_total", "customer", "m2"): 30,
+        ("ray_smsgw_provider_accepted_total", "provider", "p1"): 25,
+        ("ray_smsgw_no_route_total", None, None): 5,
+        ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
+        ("ray_smsgw_receipts_matched_total", None, None): 25,
+    }
+    deadline = time.monotonic() + 60
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        text = _scrape(ray_head.metrics_export_port)
+        seen = {m: _value(text, m, **({k: v} if k else {})) for (m, k, v) in want}
+        if all(seen[m] >= n for (m, _k, _v), n in want.items()):
+            break
+        time.sleep(1)
+    assert seen == {m: float(n) for (m, _k, _v), n in want.items()}, seen
+    assert re.search(r"ray_smsgw_accept_latency_ms_bucket\{", text), "latency histogram exported"
