@@ -195,7 +195,10 @@ def test_metrics_show_known_counts(
     seen: dict[str, float] = {}
     while time.monotonic() < deadline:
         text = _scrape(ray_head.metrics_export_port)
-        seen = {m: _value(text, m, **({k: v} if k else {})) for (m, k, v) in want}
+        seen = {}
+        for m, k, v in want:
+            labels: dict[str, str] = {k: v} if k and v else {}
+            seen[m] = _value(text, m, **labels)
         if all(seen[m] >= n for (m, _k, _v), n in want.items()):
             break
         time.sleep(1)
