@@ -32,6 +32,7 @@ class Customer:
         self.responses: dict[int, tuple[int, str]] = {}
         self.receipts: list[Received] = []
         self.mos: list[Received] = []
+        self.queries: dict[str, tuple[int, int]] = {}
         self.lock = threading.Lock()
         self.client: Any = None
         self.reader: threading.Thread | None = None
@@ -43,6 +44,7 @@ class Customer:
         c.set_message_sent_handler(self._sent)
         c.set_message_received_handler(self._received)
         c.set_error_pdu_handler(self._error)
+        c.set_query_resp_handler(self._queried)
         c.connect()
         getattr(c, f"bind_{self.mode}")(system_id=self.system_id, password=self.password)
         self.client = c
@@ -63,6 +65,11 @@ class Customer:
         mid = pdu.message_id.decode() if isinstance(pdu.message_id, bytes) else str(pdu.message_id)
         with self.lock:
             self.responses[pdu.sequence] = (int(pdu.status), mid)
+
+    def _queried(self, pdu: Any, **_: Any) -> None:
+        mid = pdu.message_id.decode() if isinstance(pdu.message_id, bytes) else str(pdu.message_id)
+        with self.lock:
+            self.queries[mid] = (int(pdu.status), int(pdu.message_state or 0))
 
     def _error(self, pdu: Any) -> None:
         if pdu.command == "submit_sm_resp":
@@ -131,3 +138,9 @@ class Customer:
                 self.client.disconnect()
         if self.reader:
             self.reader.join(5)
+
+    def query(self, message_id: str, source: str = "4915100000001") -> None:
+        """Send query_sm; the answer lands in ``queries`` (message_id -> (status, state))."""
+        self.client.query_message(
+            message_id=message_id, source_addr_ton=1, source_addr_npi=1, source_addr=source
+        )

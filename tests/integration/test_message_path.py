@@ -209,3 +209,67 @@ def test_receipts_wait_for_the_customer_to_bind_again(
         assert sorted(r.receipted_id for r in rx.receipts) == sorted(ids)
     finally:
         rx.close()
+
+
+def test_provider_throttling_refusals_race_and_query_sm(
+    path_gateway: GatewayNode, sims: Sims
+) -> None:
+    """0x58 is retried, a permanent refusal becomes a failure receipt with the provider's
+    status, receipts that overtake their submit_sm_resp still match, query_sm is final."""
+    from smsgw.smpp.status import CommandStatus as S
+
+    gw = path_gateway
+    # The provider enforces 20/s while we were told 60/s: it answers 0x58 above that.
+    strict = sims.start("strict", tps_limit=20, receipt_before_resp=True, receipt_delay=0)
+    gw.add_customer("q", "pw")
+    _provider(gw, "strict", strict.port, tps=60, window=5)
+    with psycopg.connect(gw.db_url) as conn:
+        add_mt_route(conn, prefix="", provider="strict")
+    _wait_bound(gw, sims, ["strict"])
+    sims.loop.call(strict.fail_next, 3, S.ESME_RINVDSTADR)
+    c = Customer(gw.host, gw.port, "q", "pw").bind()
+    try:
+        for i in range(60):
+            c.submit(f"4917{i:07d}", f"t{i}".encode(), registered_delivery=1)
+        c.wait(lambda: len(c.responses) == 60, 20, "responses")
+        ids = set(c.accepted_ids().values())
+        assert len(ids) == 60
+        c.wait(
+            lambda: len(c.receipts) >= 60,
+            60,
+            f"receipts ({len(c.receipts)}): {gw.pipeline_stats()}",
+        )
+        refused = [r for r in c.receipts if r.message_state == MessageState.UNDELIVERABLE]
+        assert len(refused) == 3, "the three permanent refusals come back as failures"
+        for r in refused:
+            assert b"err:902" in r.text
+        assert {r.receipted_id for r in c.receipts} == ids, "all matched despite the race"
+        stats = gw.pipeline_stats()
+        bind = next(iter(stats["binds"].values()))  # type: ignore[attr-defined]
+        assert bind["throttled"] > 0, "the provider did push back"
+        assert sims.loop.call(lambda: strict.stats.tps_max) <= 20
+        # query_sm follows the message to its final state.
+        some_ok = next(r.receipted_id for r in c.receipts if r.message_state == 2)
+        c.query(some_ok)
+        c.query(refused[0].receipted_id)
+        c.wait(lambda: len(c.queries) == 2, 10, "query_sm answers")
+        assert c.queries[some_ok] == (0, MessageState.DELIVERED)
+        assert c.queries[refused[0].receipted_id] == (0, MessageState.UNDELIVERABLE)
+    finally:
+        c.close()
+
+
+def test_removing_a_provider_closes_its_binds(path_gateway: GatewayNode, sims: Sims) -> None:
+    from smsgw.db.providers import remove_provider
+
+    gw = path_gateway
+    gone = sims.start("gone")
+    _provider(gw, "gone", gone.port, binds=2)
+    _wait_bound(gw, sims, ["gone"])
+    assert sims.loop.call(lambda: gone.bound.get("gone", 0)) == 2
+    with psycopg.connect(gw.db_url) as conn:
+        remove_provider(conn, "gone")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sims.loop.call(lambda: gone.bound.get("gone", 0)):
+        time.sleep(0.1)
+    assert sims.loop.call(lambda: gone.bound.get("gone", 0)) == 0

@@ -14,8 +14,10 @@ from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
 from smsgw.pipeline.node import PipelineNode
+from smsgw.pipeline.supervise import supervise
 from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
+from smsgw.server.state_follower import StateFollower
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 
@@ -37,6 +39,8 @@ class Gateway:
         self.with_pipeline = with_pipeline
         self.roles = roles
         self.pipeline: PipelineNode | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._follower_stop: asyncio.Event | None = None
         self.server: asyncio.Server | None = None
         self.log = log.get("smsgw.gateway")
 
@@ -68,6 +72,16 @@ class Gateway:
             lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
         )
         self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
+        follower_stop = self._follower_stop = asyncio.Event()
+        self._follower = asyncio.create_task(
+            supervise(
+                "state-follower",
+                lambda: StateFollower(
+                    s.kafka_bootstrap or "", self.topics.message_state, core.states
+                ),
+                follower_stop,
+            )
+        )
         if self.with_pipeline:
             if self.roles is None:
                 self.pipeline = PipelineNode(s, self.topics, config, producer, core)
@@ -91,6 +105,10 @@ class Gateway:
                     session.close_for("customer removed or disabled")
 
     async def stop(self) -> None:
+        if self._follower_stop is not None:
+            self._follower_stop.set()
+        if self._follower is not None:
+            await asyncio.gather(self._follower, return_exceptions=True)
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.server is not None:

@@ -1,0 +1,55 @@
+"""Keeps a node's query_sm answers current: folds ``message-state`` into its StateStore.
+
+Every node reads every partition (query_sm may reach any node), from the
+start of the compacted topic, so a restarted node knows the fate of messages
+accepted before it came up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from smsgw import log
+from smsgw.state import StateRecord, StateStore
+
+IDLE_SLEEP = 0.02
+
+
+class StateFollower:
+    def __init__(self, bootstrap: str, topic: str, store: StateStore) -> None:
+        self.topic = topic
+        self.store = store
+        self.applied = 0
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"state-follower-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_uncommitted",
+            }
+        )
+        self.log = log.get("smsgw.state")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            md = await asyncio.to_thread(self.consumer.list_topics, self.topic, 10)
+            parts = md.topics[self.topic].partitions
+            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+            while not stop.is_set():
+                msgs = self.consumer.consume(2000, 0)
+                for m in msgs:
+                    value = m.value()
+                    if m.error() is not None or not value:
+                        continue
+                    try:
+                        self.store.apply(StateRecord.decode(value))
+                        self.applied += 1
+                    except (ValueError, KeyError) as exc:
+                        self.log.warning("unreadable state record", error=str(exc))
+                if not msgs:
+                    await asyncio.sleep(IDLE_SLEEP)
+        finally:
+            await asyncio.to_thread(self.consumer.close)
