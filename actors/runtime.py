@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from smsgw.actors.supervisor import NAMESPACE, SUPERVISOR, Supervisor
 from smsgw.settings import Settings
@@ -27,11 +28,14 @@ def connect(address: str) -> None:
 def start_supervisor(settings: Settings) -> Any:
     """The supervisor (created if absent); it brings up every other actor."""
     values = settings.model_dump(mode="json")
+    # Prefer the driver's node (the head): it outlives worker nodes coming and going.
+    here = ray.get_runtime_context().get_node_id()
     return Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR,
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
     ).remote(values)
 
 

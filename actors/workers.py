@@ -28,6 +28,7 @@ from smsgw.server.gateway import Gateway
 from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
+NAMESPACE = "smsgw"
 
 
 class _Base:
@@ -86,6 +87,43 @@ class _Base:
                 log.get("smsgw.metrics").warning("metrics export failed", error=repr(exc))
 
 
+class PeerListeners:
+    """Which other listeners hold a customer's receiving binds, and delivery through them.
+
+    The directory comes from the supervisor's status once a second (binds
+    change rarely); a delivery batch is one actor call, never one per message.
+    """
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.directory: dict[str, list[str]] = {}
+
+    def targets(self, customer: str) -> list[str]:
+        return self.directory.get(customer, [])
+
+    async def send(self, target: str, deliveries: list[bytes]) -> list[int]:
+        handle = ray.get_actor(target, namespace=NAMESPACE)
+        ref: Any = handle.deliver_from_peer.remote(deliveries)
+        result: list[int] = await asyncio.wrap_future(ref.future())
+        return result
+
+    async def refresh_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            try:
+                sup = ray.get_actor("supervisor", namespace=NAMESPACE)
+                status: dict[str, Any] = await asyncio.wrap_future(sup.status.remote().future())
+            except Exception:
+                continue
+            directory: dict[str, list[str]] = {}
+            for name, a in status.get("actors", {}).items():
+                if not name.startswith("listener@") or name == self.me:
+                    continue
+                for customer in a.get("receivers") or []:
+                    directory.setdefault(customer, []).append(name)
+            self.directory = directory
+
+
 class ListenerImpl(_Base):
     """The node's SMPP listener and its deliverer (deliver_sm needs the local binds)."""
 
@@ -93,14 +131,27 @@ class ListenerImpl(_Base):
     gateway: Gateway | None = None
 
     async def _main(self, stop: asyncio.Event) -> None:
-        self.gateway = Gateway(self.settings, self.topics, roles=frozenset({"deliverer"}))
+        peers = PeerListeners(self.name)
+        self.gateway = Gateway(
+            self.settings, self.topics, roles=frozenset({"deliverer"}), remote=peers
+        )
         await self.gateway.start()
         exporter = asyncio.create_task(self._export_loop(stop))
+        refresher = asyncio.create_task(peers.refresh_loop(stop))
         try:
             await stop.wait()
         finally:
             exporter.cancel()
+            refresher.cancel()
             await self.gateway.stop()
+
+    def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
+        """Another node's deliverer hands over deliveries for binds on this node."""
+        gw = self.gateway
+        if gw is None or gw.pipeline is None or gw.pipeline.deliverer is None:
+            return [-1] * len(deliveries)
+        coro = gw.pipeline.deliverer.deliver_here(deliveries)
+        return asyncio.run_coroutine_threadsafe(coro, self.host.loop).result(30)
 
     def _stats(self) -> dict[str, Any]:
         gw = self.gateway
@@ -110,6 +161,7 @@ class ListenerImpl(_Base):
         out: dict[str, Any] = {
             "listen": self.settings.smpp_listen,
             "binds": core.binds.customers(),
+            "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
             "accept_latency_ms": core.drain_latencies(),
@@ -241,7 +293,8 @@ class ProviderBindImpl(_Base):
         }
 
 
-ListenerActor = ray.remote(**ACTOR_OPTIONS)(ListenerImpl)
+# Threaded: deliveries from peers wait for customers' answers without blocking status calls.
+ListenerActor = ray.remote(**{**ACTOR_OPTIONS, "max_concurrency": 16})(ListenerImpl)
 RouterActor = ray.remote(**ACTOR_OPTIONS)(RouterImpl)
 CorrelatorActor = ray.remote(**ACTOR_OPTIONS)(CorrelatorImpl)
 ProviderBindActor = ray.remote(**ACTOR_OPTIONS)(ProviderBindImpl)

@@ -142,6 +142,12 @@ class EmbeddedRay:
             proc=self.process,
         )
 
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (crash tests: a node lost)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=15)

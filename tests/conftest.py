@@ -56,7 +56,13 @@ def ray_head() -> Iterator[EmbeddedRay]:
         dashboard_port=free_port(),
         object_store_mb=128,
         # Metrics reach the export endpoint within a second or two (default 10 s).
-        env={"RAY_metrics_report_interval_ms": "1000"},
+        env={
+            "RAY_metrics_report_interval_ms": "1000",
+            # Declare a killed node dead in seconds, not the default half-minute.
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": "3",
+        },
     )
     head.start()
     os.environ["RAY_ADDRESS"] = head.address

@@ -47,12 +47,22 @@ class SmscConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sim._on_lost(self)
+        self.transport = None  # a dead bind must never be picked for a receipt again
 
     # helpers
     @property
     def receiving(self) -> bool:
-        """Bound as receiver or transceiver: receipts and MO may go here."""
-        return self.session.state in RECEIVING
+        """Bound as receiver or transceiver, and still connected: receipts and MO may go here.
+
+        A receipt remembers the bind that submitted its message (``prefer``);
+        once that connection is lost it must not count as receiving, or the
+        receipt is written into a dead socket and never retried.
+        """
+        return (
+            self.transport is not None
+            and not self.transport.is_closing()
+            and self.session.state in RECEIVING
+        )
 
     @property
     def capacity(self) -> int:

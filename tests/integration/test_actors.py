@@ -35,7 +35,11 @@ def runtime(
 @pytest.fixture
 def sim() -> Iterator[tuple[LoopThread, SmscSimulator]]:
     loop = LoopThread("sim")
-    s = SmscSimulator(SimConfig(system_id="p1", password="pw", receipt_delay=0.3, window=50))
+    s = SmscSimulator(
+        SimConfig(
+            system_id="p1", password="pw", accounts={"pm": "pw"}, receipt_delay=0.3, window=50
+        )
+    )
     loop.run(s.start())
     yield loop, s
     loop.run(s.stop())
@@ -98,7 +102,18 @@ class Traffic(threading.Thread):
         return got
 
 
-def _settle(traffic: Traffic, loop: LoopThread, smsc: SmscSimulator) -> tuple[int, int]:
+def _diagnose(rt: Runtime, loop: LoopThread, smsc: SmscSimulator) -> str:
+    actors = rt.status()["actors"]
+    parts = {
+        n: {k: a.get(k) for k in ("correlator", "deliverer", "bind", "router") if a.get(k)}
+        for n, a in actors.items()
+    }
+    return f"actors: {parts}; simulator: {loop.call(smsc.stats.to_dict)}"
+
+
+def _settle(
+    traffic: Traffic, loop: LoopThread, smsc: SmscSimulator, rt: Runtime
+) -> tuple[int, int]:
     """Wait until every accepted message reached the provider and every receipt came back.
 
     Returns (duplicate submits seen by the provider, duplicate receipts to the customer).
@@ -121,7 +136,7 @@ def _settle(traffic: Traffic, loop: LoopThread, smsc: SmscSimulator) -> tuple[in
     time.sleep(2)  # late duplicates, if any, arrive now
     got = traffic.receipts()
     lost = ids - set(got)
-    assert not lost, f"{len(lost)} receipts lost (of {len(ids)})"
+    assert not lost, f"{len(lost)} receipts lost (of {len(ids)}); {_diagnose(rt, loop, smsc)}"
     dup_provider = sum(n - 1 for n in at_provider.values() if n > 1)
     dup_receipts = sum(n - 1 for i, n in got.items() if i in ids and n > 1)
     return dup_provider, dup_receipts
@@ -146,7 +161,7 @@ def test_killing_each_actor_kind_loses_nothing(
             runtime.wait_restarted(prefix, runtime.kill(prefix))
         time.sleep(3)
         traffic.pause.set()
-        dup_provider, dup_receipts = _settle(traffic, loop, smsc)
+        dup_provider, dup_receipts = _settle(traffic, loop, smsc, runtime)
         n1 = len(traffic.accepted())
         assert n1 > 600, f"too little traffic got through: {n1}"
         assert dup_receipts == 0, "receipts are delivered exactly once"
@@ -162,7 +177,7 @@ def test_killing_each_actor_kind_loses_nothing(
     finally:
         traffic.stop.set()
         traffic.join(10)
-    dup_provider, dup_receipts = _settle(traffic, loop, smsc)
+    dup_provider, dup_receipts = _settle(traffic, loop, smsc, runtime)
     print(
         f"phase 2 (listener killed): {len(traffic.accepted())} accepted in all, none lost; "
         f"{dup_provider} duplicate submits, {dup_receipts} duplicate receipts"
@@ -192,10 +207,31 @@ def test_metrics_show_known_counts(
     _loop, smsc = sim
     runtime.configure(
         customers=["c", "m2"],
-        providers={"p1": {"port": smsc.port, "tps": 200, "binds": 1}},
-        routes=[{"prefix": "4917", "provider": "p1"}],
+        # Names of its own: metrics of earlier tests in this Ray cluster stay in the agent.
+        providers={"pm": {"port": smsc.port, "tps": 200, "binds": 1}},
+        routes=[{"prefix": "4917", "provider": "pm"}],
     )
     runtime.start(providers=1)
+    want = {
+        ("ray_smsgw_submits_accepted_total", "customer", "m2"): 30,
+        ("ray_smsgw_provider_accepted_total", "provider", "pm"): 25,
+        ("ray_smsgw_no_route_total", None, None): 5,
+        ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
+        ("ray_smsgw_receipts_matched_total", None, None): 25,
+    }
+
+    def scrape() -> dict[str, float]:
+        text = _scrape(ray_head.metrics_export_port)
+        out = {}
+        for m, k, v in want:
+            labels: dict[str, str] = {k: v} if k and v else {}
+            out[m] = _value(text, m, **labels)
+        return out
+
+    # Counters of earlier tests in this Ray cluster stay in the metrics agent:
+    # compare growth, not absolute values.
+    time.sleep(3)
+    before = scrape()
     c = Customer("127.0.0.1", runtime.port, "m2", "pw").bind()
     try:
         for i in range(25):
@@ -205,23 +241,17 @@ def test_metrics_show_known_counts(
         c.wait(lambda: len(c.receipts) >= 30, 60, "receipts")
     finally:
         c.close()
-    want = {
-        ("ray_smsgw_submits_accepted_total", "customer", "m2"): 30,
-        ("ray_smsgw_provider_accepted_total", "provider", "p1"): 25,
-        ("ray_smsgw_no_route_total", None, None): 5,
-        ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
-        ("ray_smsgw_receipts_matched_total", None, None): 25,
-    }
     deadline = time.monotonic() + 60
-    seen: dict[str, float] = {}
+    grown: dict[str, float] = {}
     while time.monotonic() < deadline:
-        text = _scrape(ray_head.metrics_export_port)
-        seen = {}
-        for m, k, v in want:
-            labels: dict[str, str] = {k: v} if k and v else {}
-            seen[m] = _value(text, m, **labels)
-        if all(seen[m] >= n for (m, _k, _v), n in want.items()):
+        now = scrape()
+        grown = {m: now[m] - before[m] for m in now}
+        if all(grown[m] >= n for (m, _k, _v), n in want.items()):
             break
         time.sleep(1)
-    assert seen == {m: float(n) for (m, _k, _v), n in want.items()}, seen
+    time.sleep(2)
+    now = scrape()
+    grown = {m: now[m] - before[m] for m in now}
+    assert grown == {m: float(n) for (m, _k, _v), n in want.items()}, grown
+    text = _scrape(ray_head.metrics_export_port)
     assert re.search(r"ray_smsgw_accept_latency_ms_bucket\{", text), "latency histogram exported"

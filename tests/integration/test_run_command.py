@@ -46,7 +46,8 @@ def _status(env: dict[str, str]) -> tuple[int, list[dict[str, object]]]:
         text=True,
         timeout=60,
     )
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else []
+    out = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, out.get("health", [])
 
 
 def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:

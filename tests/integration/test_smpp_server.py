@@ -274,3 +274,49 @@ def test_data_sm_and_submit_multi_are_accepted(gateway: GatewayNode) -> None:
     assert resp.command == "data_sm_resp" and resp.status == 0
     [rec] = gateway.read_submits(expect=1)
     assert rec.command == "data_sm" and rec.message_payload == b"via data_sm"
+
+
+def test_submit_multi_gives_one_record_per_destination(gateway: GatewayNode) -> None:
+    """smpplib has no submit_multi, so the PDU is built with the gateway's own codec; the
+    answer is parsed from the raw bytes."""
+    from smsgw.smpp import codec
+    from smsgw.smpp.pdu import DestAddress, Pdu
+
+    gateway.add_customer("multi2", "pw")
+    client = esme.bind(gateway.host, gateway.port, "multi2", "pw")
+    dests = (DestAddress(b"4917600000011", 1, 1), DestAddress(b"4917600000012", 1, 1))
+    pdu = Pdu(
+        "submit_multi",
+        77,
+        0,
+        {
+            "service_type": "",
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+            "source_addr": "4915100000001",
+            "number_of_dests": 2,
+            "dest_addresses": dests,
+            "esm_class": 0,
+            "protocol_id": 0,
+            "priority_flag": 0,
+            "schedule_delivery_time": "",
+            "validity_period": "",
+            "registered_delivery": 1,
+            "replace_if_present_flag": 0,
+            "data_coding": 0,
+            "sm_default_msg_id": 0,
+            "short_message": b"to both",
+        },
+    )
+    try:
+        client._socket.sendall(codec.encode(pdu))
+        head = client._recv_exact(16)
+        length, cid, status, seq = struct.unpack(">IIII", head)
+        resp = codec.decode(head + client._recv_exact(length - 16))
+    finally:
+        client.disconnect()
+    assert (cid, status, seq) == (0x80000021, 0, 77)
+    assert resp.unsuccess() == ()
+    recs = gateway.read_submits(expect=2)
+    assert {r.destination.addr for r in recs} == {"4917600000011", "4917600000012"}
+    assert {r.id for r in recs} == {resp.get_str("message_id")}, "one id, as SMPP returns one"

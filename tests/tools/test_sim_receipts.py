@@ -126,3 +126,23 @@ async def test_receipt_retried_after_an_error_response(make_sim):
     await until(lambda: sim.stats.receipts_acked == 1)
     assert sim.stats.deliver_errors == 1 and sim.stats.receipts_sent == 2
     writer.close()
+
+
+async def test_receipt_of_a_lost_bind_goes_to_another_receiver(make_sim):
+    """A receipt whose submitting bind dropped is delivered on a live bind, not into the
+    dead socket (where it would wait forever)."""
+    sim = await make_sim(receipt_delay=0.3)
+    loop = asyncio.get_running_loop()
+    first = Collector()
+    gone = await connect("127.0.0.1", sim.port, BindMode.TRX, "smsc", "pw", handler=first)
+    other = Collector()
+    live = await connect("127.0.0.1", sim.port, BindMode.RX, "smsc", "pw", handler=other)
+    gone.submit(dict(SUBMIT), loop.time(), True)
+    gone.flush()
+    await until(lambda: len(first.responses) == 1)
+    assert gone.transport is not None
+    gone.transport.abort()  # the bind is lost before its receipt is due
+    [receipt] = await other.wait_delivered(1)
+    assert receipt.tlv(0x001E) == first.responses[0][1].encode() + b"\0"
+    await until(lambda: sim.stats.receipts_acked == 1)
+    await live.unbind()

@@ -15,6 +15,7 @@ Output is at-least-once; each customer receipt carries a deterministic id
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class Correlator:
         self.pairings: dict[str, tuple[int, Pairing]] = {}
         self.parked: dict[str, list[tuple[Message, InboundReceipt, float]]] = {}
         self.stats = CorrelatorStats()
+        self._finals: collections.deque[tuple[float, str]] = collections.deque()
+        self.tombstone_after_s = 120.0
         self.log = log.get("smsgw.correlator")
 
     def _assigned(self, parts: list[TopicPartition]) -> None:
@@ -123,6 +126,7 @@ class Correlator:
                 now = time.monotonic()
                 if now - last_commit > 0.2:
                     self._expire_parked()
+                    self._tombstones()
                     self.inbound.commit()
                     last_commit = now
         finally:
@@ -183,9 +187,10 @@ class Correlator:
                 p.produce(self.topics.deliver, delivery.encode(), pairing.customer.encode())
             )
         if receipt.state.final:
-            # Tombstone: the pairing has done its job; compaction forgets it.
-            futures.append(p.produce(self.topics.sent, None, receipt.key.encode()))
-            self.pairings.pop(receipt.key, None)
+            # The pairing has done its job. Its tombstone waits until this receipt's
+            # offset is long committed: a crash before that re-reads the receipt,
+            # which must still find its pairing.
+            self._finals.append((time.monotonic(), receipt.key))
         gathered = asyncio.gather(*futures)
         gathered.add_done_callback(lambda f: self._durable(f, msg))
 
@@ -194,6 +199,14 @@ class Correlator:
             self.inbound.done(msg)
         else:
             self.log.error("could not record receipt outcome", error=str(fut.exception()))
+
+    def _tombstones(self) -> None:
+        """Forget pairings whose final receipt was handled a while ago (compaction drops them)."""
+        cutoff = time.monotonic() - self.tombstone_after_s
+        while self._finals and self._finals[0][0] < cutoff:
+            _at, key = self._finals.popleft()
+            if self.pairings.pop(key, None) is not None:
+                self.producer.produce(self.topics.sent, None, key.encode())
 
     def _expire_parked(self) -> None:
         cutoff = time.monotonic() - self.park_timeout_s

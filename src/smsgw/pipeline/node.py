@@ -22,7 +22,7 @@ from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.server.core import NodeCore
-from smsgw.server.deliverer import Deliverer
+from smsgw.server.deliverer import Deliverer, RemoteBinds
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 
@@ -44,6 +44,7 @@ class PipelineNode:
         producer: AsyncProducer,
         core: NodeCore,
         roles: frozenset[str] = frozenset({"router", "correlator", "deliverer", "providers"}),
+        remote: RemoteBinds | None = None,
     ) -> None:
         assert settings.kafka_bootstrap
         self.settings = settings
@@ -53,6 +54,7 @@ class PipelineNode:
         self.producer = producer
         self.core = core
         self.roles = roles
+        self.remote = remote
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.binds: dict[tuple[str, int], _Running] = {}
@@ -99,7 +101,9 @@ class PipelineNode:
         return self.correlator
 
     def _deliverer(self) -> Deliverer:
-        self.deliverer = Deliverer(self.core, self.bootstrap, self.topics, self.producer)
+        self.deliverer = Deliverer(
+            self.core, self.bootstrap, self.topics, self.producer, remote=self.remote
+        )
         return self.deliverer
 
     async def reconcile(self) -> None:

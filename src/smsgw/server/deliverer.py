@@ -15,7 +15,7 @@ import collections
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
@@ -38,6 +38,18 @@ class _Pending:
     attempts: int = 0
 
 
+class RemoteBinds(Protocol):
+    """Other nodes' listeners, for customers bound elsewhere (the Ray runtime provides it)."""
+
+    def targets(self, customer: str) -> list[str]: ...
+
+    async def send(self, target: str, deliveries: list[bytes]) -> list[int]: ...
+
+
+REMOTE_BATCH = 200
+NO_BIND = -1
+
+
 @dataclass
 class DelivererStats:
     delivered: int = 0
@@ -45,6 +57,7 @@ class DelivererStats:
     expired: int = 0
     retries: int = 0
     waiting: int = 0
+    forwarded: int = 0
 
 
 class Deliverer:
@@ -56,11 +69,14 @@ class Deliverer:
         producer: AsyncProducer,
         *,
         max_waiting: int = 100_000,
+        remote: RemoteBinds | None = None,
     ) -> None:
         self.core = core
         self.topics = topics
         self.producer = producer
         self.max_waiting = max_waiting
+        self.remote = remote
+        self._remote_busy: set[str] = set()  # customers with a batch on its way elsewhere
         self.consumer = AsyncConsumer(
             consumer_config(bootstrap, f"{topics.prefix}deliverer"),
             [topics.deliver],
@@ -160,6 +176,9 @@ class Deliverer:
         receivers = [
             c for c in self.core.binds.receivers(customer) if getattr(c, "can_deliver", False)
         ]
+        if not receivers and not self.core.binds.receivers(customer):
+            self._forward(customer, queue)
+            return
         now = time.time()
         while queue and receivers:
             item = queue[0]
@@ -181,6 +200,74 @@ class Deliverer:
             receivers.append(receivers.pop(0))  # round-robin over the customer's binds
         if not queue:
             self.waiting.pop(customer, None)
+
+    def _forward(self, customer: str, queue: collections.deque[_Pending]) -> None:
+        """No bind here: hand a batch to a node where the customer is bound (one call per batch)."""
+        if self.remote is None or customer in self._remote_busy:
+            return
+        targets = self.remote.targets(customer)
+        if not targets:
+            return  # bound nowhere: wait
+        now = time.time()
+        batch: list[_Pending] = []
+        while queue and len(batch) < REMOTE_BATCH:
+            item = queue[0]
+            if item.not_before > now:
+                break
+            queue.popleft()
+            if item.delivery.id in self.delivered:
+                self.stats.duplicates_skipped += 1
+                self.consumer.done(item.msg)
+                continue
+            batch.append(item)
+        if not queue:
+            self.waiting.pop(customer, None)
+        if not batch:
+            return
+        self._remote_busy.add(customer)
+        target = targets[int(now) % len(targets)]
+        task = asyncio.ensure_future(self._send_remote(customer, target, batch))
+        task.add_done_callback(lambda _t: self._remote_busy.discard(customer))
+
+    async def _send_remote(self, customer: str, target: str, batch: list[_Pending]) -> None:
+        assert self.remote is not None
+        try:
+            statuses = await self.remote.send(target, [i.delivery.encode() for i in batch])
+        except Exception as exc:
+            self.log.warning("forwarding to another node failed", target=target, error=repr(exc))
+            statuses = [NO_BIND] * len(batch)
+        loop = asyncio.get_running_loop()
+        for item, status in zip(batch, statuses, strict=False):
+            fut: asyncio.Future[Any] = loop.create_future()
+            fut.set_result(S.ESME_ROK if status == 0 else S.ESME_RSYSERR)
+            if status == 0:
+                self.stats.forwarded += 1
+            self.sending.add(item.delivery.id)
+            self._answered(fut, item)
+        self._dirty.add(customer)
+
+    async def deliver_here(self, raw: list[bytes], timeout: float = 10.0) -> list[int]:
+        """Deliver another node's batch to this node's binds; a status per delivery."""
+        futures: list[asyncio.Future[Any] | None] = []
+        for blob in raw:
+            d = Delivery.decode(blob)
+            sent = None
+            for conn in self.core.binds.receivers(d.customer):
+                if getattr(conn, "can_deliver", False):
+                    sent = conn.send_deliver(d)  # type: ignore[attr-defined]
+                    if sent is not None:
+                        break
+            futures.append(sent)
+        pending = [f for f in futures if f is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        out: list[int] = []
+        for f in futures:
+            if f is None or not f.done() or f.cancelled() or f.exception() is not None:
+                out.append(NO_BIND)
+            else:
+                out.append(int(f.result()))
+        return out
 
     def _answered(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         d = item.delivery

@@ -17,6 +17,7 @@ from smsgw.pipeline.node import PipelineNode
 from smsgw.pipeline.supervise import supervise
 from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
+from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
 from smsgw.settings import Settings
 from smsgw.topics import Topics
@@ -30,6 +31,7 @@ class Gateway:
         *,
         with_pipeline: bool = True,
         roles: frozenset[str] | None = None,
+        remote: RemoteBinds | None = None,
     ) -> None:
         if not settings.kafka_bootstrap or not settings.database_url:
             raise ValueError("the gateway needs a Kafka bootstrap and a database URL")
@@ -38,6 +40,7 @@ class Gateway:
         self.core: NodeCore | None = None
         self.with_pipeline = with_pipeline
         self.roles = roles
+        self.remote = remote
         self.pipeline: PipelineNode | None = None
         self._follower: asyncio.Task[None] | None = None
         self._follower_stop: asyncio.Event | None = None
@@ -86,7 +89,9 @@ class Gateway:
             if self.roles is None:
                 self.pipeline = PipelineNode(s, self.topics, config, producer, core)
             else:
-                self.pipeline = PipelineNode(s, self.topics, config, producer, core, self.roles)
+                self.pipeline = PipelineNode(
+                    s, self.topics, config, producer, core, self.roles, self.remote
+                )
             await self.pipeline.start()
 
     def _lease_instance(self, url: str) -> int:
