@@ -103,6 +103,7 @@ class SupervisorImpl:
         self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
+        self._topics_made: set[str] = set()
         self.host = LoopHost("supervisor", self._main)
 
     # ------------------------------------------------------------ loop
@@ -118,14 +119,22 @@ class SupervisorImpl:
         config.on_change(self._wake.set)
         last_lag = 0.0
         while not stop.is_set():
-            try:
-                await self._reconcile(config)
-                await self._health()
-                if time.monotonic() - last_lag > 5:
-                    last_lag = time.monotonic()
-                    await self._lag(config)
-            except Exception as exc:
-                self.log.error("reconcile failed", error=repr(exc))
+            # Every step is bounded: a stuck call (a node going away mid-call) must
+            # not stall the loop that keeps the cluster in shape.
+            for step, timeout in (("reconcile", 30.0), ("health", 15.0)):
+                try:
+                    if step == "reconcile":
+                        await asyncio.wait_for(self._reconcile(config), timeout)
+                    else:
+                        await asyncio.wait_for(self._health(), timeout)
+                except Exception as exc:
+                    self.log.error(f"{step} failed", error=repr(exc))
+            if time.monotonic() - last_lag > 5:
+                last_lag = time.monotonic()
+                try:
+                    await asyncio.wait_for(self._lag(config), 15.0)
+                except Exception as exc:
+                    self.log.warning("lag measurement failed", error=repr(exc))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -142,7 +151,7 @@ class SupervisorImpl:
             for p in config.providers.values()
             if p.enabled
         ]
-        names = {self.topics.outbound(p[0]) for p in providers}
+        names = {self.topics.outbound(p[0]) for p in providers} - self._topics_made
         if names and self.settings.kafka_bootstrap:
             await asyncio.to_thread(
                 ensure_topic_names,
@@ -150,6 +159,7 @@ class SupervisorImpl:
                 names,
                 self.settings.topic_partitions,
             )
+            self._topics_made |= names
         desired = plan(nodes, providers, self.settings_dict)
         for name in list(self.actors):
             handle, fp = self.actors[name]
@@ -175,7 +185,7 @@ class SupervisorImpl:
             return None
         fp: str | None = None
         with contextlib.suppress(Exception):
-            fp = str(ray.get(handle.fingerprint.remote(), timeout=5))
+            fp = str(ray.get(handle.fingerprint.remote(), timeout=3))
         if fp == spec.fingerprint:
             return handle
         with contextlib.suppress(Exception):
@@ -198,15 +208,20 @@ class SupervisorImpl:
         return handle
 
     async def _health(self) -> None:
-        refs = {name: h.stats.remote() for name, (h, _fp) in self.actors.items()}
-        out: dict[str, Any] = {}
-        for name, ref in refs.items():
+        """Ask every actor at once; one slow actor must not hold up the others' news."""
+
+        async def ask(name: str, handle: Any) -> tuple[str, dict[str, Any]]:
             try:
-                out[name] = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
-                out[name]["state"] = "ALIVE"
+                ref = handle.stats.remote()
+                got: dict[str, Any] = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
+                got["state"] = "ALIVE"
+                return name, got
             except Exception as exc:
-                out[name] = {"name": name, "state": "UNREACHABLE", "error": repr(exc)[:200]}
-        self.snapshot["actors"] = out
+                return name, {"name": name, "state": "UNREACHABLE", "error": repr(exc)[:200]}
+
+        answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in self.actors.items()))
+        self.snapshot["actors"] = dict(answers)
+        self.snapshot["updated_at"] = time.time()
 
     async def _lag(self, config: ConfigWatcher) -> None:
         t, prefix = self.topics, self.topics.prefix
