@@ -66,12 +66,17 @@ def _gauge(name: str) -> Gauge:
     return metric
 
 
-def _histogram() -> Histogram:
-    name = "smsgw_accept_latency_ms"
+_HISTOGRAMS = {
+    "smsgw_accept_latency_ms": "submit_sm received -> submit_sm_resp (Kafka acknowledged)",
+    "smsgw_e2e_latency_ms": "submit accepted -> its receipt acknowledged by the customer",
+}
+
+
+def _histogram(name: str = "smsgw_accept_latency_ms") -> Histogram:
     if name not in _metrics:
         _metrics[name] = Histogram(
             name,
-            description="submit_sm received -> submit_sm_resp (Kafka acknowledged)",
+            description=_HISTOGRAMS[name],
             boundaries=LATENCY_BUCKETS_MS,
             tag_keys=("listener",),
         )
@@ -127,6 +132,9 @@ class MetricsExporter:
         hist = _histogram()
         for ms in s.get("accept_latency_ms", []):
             hist.observe(ms, tags={"listener": self.name})
+        e2e = _histogram("smsgw_e2e_latency_ms")
+        for ms in s.get("e2e_latency_ms", []):
+            e2e.observe(ms, tags={"listener": self.name})
 
     def _router(self, s: dict[str, Any]) -> None:
         r = s.get("router", {})

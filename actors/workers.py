@@ -50,6 +50,10 @@ class _Base:
     def _stats(self) -> dict[str, Any]:
         return {}
 
+    def _samples(self) -> dict[str, Any]:
+        """Latency samples since the last export (drained: only the exporter calls this)."""
+        return {}
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -82,7 +86,7 @@ class _Base:
         while not stop.is_set():
             await asyncio.sleep(1.0)
             try:
-                self.metrics.export(self._stats())
+                self.metrics.export({**self._stats(), **self._samples()})
             except Exception as exc:
                 log.get("smsgw.metrics").warning("metrics export failed", error=repr(exc))
 
@@ -145,6 +149,12 @@ class ListenerImpl(_Base):
             refresher.cancel()
             await self.gateway.stop()
 
+    def _samples(self) -> dict[str, Any]:
+        core = self.gateway.core if self.gateway else None
+        if core is None:
+            return {}
+        return {"accept_latency_ms": core.drain_latencies(), "e2e_latency_ms": core.drain_e2e()}
+
     def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
         """Another node's deliverer hands over deliveries for binds on this node."""
         gw = self.gateway
@@ -164,7 +174,6 @@ class ListenerImpl(_Base):
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
-            "accept_latency_ms": core.drain_latencies(),
         }
         if gw.pipeline and gw.pipeline.deliverer:
             out["deliverer"] = vars(gw.pipeline.deliverer.stats).copy()

@@ -65,6 +65,7 @@ class Pairing:
     registered_delivery: int
     submitted_at: float
     text20: str = ""
+    accepted_at: float = 0.0  # when the customer's submit was accepted (end-to-end latency)
 
     def encode(self) -> bytes:
         return _dumps(
@@ -79,6 +80,7 @@ class Pairing:
                 "rd": self.registered_delivery,
                 "at": self.submitted_at,
                 "text": self.text20,
+                "acc": self.accepted_at,
             }
         )
 
@@ -96,6 +98,7 @@ class Pairing:
             d["rd"],
             d["at"],
             d.get("text", ""),
+            d.get("acc", 0.0),
         )
 
 

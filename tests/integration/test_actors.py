@@ -218,6 +218,8 @@ def test_metrics_show_known_counts(
         ("ray_smsgw_no_route_total", None, None): 5,
         ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
         ("ray_smsgw_receipts_matched_total", None, None): 25,
+        # Receipts from the provider carry the acceptance time: 25 end-to-end samples.
+        ("ray_smsgw_e2e_latency_ms_count", None, None): 25,
     }
 
     def scrape() -> dict[str, float]:

@@ -376,6 +376,7 @@ class ProviderBind:
             m.registered_delivery,
             item.sent_at,
             text,
+            m.received_at,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         state = StateRecord(

@@ -66,6 +66,7 @@ def customer_receipt(p: Pairing, r: InboundReceipt, ttl_s: float) -> Delivery:
         expires_at=now + ttl_s,
         message_id=p.message_id,
         state=int(r.state),
+        extra={"accepted_at": p.accepted_at} if p.accepted_at else {},
     )
 
 

@@ -34,6 +34,7 @@ class NodeCore:
     # (a receiver bind appeared, or a window slot freed).
     delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # submit -> resp, drained by metrics
+    e2e_ms: list[float] = field(default_factory=list)  # submit -> receipt acknowledged
     _next_session: int = 0
 
     def new_bind_id(self) -> str:
@@ -50,6 +51,14 @@ class NodeCore:
 
     def drain_latencies(self) -> list[float]:
         out, self.latencies_ms = self.latencies_ms, []
+        return out
+
+    def record_e2e(self, ms: float) -> None:
+        if len(self.e2e_ms) < 50_000:
+            self.e2e_ms.append(ms)
+
+    def drain_e2e(self) -> list[float]:
+        out, self.e2e_ms = self.e2e_ms, []
         return out
 
     def count(self, event: str, customer: str = "", status: str = "") -> None:

@@ -282,6 +282,9 @@ class Deliverer:
             return
         self.stats.delivered += 1
         self.delivered[d.id] = time.time()
+        accepted_at = d.extra.get("accepted_at")
+        if accepted_at:
+            self.core.record_e2e((time.time() - float(accepted_at)) * 1000)
         self.core.count("delivered", d.customer, d.kind)
         mark = self.producer.produce(self.topics.delivered, b"1", d.id.encode())
         mark.add_done_callback(lambda f: self._marked(f, item))
