@@ -45,6 +45,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_deliveries_waiting": ("Receipts/MO waiting for a receiving bind", ("listener",)),
     "smsgw_provider_bound": ("1 while the provider bind is up", ("provider", "bind")),
     "smsgw_kafka_in_flight": ("Records waiting for Kafka's acknowledgement", ("listener",)),
+    "smsgw_consumer_lag": ("Records a stage has not committed yet, per input topic", ("topic",)),
 }
 
 _metrics: dict[str, Any] = {}
@@ -135,6 +136,9 @@ class MetricsExporter:
         e2e = _histogram("smsgw_e2e_latency_ms")
         for ms in s.get("e2e_latency_ms", []):
             e2e.observe(ms, tags={"listener": self.name})
+        # Measured by the supervisor (one probe for the cluster), published here.
+        for topic, n in (s.get("lag") or {}).items():
+            _gauge("smsgw_consumer_lag").set(n, tags={"topic": topic})
 
     def _router(self, s: dict[str, Any]) -> None:
         r = s.get("router", {})

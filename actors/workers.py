@@ -101,6 +101,7 @@ class PeerListeners:
     def __init__(self, me: str) -> None:
         self.me = me
         self.directory: dict[str, list[str]] = {}
+        self.lag: dict[str, int] = {}  # per topic, as the supervisor last measured it
 
     def targets(self, customer: str) -> list[str]:
         return self.directory.get(customer, [])
@@ -119,6 +120,7 @@ class PeerListeners:
                 status: dict[str, Any] = await asyncio.wrap_future(sup.status.remote().future())
             except Exception:
                 continue
+            self.lag = dict(status.get("lag") or {})
             directory: dict[str, list[str]] = {}
             for name, a in status.get("actors", {}).items():
                 if not name.startswith("listener@") or name == self.me:
@@ -134,8 +136,10 @@ class ListenerImpl(_Base):
     kind = "listener"
     gateway: Gateway | None = None
 
+    peers: PeerListeners | None = None
+
     async def _main(self, stop: asyncio.Event) -> None:
-        peers = PeerListeners(self.name)
+        self.peers = peers = PeerListeners(self.name)
         self.gateway = Gateway(
             self.settings, self.topics, roles=frozenset({"deliverer"}), remote=peers
         )
@@ -153,7 +157,11 @@ class ListenerImpl(_Base):
         core = self.gateway.core if self.gateway else None
         if core is None:
             return {}
-        return {"accept_latency_ms": core.drain_latencies(), "e2e_latency_ms": core.drain_e2e()}
+        return {
+            "accept_latency_ms": core.drain_latencies(),
+            "e2e_latency_ms": core.drain_e2e(),
+            "lag": self.peers.lag if self.peers else {},
+        }
 
     def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
         """Another node's deliverer hands over deliveries for binds on this node."""

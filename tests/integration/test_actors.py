@@ -257,3 +257,4 @@ def test_metrics_show_known_counts(
     assert grown == {m: float(n) for (m, _k, _v), n in want.items()}, grown
     text = _scrape(ray_head.metrics_export_port)
     assert re.search(r"ray_smsgw_accept_latency_ms_bucket\{", text), "latency histogram exported"
+    assert re.search(r'ray_smsgw_consumer_lag\{[^}]*topic="[^"]*submit"\} 0', text), "lag 0"
