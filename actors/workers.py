@@ -102,9 +102,13 @@ class PeerListeners:
         self.me = me
         self.directory: dict[str, list[str]] = {}
         self.lag: dict[str, int] = {}  # per topic, as the supervisor last measured it
+        self.bind_counts: dict[str, int] = {}  # customer -> binds on other listeners
 
     def targets(self, customer: str) -> list[str]:
         return self.directory.get(customer, [])
+
+    def binds_elsewhere(self, system_id: str) -> int:
+        return self.bind_counts.get(system_id, 0)
 
     async def send(self, target: str, deliveries: list[bytes]) -> list[int]:
         handle = ray.get_actor(target, namespace=NAMESPACE)
@@ -122,12 +126,16 @@ class PeerListeners:
                 continue
             self.lag = dict(status.get("lag") or {})
             directory: dict[str, list[str]] = {}
+            counts: dict[str, int] = {}
             for name, a in status.get("actors", {}).items():
                 if not name.startswith("listener@") or name == self.me:
                     continue
+                for customer, n in (a.get("binds") or {}).items():
+                    counts[customer] = counts.get(customer, 0) + int(n)
                 for customer in a.get("receivers") or []:
                     directory.setdefault(customer, []).append(name)
             self.directory = directory
+            self.bind_counts = counts
 
 
 class ListenerImpl(_Base):

@@ -12,20 +12,22 @@ from aiolimiter import AsyncLimiter
 
 class CustomerThrottle:
     def __init__(self) -> None:
-        self._limiters: dict[str, tuple[int, AsyncLimiter]] = {}
+        self._limiters: dict[str, tuple[float, AsyncLimiter]] = {}
 
-    def _limiter(self, customer: str, tps: int) -> AsyncLimiter:
+    def _limiter(self, customer: str, tps: float) -> AsyncLimiter:
         current = self._limiters.get(customer)
         if current is None or current[0] != tps:  # new customer or changed limit: replace
-            limiter = AsyncLimiter(tps, time_period=1)
+            # Below 1/s (a small limit shared by many nodes) a bucket of one that
+            # refills every 1/tps seconds keeps the rate without refusing everything.
+            limiter = AsyncLimiter(tps, 1) if tps >= 1 else AsyncLimiter(1, 1 / tps)
             self._limiters[customer] = (tps, limiter)
             return limiter
         return current[1]
 
-    def try_acquire(self, customer: str, tps: int, amount: int = 1) -> bool:
+    def try_acquire(self, customer: str, tps: float, amount: int = 1) -> bool:
         """Take ``amount`` (one per destination) if the bucket has room now."""
         limiter = self._limiter(customer, tps)
-        if amount > tps:
+        if amount > limiter.max_rate:
             return False
         if not limiter.has_capacity(amount):
             return False

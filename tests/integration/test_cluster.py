@@ -8,15 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.cluster.procs import free_port
 from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.db.customers import add_customer
+from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.helpers.customer import Customer
+from tests.helpers.esme import bind_status
 from tests.helpers.loop_thread import LoopThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -110,6 +114,16 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
             60,
             f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}",
         )
+
+        # max_binds counts binds on every node: one here, one there, a third is refused.
+        with psycopg.connect(db_url) as conn:
+            add_customer(conn, "lim", "pw", max_binds=2)
+        time.sleep(1.5)
+        clients.append(Customer("127.0.0.1", port_a, "lim", "pw").bind())
+        clients.append(Customer("127.0.0.1", port_b, "lim", "pw").bind())
+        time.sleep(2.5)  # the listeners' view of each other refreshes once a second
+        assert bind_status("127.0.0.1", port_a, "lim", "pw") == S.ESME_RBINDFAIL
+        assert bind_status("127.0.0.1", port_b, "lim", "pw") == S.ESME_RBINDFAIL
 
         # Lose node B: its provider bind reopens on node A.
         node_b.kill()

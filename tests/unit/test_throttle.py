@@ -32,3 +32,9 @@ async def test_multi_destination_takes_one_unit_per_destination() -> None:
     assert t.try_acquire("m", 10, amount=8)
     assert not t.try_acquire("m", 10, amount=3)
     assert not t.try_acquire("x", 5, amount=6), "more destinations than the whole rate"
+
+
+async def test_limits_below_one_per_second_still_pass_traffic() -> None:
+    t = CustomerThrottle()
+    assert t.try_acquire("tiny", 0.5), "the first submit of a 0.5/s share goes through"
+    assert not t.try_acquire("tiny", 0.5)

@@ -192,7 +192,7 @@ class SmppConnection(asyncio.Protocol):
         if not ip_allowed(self.peer_ip, parse_networks(customer.allow_ips)):
             self.log.warning("bind from outside allowlist", system_id=e.system_id)
             return S.ESME_RBINDFAIL, None
-        if core.binds.count(customer.system_id) >= customer.max_binds:
+        if core.binds_cluster_wide(customer.system_id) >= customer.max_binds:
             return S.ESME_RBINDFAIL, None
         return S.ESME_ROK, customer
 
@@ -209,7 +209,8 @@ class SmppConnection(asyncio.Protocol):
             self._refuse(e, parsed.status, parsed.reason)
             return
         n = len(parsed.destinations)
-        if not core.throttle.try_acquire(customer.system_id, customer.tps, n):
+        tps = core.tps_here(customer.system_id, customer.tps)
+        if not core.throttle.try_acquire(customer.system_id, tps, n):
             core.count("throttled", customer.system_id)
             self.session.respond_submit(e.sequence, S.ESME_RTHROTTLED, command=e.command)
             self._schedule_flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
@@ -15,6 +15,12 @@ from smsgw.settings import Settings
 from smsgw.state import StateStore
 from smsgw.throttle import CustomerThrottle
 from smsgw.topics import Topics
+
+
+class PeerBinds(Protocol):
+    def binds_elsewhere(self, system_id: str) -> int:
+        """How many binds this customer has on other nodes."""
+        ...
 
 
 @dataclass
@@ -33,6 +39,8 @@ class NodeCore:
     # Called with a customer's system_id when it can take deliver_sm again
     # (a receiver bind appeared, or a window slot freed).
     delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
+    # Other nodes' binds per customer (the Ray runtime fills this in; alone, there are none).
+    peers: PeerBinds | None = None
     latencies_ms: list[float] = field(default_factory=list)  # submit -> resp, drained by metrics
     e2e_ms: list[float] = field(default_factory=list)  # submit -> receipt acknowledged
     _next_session: int = 0
@@ -40,6 +48,23 @@ class NodeCore:
     def new_bind_id(self) -> str:
         self._next_session += 1
         return f"{self.settings.node_name}/{self._next_session}"
+
+    def binds_cluster_wide(self, system_id: str) -> int:
+        """This customer's binds on every node (others' counts are at most ~1 s old)."""
+        elsewhere = self.peers.binds_elsewhere(system_id) if self.peers else 0
+        return self.binds.count(system_id) + elsewhere
+
+    def tps_here(self, system_id: str, tps: float) -> float:
+        """This node's share of a customer's TPS: in proportion to where its binds are.
+
+        The shares of all nodes add up to the customer's limit, so a customer
+        spread over N nodes behind a load balancer still gets tps, not N x tps.
+        """
+        here = self.binds.count(system_id)
+        elsewhere = self.peers.binds_elsewhere(system_id) if self.peers else 0
+        if here == 0 or elsewhere == 0:
+            return tps
+        return tps * here / (here + elsewhere)
 
     def wake_delivery(self, system_id: str) -> None:
         for wake in self.delivery_wakers:

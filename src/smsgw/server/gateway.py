@@ -69,6 +69,8 @@ class Gateway:
             producer=producer,
             ids=IdGenerator(instance),
         )
+        if self.remote is not None and hasattr(self.remote, "binds_elsewhere"):
+            core.peers = self.remote  # type: ignore[assignment]
         config.on_change(self._enforce_config)
         host, port = s.smpp_host_port
         self.server = await asyncio.get_running_loop().create_server(
