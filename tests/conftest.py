@@ -67,6 +67,10 @@ def ray_head() -> Iterator[EmbeddedRay]:
     head.start()
     os.environ["RAY_ADDRESS"] = head.address
     yield head
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()  # the driver first, or it reports every actor dying with the head
     head.stop()
 
 
