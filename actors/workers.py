@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ray
@@ -23,7 +24,7 @@ from smsgw.kafka.producer import AsyncProducer
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.router import Router
-from smsgw.pipeline.supervise import supervise
+from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.server.gateway import Gateway
 from smsgw.topics import Topics
 
@@ -81,6 +82,21 @@ class _Base:
 
     def shutdown(self) -> None:
         self.host.stop()
+
+    async def _supervised(
+        self,
+        stop: asyncio.Event,
+        make: Callable[[], Awaitable[Worker] | Worker],
+        *cleanup: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run the worker under in-process restarts, export metrics, then close resources."""
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await supervise(self.name, make, stop)
+        finally:
+            exporter.cancel()
+            for close in cleanup:
+                await close()
 
     async def _export_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -217,12 +233,7 @@ class RouterImpl(_Base):
             )
             return self.router
 
-        exporter = asyncio.create_task(self._export_loop(stop))
-        try:
-            await supervise(self.name, make, stop)
-        finally:
-            exporter.cancel()
-            await config.stop()
+        await self._supervised(stop, make, config.stop)
 
     def _stats(self) -> dict[str, Any]:
         return {"router": dict(self.router.counts)} if self.router else {}
@@ -248,12 +259,7 @@ class CorrelatorImpl(_Base):
             )
             return self.correlator
 
-        exporter = asyncio.create_task(self._export_loop(stop))
-        try:
-            await supervise(self.name, make, stop)
-        finally:
-            exporter.cancel()
-            await producer.close()
+        await self._supervised(stop, make, producer.close)
 
     def _stats(self) -> dict[str, Any]:
         return {"correlator": vars(self.correlator.stats).copy()} if self.correlator else {}
@@ -300,13 +306,7 @@ class ProviderBindImpl(_Base):
             )
             return self.bind
 
-        exporter = asyncio.create_task(self._export_loop(stop))
-        try:
-            await supervise(self.name, make, stop)
-        finally:
-            exporter.cancel()
-            await producer.close()
-            await config.stop()
+        await self._supervised(stop, make, producer.close, config.stop)
 
     def _stats(self) -> dict[str, Any]:
         if self.bind is None:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,10 +30,9 @@ from typing import Any
 import click
 import psycopg
 
+from benchmarks.runs import ROOT, loadgen_run, median
 from smsgw.cluster.procs import free_port, port_open
 from smsgw.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -98,39 +96,6 @@ def serve() -> None:
     asyncio.run(main())
 
 
-def one_run(port: int, duration: float, rate: float, binds: int, window: int) -> dict[str, Any]:
-    out = Path(tempfile.mkdtemp(prefix="smsgw-accept-")) / "load.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.loadgen",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--system-id",
-        "bench",
-        "--password",
-        "bench",
-        "--binds",
-        str(binds),
-        "--window",
-        str(window),
-        "--duration",
-        str(duration),
-        "--rate",
-        str(rate),
-        "--registered-delivery",
-        "0",
-        "--quiet",
-        "--json-out",
-        str(out),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
-
-
 @click.command()
 @click.option("--runs", default=3, show_default=True)
 @click.option("--duration", default=20.0, show_default=True, help="Seconds per run.")
@@ -173,7 +138,9 @@ def main(
                 time.sleep(0.2)
             results = []
             for i in range(runs):
-                r = one_run(port, duration, rate, binds, window)
+                r = loadgen_run(
+                    port, rate=rate, duration=duration, binds=binds, window=window, receipts=False
+                )
                 lat = r["submit_resp_latency_ms"]
                 click.echo(
                     f"run {i + 1}: accepted {r['accepted_per_s']:.0f}/s, "
@@ -190,7 +157,7 @@ def main(
                 gw.kill()
 
     def med(get: Any) -> float:
-        return float(statistics.median(get(r) for r in results))
+        return median(results, get)
 
     summary = {
         "runs": runs,

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,9 @@ from typing import Any
 import click
 import psycopg
 
+from benchmarks.runs import ROOT, loadgen_run, median
 from smsgw.cluster.procs import free_port, port_open
 from smsgw.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _configure(db_url: str, sim_port: int, provider: str, tps: int, binds: int) -> None:
@@ -60,41 +58,6 @@ def _configure(db_url: str, sim_port: int, provider: str, tps: int, binds: int) 
             window=100,
         )
         add_mt_route(conn, prefix="4477", provider=provider, customer="bench")
-
-
-def _loadgen(port: int, rate: float, duration: float, binds: int, window: int) -> dict[str, Any]:
-    out = Path(tempfile.mkdtemp(prefix="smsgw-e2e-")) / "load.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.loadgen",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--system-id",
-        "bench",
-        "--password",
-        "bench",
-        "--binds",
-        str(binds),
-        "--window",
-        str(window),
-        "--duration",
-        str(duration),
-        "--rate",
-        str(rate),
-        "--registered-delivery",
-        "1",
-        "--receipt-timeout",
-        "30",
-        "--quiet",
-        "--json-out",
-        str(out),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
 
 
 @click.command()
@@ -170,7 +133,9 @@ def main(
         while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
             time.sleep(0.2)
         for i in range(runs):
-            r = _loadgen(port, rate, duration, binds, window)
+            r = loadgen_run(
+                port, rate=rate, duration=duration, binds=binds, window=window, receipts=True
+            )
             lat, rlat = r["submit_resp_latency_ms"], r["receipt_latency_ms"]
             click.echo(
                 f"run {i + 1}: accepted {r['accepted_per_s']:.0f}/s, receipts "
@@ -190,7 +155,7 @@ def main(
             stack.stop()
 
     def med(get: Any) -> float:
-        return float(statistics.median(get(r) for r in results))
+        return median(results, get)
 
     summary = {
         "runs": runs,
