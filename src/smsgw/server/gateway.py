@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
 import psycopg
 
@@ -131,13 +130,3 @@ class Gateway:
         if self.core is not None:
             await self.core.producer.close()
             await self.core.config.stop()
-
-    def stats(self) -> dict[str, Any]:
-        core = self.core
-        if core is None:
-            return {}
-        return {
-            "binds": core.binds.customers(),
-            "in_flight": core.producer.in_flight,
-            "counters": {"|".join(k): v for k, v in core.counters.items()},
-        }
