@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,23 +119,26 @@ class SupervisorImpl:
         self._wake = asyncio.Event()
         config.on_change(self._wake.set)
         last_lag = 0.0
+        # Each step runs as a task of its own and is started again only once the
+        # previous run ended: a call stuck in a thread (a Kafka or GCS request to
+        # a node going away) delays that one step, never the loop. (wait_for
+        # would not do: cancelling a thread's future waits for the thread.)
+        steps: dict[str, asyncio.Future[None]] = {}
+
+        def launch(name: str, make: Callable[[], Awaitable[None]]) -> None:
+            previous = steps.get(name)
+            if previous is not None and not previous.done():
+                return
+            if previous is not None and previous.exception() is not None:
+                self.log.error(f"{name} failed", error=repr(previous.exception()))
+            steps[name] = asyncio.ensure_future(make())
+
         while not stop.is_set():
-            # Every step is bounded: a stuck call (a node going away mid-call) must
-            # not stall the loop that keeps the cluster in shape.
-            for step, timeout in (("reconcile", 30.0), ("health", 15.0)):
-                try:
-                    if step == "reconcile":
-                        await asyncio.wait_for(self._reconcile(config), timeout)
-                    else:
-                        await asyncio.wait_for(self._health(), timeout)
-                except Exception as exc:
-                    self.log.error(f"{step} failed", error=repr(exc))
+            launch("reconcile", lambda: self._reconcile(config))
+            launch("health", self._health)
             if time.monotonic() - last_lag > 5:
                 last_lag = time.monotonic()
-                try:
-                    await asyncio.wait_for(self._lag(config), 15.0)
-                except Exception as exc:
-                    self.log.warning("lag measurement failed", error=repr(exc))
+                launch("lag", lambda: self._lag(config))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -161,6 +165,12 @@ class SupervisorImpl:
             )
             self._topics_made |= names
         desired = plan(nodes, providers, self.settings_dict)
+        # Ray's actor API calls block on the GCS; off the loop, so the step's
+        # timeout can still fire if one of them hangs.
+        await asyncio.to_thread(self._apply, desired)
+
+    def _apply(self, desired: dict[str, Spec]) -> None:
+        """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing."""
         for name in list(self.actors):
             handle, fp = self.actors[name]
             if name not in desired or desired[name].fingerprint != fp:
@@ -212,14 +222,15 @@ class SupervisorImpl:
 
         async def ask(name: str, handle: Any) -> tuple[str, dict[str, Any]]:
             try:
-                ref = handle.stats.remote()
+                ref = await asyncio.wait_for(asyncio.to_thread(handle.stats.remote), 5)
                 got: dict[str, Any] = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
                 got["state"] = "ALIVE"
                 return name, got
             except Exception as exc:
                 return name, {"name": name, "state": "UNREACHABLE", "error": repr(exc)[:200]}
 
-        answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in self.actors.items()))
+        current = list(self.actors.items())  # _apply may change the dict from its thread
+        answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in current))
         self.snapshot["actors"] = dict(answers)
         self.snapshot["updated_at"] = time.time()
 
