@@ -11,6 +11,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from smsgw.actors.supervisor import NAMESPACE, SUPERVISOR, Supervisor
+from smsgw.actors.workers import namespace_for
 from smsgw.settings import Settings
 
 
@@ -32,35 +33,37 @@ def start_supervisor(settings: Settings) -> Any:
     here = ray.get_runtime_context().get_node_id()
     return Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR,
-        namespace=NAMESPACE,
+        namespace=namespace_for(settings.topic_prefix),
         lifetime="detached",
         get_if_exists=True,
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
     ).remote(values)
 
 
-def find_supervisor() -> Any | None:
+def find_supervisor(topic_prefix: str = "smsgw.") -> Any | None:
     try:
-        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+        return ray.get_actor(SUPERVISOR, namespace=namespace_for(topic_prefix))
     except ValueError:
         return None
 
 
-def status(timeout: float = 10.0) -> dict[str, Any] | None:
-    sup = find_supervisor()
+def status(topic_prefix: str = "smsgw.", timeout: float = 10.0) -> dict[str, Any] | None:
+    sup = find_supervisor(topic_prefix)
     if sup is None:
         return None
     result: dict[str, Any] = ray.get(sup.status.remote(), timeout=timeout)
     return result
 
 
-def wait_ready(timeout: float = 120.0, providers: int = 0) -> dict[str, Any]:
+def wait_ready(
+    timeout: float = 120.0, providers: int = 0, topic_prefix: str = "smsgw."
+) -> dict[str, Any]:
     """Until every listener is alive (and ``providers`` provider binds are up)."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
-            last = status()
+            last = status(topic_prefix)
         if last:
             actors = last.get("actors", {})
             listeners = [a for n, a in actors.items() if n.startswith("listener@")]
@@ -81,9 +84,9 @@ def wait_ready(timeout: float = 120.0, providers: int = 0) -> dict[str, Any]:
     raise TimeoutError(f"the gateway's actors did not come up in {timeout:.0f} s: {last}")
 
 
-def stop_all(timeout: float = 60.0) -> bool:
+def stop_all(topic_prefix: str = "smsgw.", timeout: float = 60.0) -> bool:
     """Stop every actor of the gateway; False if there was nothing running."""
-    sup = find_supervisor()
+    sup = find_supervisor(topic_prefix)
     if sup is None:
         return False
     with contextlib.suppress(Exception):

@@ -24,7 +24,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from smsgw import log
 from smsgw.actors.host import LoopHost
-from smsgw.actors.workers import CorrelatorActor, ListenerActor, ProviderBindActor, RouterActor
+from smsgw.actors.workers import (
+    CorrelatorActor,
+    ListenerActor,
+    ProviderBindActor,
+    RouterActor,
+    namespace_for,
+)
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
 from smsgw.kafka.lag import consumer_lag
@@ -100,6 +106,7 @@ class SupervisorImpl:
         self.settings_dict = settings
         self.settings = Settings(**settings)
         self.topics = Topics(self.settings.topic_prefix)
+        self.namespace = namespace_for(self.settings.topic_prefix)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
         self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
         self.log = log.get("smsgw.supervisor")
@@ -190,7 +197,7 @@ class SupervisorImpl:
     def _adopt(self, spec: Spec) -> Any:
         """An actor of this name from before a supervisor restart, if it fits the spec."""
         try:
-            handle = ray.get_actor(spec.name, namespace=NAMESPACE)
+            handle = ray.get_actor(spec.name, namespace=self.namespace)
         except ValueError:
             return None
         fp: str | None = None
@@ -207,7 +214,7 @@ class SupervisorImpl:
         try:
             handle = cls.options(  # type: ignore[attr-defined]
                 name=spec.name,
-                namespace=NAMESPACE,
+                namespace=self.namespace,
                 lifetime="detached",
                 scheduling_strategy=NodeAffinitySchedulingStrategy(spec.node, soft=not spec.strict),
             ).remote(spec.name, *spec.args[:3], fingerprint=spec.fingerprint)
@@ -221,9 +228,13 @@ class SupervisorImpl:
         """Ask every actor at once; one slow actor must not hold up the others' news."""
 
         async def ask(name: str, handle: Any) -> tuple[str, dict[str, Any]]:
+            # asyncio.wait, not wait_for: a late answer is abandoned, never waited for.
             try:
-                ref = await asyncio.wait_for(asyncio.to_thread(handle.stats.remote), 5)
-                got: dict[str, Any] = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
+                answer = asyncio.wrap_future(handle.stats.remote().future())
+                done, _ = await asyncio.wait({answer}, timeout=5)
+                if not done:
+                    return name, {"name": name, "state": "UNREACHABLE", "error": "no answer in 5 s"}
+                got: dict[str, Any] = answer.result()
                 got["state"] = "ALIVE"
                 return name, got
             except Exception as exc:

@@ -32,6 +32,15 @@ ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "nu
 NAMESPACE = "smsgw"
 
 
+def namespace_for(topic_prefix: str) -> str:
+    """One Ray namespace per deployment (its topic prefix): "smsgw." -> "smsgw".
+
+    Two deployments sharing a Ray cluster (or tests one after another) never
+    see, adopt or collide with each other's actor names.
+    """
+    return topic_prefix.rstrip(".") or NAMESPACE
+
+
 class _Base:
     kind = "worker"
 
@@ -114,8 +123,9 @@ class PeerListeners:
     change rarely); a delivery batch is one actor call, never one per message.
     """
 
-    def __init__(self, me: str) -> None:
+    def __init__(self, me: str, namespace: str) -> None:
         self.me = me
+        self.namespace = namespace
         self.directory: dict[str, list[str]] = {}
         self.lag: dict[str, int] = {}  # per topic, as the supervisor last measured it
         self.bind_counts: dict[str, int] = {}  # customer -> binds on other listeners
@@ -127,7 +137,7 @@ class PeerListeners:
         return self.bind_counts.get(system_id, 0)
 
     async def send(self, target: str, deliveries: list[bytes]) -> list[int]:
-        handle = ray.get_actor(target, namespace=NAMESPACE)
+        handle = ray.get_actor(target, namespace=self.namespace)
         ref: Any = handle.deliver_from_peer.remote(deliveries)
         result: list[int] = await asyncio.wrap_future(ref.future())
         return result
@@ -136,7 +146,7 @@ class PeerListeners:
         while not stop.is_set():
             await asyncio.sleep(1.0)
             try:
-                sup = ray.get_actor("supervisor", namespace=NAMESPACE)
+                sup = ray.get_actor("supervisor", namespace=self.namespace)
                 status: dict[str, Any] = await asyncio.wrap_future(sup.status.remote().future())
             except Exception:
                 continue
@@ -163,7 +173,8 @@ class ListenerImpl(_Base):
     peers: PeerListeners | None = None
 
     async def _main(self, stop: asyncio.Event) -> None:
-        self.peers = peers = PeerListeners(self.name)
+        namespace = namespace_for(self.settings.topic_prefix)
+        self.peers = peers = PeerListeners(self.name, namespace)
         self.gateway = Gateway(
             self.settings, self.topics, roles=frozenset({"deliverer"}), remote=peers
         )

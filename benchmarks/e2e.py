@@ -126,7 +126,9 @@ def main(
             rt.start_supervisor(settings)
         provider = f"bench{uuid.uuid4().hex[:4]}"
         _configure(settings.database_url, sim_port, provider, tps=100_000, binds=provider_binds)
-        state = rt.wait_ready(timeout=180, providers=provider_binds)
+        state = rt.wait_ready(
+            timeout=180, providers=provider_binds, topic_prefix=settings.topic_prefix
+        )
         listen = next(a["listen"] for n, a in state["actors"].items() if n.startswith("listener@"))
         port = int(listen.rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
@@ -151,7 +153,7 @@ def main(
         if stack is not None:
             from smsgw.actors import runtime as rt
 
-            rt.stop_all()
+            rt.stop_all(settings.topic_prefix)
             stack.stop()
 
     def med(get: Any) -> float:

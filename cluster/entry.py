@@ -83,7 +83,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     report = all_health(
         settings.model_copy(update={"smpp_listen": listen}), runtime.get("ray_dashboard")
     )
-    cluster = _cluster_status(settings.ray_address) if report[2].healthy else None
+    cluster = (
+        _cluster_status(settings.ray_address, settings.topic_prefix) if report[2].healthy else None
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -103,14 +105,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     sys.exit(0 if all(h.healthy for h in report) else 1)
 
 
-def _cluster_status(address: str | None) -> dict[str, Any] | None:
+def _cluster_status(address: str | None, topic_prefix: str) -> dict[str, Any] | None:
     if not address:
         return None
     try:
         from smsgw.actors import runtime as rt
 
         rt.connect(address)
-        return rt.status()
+        return rt.status(topic_prefix)
     except Exception as exc:
         return {"error": repr(exc)}
 
@@ -168,7 +170,7 @@ def stop(ctx: click.Context) -> None:
     from smsgw.actors import runtime as rt
 
     rt.connect(settings.ray_address)
-    if rt.stop_all():
+    if rt.stop_all(settings.topic_prefix):
         click.echo("smsgw: actors stopped")
     else:
         click.echo("smsgw: no gateway actors were running")

@@ -19,7 +19,7 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
     rt.connect(settings.ray_address)
     rt.start_supervisor(settings)
     try:
-        state = rt.wait_ready(timeout=180)
+        state = rt.wait_ready(timeout=180, topic_prefix=settings.topic_prefix)
         listeners = sorted(
             a.get("listen", "?") for n, a in state["actors"].items() if n.startswith("listener@")
         )
@@ -40,7 +40,7 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
     finally:
         if runtime.get("embedded", {}).get("ray", False):
             click.echo("smsgw: stopping the gateway's actors", err=True)
-            rt.stop_all()
+            rt.stop_all(settings.topic_prefix)
         else:
             click.echo(
                 "smsgw: leaving the cluster's actors running (`smsgw stop` stops them)", err=True

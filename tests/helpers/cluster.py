@@ -11,6 +11,7 @@ import psycopg
 import ray
 
 from smsgw.actors import runtime as rt
+from smsgw.actors.workers import namespace_for
 from smsgw.db.customers import add_customer
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mo_route, add_mt_route
@@ -46,23 +47,25 @@ class Runtime:
 
     def start(self, providers: int = 0) -> dict[str, Any]:
         rt.start_supervisor(self.settings)
-        return rt.wait_ready(timeout=120, providers=providers)
+        return rt.wait_ready(
+            timeout=120, providers=providers, topic_prefix=self.settings.topic_prefix
+        )
 
     def stop(self) -> None:
-        rt.stop_all()
+        rt.stop_all(self.settings.topic_prefix)
         # Detached actors die asynchronously; wait for their names to free up.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if not [
                 a
                 for a in ray.util.list_named_actors(all_namespaces=True)
-                if a.get("namespace") == "smsgw"
+                if a.get("namespace") == namespace_for(self.settings.topic_prefix)
             ]:
                 return
             time.sleep(0.3)
 
     def status(self) -> dict[str, Any]:
-        st = rt.status()
+        st = rt.status(self.settings.topic_prefix)
         assert st is not None
         return st
 

@@ -1,0 +1,160 @@
+"""Two Ray nodes on one machine: cross-node receipts, node loss, node return."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from benchmarks.smsc_sim.config import SimConfig
+from benchmarks.smsc_sim.server import SmscSimulator
+from smsgw.cluster.procs import free_port
+from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.db.customers import add_customer
+from smsgw.smpp.status import CommandStatus as S
+from smsgw.topics import Topics
+from tests.helpers.cluster import Runtime
+from tests.helpers.customer import Customer
+from tests.helpers.esme import bind_status
+from tests.helpers.loop_thread import LoopThread
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _worker_node(head: EmbeddedRay, listen_port: int) -> EmbeddedRay:
+    node = EmbeddedRay(
+        Path(tempfile.mkdtemp(prefix="smsgw-test-ray-b-")),
+        port=0,
+        object_store_mb=128,
+        address=head.address,
+        env={
+            "SMSGW_NODE_SMPP_LISTEN": f"127.0.0.1:{listen_port}",
+            "RAY_metrics_report_interval_ms": "1000",
+        },
+    )
+    node.start()
+    return node
+
+
+def _binds_by_node(rt: Runtime) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, a in rt.status()["actors"].items():
+        if (
+            name.startswith("provider:")
+            and a.get("state") == "ALIVE"
+            and (a.get("bind") or {}).get("bound")
+        ):
+            out.setdefault(str(a.get("node")), []).append(name)
+    return out
+
+
+def _wait(cond: Any, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if cond():
+                return time.monotonic() - t0
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s: {what}")
+
+
+@pytest.fixture
+def smsc() -> Iterator[tuple[LoopThread, SmscSimulator]]:
+    loop = LoopThread("sim")
+    s = SmscSimulator(SimConfig(system_id="p1", password="pw", receipt_delay=0.2, window=50))
+    loop.run(s.start())
+    yield loop, s
+    loop.run(s.stop())
+    loop.close()
+
+
+def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
+    ray_head: EmbeddedRay,
+    bootstrap: str,
+    db_url: str,
+    topics: Topics,
+    smsc: tuple[LoopThread, SmscSimulator],
+) -> None:
+    _loop, sim = smsc
+    port_a, port_b = free_port(), free_port()
+    node_b = _worker_node(ray_head, port_b)
+    rt = Runtime(ray_head.address, bootstrap, db_url, topics, port_a)
+    clients: list[Customer] = []
+    try:
+        rt.configure(
+            customers=["c"],
+            providers={"p1": {"port": sim.port, "tps": 200, "binds": 2}},
+            routes=[{"prefix": "", "provider": "p1"}],
+        )
+        rt.start(providers=2)
+        _wait(
+            lambda: len(rt.status()["nodes"]) == 2 and len(_binds_by_node(rt)) == 2,
+            60,
+            "one provider bind on each node",
+        )
+
+        # Submit on node A, receive on node B.
+        rx = Customer("127.0.0.1", port_b, "c", "pw", mode="receiver").bind()
+        tx = Customer("127.0.0.1", port_a, "c", "pw", mode="transmitter").bind()
+        clients += [rx, tx]
+        time.sleep(2)  # the listeners' directory of binds refreshes once a second
+        for i in range(100):
+            tx.submit(f"4917{i:07d}", f"a{i}".encode())
+        tx.wait(lambda: len(tx.responses) == 100, 20, "responses")
+        first = set(tx.accepted_ids().values())
+        rx.wait(
+            lambda: set(r.receipted_id for r in rx.receipts) >= first,
+            60,
+            f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}",
+        )
+
+        # max_binds counts binds on every node: one here, one there, a third is refused.
+        with psycopg.connect(db_url) as conn:
+            add_customer(conn, "lim", "pw", max_binds=2)
+        time.sleep(1.5)
+        clients.append(Customer("127.0.0.1", port_a, "lim", "pw").bind())
+        clients.append(Customer("127.0.0.1", port_b, "lim", "pw").bind())
+        time.sleep(2.5)  # the listeners' view of each other refreshes once a second
+        assert bind_status("127.0.0.1", port_a, "lim", "pw") == S.ESME_RBINDFAIL
+        assert bind_status("127.0.0.1", port_b, "lim", "pw") == S.ESME_RBINDFAIL
+
+        # Lose node B: its provider bind reopens on node A.
+        node_b.kill()
+        took = _wait(
+            lambda: (
+                len(_binds_by_node(rt)) == 1
+                and sum(len(v) for v in _binds_by_node(rt).values()) == 2
+            ),
+            90,
+            "both binds on the surviving node",
+        )
+        print(f"\nnode B killed: both provider binds up on node A after {took:.1f} s")
+        rx2 = Customer("127.0.0.1", port_a, "c", "pw", mode="receiver").bind()
+        clients.append(rx2)
+        for i in range(100, 150):
+            tx.submit(f"4917{i:07d}", f"b{i}".encode())
+        tx.wait(lambda: len(tx.responses) == 150, 20, "responses after the node loss")
+        ids = set(tx.accepted_ids().values())
+        got = {r.receipted_id for c in (rx, rx2) for r in c.receipts}
+        rx2.wait(
+            lambda: {r.receipted_id for c in (rx, rx2) for r in c.receipts} >= ids,
+            90,
+            f"all receipts after node loss ({len(got)}/{len(ids)})",
+        )
+
+        # Node B returns: binds are dealt out over both nodes again.
+        node_b = _worker_node(ray_head, port_b)
+        took = _wait(lambda: len(_binds_by_node(rt)) == 2, 90, "binds rebalanced onto node B")
+        print(f"node B back: binds rebalanced after {took:.1f} s")
+    finally:
+        for c in clients:
+            c.close()
+        rt.stop()
+        node_b.stop()
