@@ -86,26 +86,8 @@ class RoutingTable:
         return self.size
 
     def route(self, customer: str, source_addr: str, dest_addr: str) -> MtRoute | None:
-        """The best route, or None when nothing matches (hot path: no generator)."""
-        dest = normalize_number(dest_addr)
-        source = normalize_number(source_addr).casefold()
-        n = len(dest)
-        slots = self._slots
-        for length in self._lengths:
-            if length > n:
-                continue
-            slot = slots.get(dest[:length])
-            if slot is None:
-                continue
-            specific = slot.specific.get(customer)
-            if specific is not None:
-                for route, src in specific:
-                    if source.startswith(src):
-                        return route
-            for route, src in slot.generic:
-                if source.startswith(src):
-                    return route
-        return None
+        """The best route, or None when nothing matches."""
+        return next(self.candidates(customer, source_addr, dest_addr), None)
 
     def candidates(self, customer: str, source_addr: str, dest_addr: str) -> Iterator[MtRoute]:
         """Every matching route, best first: the caller skips disabled providers."""
