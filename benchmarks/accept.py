@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 import psycopg
@@ -156,18 +155,15 @@ def main(
             except subprocess.TimeoutExpired:
                 gw.kill()
 
-    def med(get: Any) -> float:
-        return median(results, get)
-
     summary = {
         "runs": runs,
         "duration_s": duration,
         "offered_rate": rate or "open",
         "binds": binds,
         "window": window,
-        "accepted_per_s_median": med(lambda r: r["accepted_per_s"]),
-        "submit_resp_p50_ms_median": med(lambda r: r["submit_resp_latency_ms"]["p50"]),
-        "submit_resp_p99_ms_median": med(lambda r: r["submit_resp_latency_ms"]["p99"]),
+        "accepted_per_s_median": median(results, lambda r: r["accepted_per_s"]),
+        "submit_resp_p50_ms_median": median(results, lambda r: r["submit_resp_latency_ms"]["p50"]),
+        "submit_resp_p99_ms_median": median(results, lambda r: r["submit_resp_latency_ms"]["p99"]),
         "rejected_total": sum(r["rejected"] for r in results),
         "per_run_accepted_per_s": [round(r["accepted_per_s"]) for r in results],
     }

@@ -156,20 +156,17 @@ def main(
             rt.stop_all(settings.topic_prefix)
             stack.stop()
 
-    def med(get: Any) -> float:
-        return median(results, get)
-
     summary = {
         "runs": runs,
         "duration_s": duration,
         "offered_rate": rate or "open",
         "receipt_delay_s": receipt_delay,
-        "accepted_per_s_median": med(lambda r: r["accepted_per_s"]),
+        "accepted_per_s_median": median(results, lambda r: r["accepted_per_s"]),
         "receipts_missing_total": sum(r["receipts_missing"] or 0 for r in results),
         "receipts_duplicate_total": sum(r["receipts_duplicate"] for r in results),
-        "resp_p99_ms_median": med(lambda r: r["submit_resp_latency_ms"]["p99"]),
-        "receipt_p50_ms_median": med(lambda r: r["receipt_latency_ms"]["p50"]),
-        "receipt_p99_ms_median": med(lambda r: r["receipt_latency_ms"]["p99"]),
+        "resp_p99_ms_median": median(results, lambda r: r["submit_resp_latency_ms"]["p99"]),
+        "receipt_p50_ms_median": median(results, lambda r: r["receipt_latency_ms"]["p50"]),
+        "receipt_p99_ms_median": median(results, lambda r: r["receipt_latency_ms"]["p99"]),
         "per_run_accepted_per_s": [round(r["accepted_per_s"]) for r in results],
     }
     if json_out:
