@@ -54,10 +54,12 @@ def gsm_texts(draw: st.DrawFn) -> str:
 
 latin1_texts = st.text(st.characters(max_codepoint=0xFF), max_size=600)
 ascii_texts = st.text(st.characters(max_codepoint=0x7F), max_size=600)
+# Lone surrogates (U+D800..U+DFFF) are not text: no customer can submit one in UCS2
+# (the codec refuses them), so they are excluded from the round-trip property.
 ucs2_texts = st.text(
-    st.characters(max_codepoint=0xFFFF)
+    st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",))
     | st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF)  # emoji
-    | st.characters(min_codepoint=0x10000),
+    | st.characters(min_codepoint=0x10000, exclude_categories=("Cs",)),
     max_size=300,
 )
 
@@ -300,7 +302,12 @@ def test_choose_coding(text: str, dc: int) -> None:
 
 
 @fast
-@given(st.text(st.sampled_from(GSM_BASIC + EXTENSION) | st.characters(), max_size=50))
+@given(
+    st.text(
+        st.sampled_from(GSM_BASIC + EXTENSION) | st.characters(exclude_categories=("Cs",)),
+        max_size=50,
+    )
+)
 def test_choose_coding_agrees_with_split(text: str) -> None:
     dc = choose_coding(text)
     assert join_parts(split_text(text, dc, ref=0), dc) == text
