@@ -26,6 +26,12 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
     "smsgw_no_route_total": ("Messages without a route", ("router",)),
+    "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
+    "smsgw_multipart_expired_total": (
+        "Multipart messages whose parts did not all arrive in time (err:904)",
+        ("router",),
+    ),
+    "smsgw_multipart_duplicates_total": ("Duplicate copies of a multipart part", ("router",)),
     "smsgw_provider_submits_total": ("submit_sm sent to providers", ("provider",)),
     "smsgw_provider_accepted_total": ("submit_sm accepted by providers", ("provider",)),
     "smsgw_provider_throttled_total": ("ESME_RTHROTTLED from providers", ("provider",)),
@@ -45,6 +51,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_deliveries_waiting": ("Receipts/MO waiting for a receiving bind", ("listener",)),
     "smsgw_provider_bound": ("1 while the provider bind is up", ("provider", "bind")),
     "smsgw_kafka_in_flight": ("Records waiting for Kafka's acknowledgement", ("listener",)),
+    "smsgw_multipart_parts_held": ("Parts waiting for the rest of their message", ("router",)),
     "smsgw_consumer_lag": ("Records a stage has not committed yet, per input topic", ("topic",)),
 }
 
@@ -144,6 +151,13 @@ class MetricsExporter:
         r = s.get("router", {})
         self._inc("smsgw_routed_total", r.get("routed", 0), router=self.name)
         self._inc("smsgw_no_route_total", r.get("no_route", 0), router=self.name)
+        for what in ("routed", "expired", "duplicates"):
+            self._inc(
+                f"smsgw_multipart_{what}_total", r.get(f"multipart_{what}", 0), router=self.name
+            )
+        _gauge("smsgw_multipart_parts_held").set(
+            r.get("multipart_held", 0), tags={"router": self.name}
+        )
 
     def _correlator(self, s: dict[str, Any]) -> None:
         c = s.get("correlator", {})

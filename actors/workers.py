@@ -241,6 +241,7 @@ class RouterImpl(_Base):
                 config,
                 transactional_id=f"{self.topics.prefix}{self.name}",
                 outbound_partitions=self.settings.topic_partitions,
+                multipart_expiry_s=self.settings.multipart_expiry_s,
             )
             return self.router
 

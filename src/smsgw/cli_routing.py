@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from smsgw.cli import _config_errors, _db, _print_rows, main
+from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
 _BIND_MODES = click.Choice(["trx", "tx+rx"])
@@ -83,6 +84,13 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
         ),
         opt("--submit-id-format", type=_ID_FORMATS, default="str", help="Id in submit_sm_resp."),
         opt("--receipt-id-format", type=_ID_FORMATS, default="str", help="Id in receipts."),
+        opt(
+            "--segmentation",
+            type=click.Choice(SEGMENTATION_MODES),
+            default="keep",
+            help="Multipart framing the provider wants: keep the customer's, or re-segment"
+            " into 8/16-bit UDH or SAR (also splits long message_payload).",
+        ),
     ]
 
     def decorate(fn: F) -> F:

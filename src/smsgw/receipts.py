@@ -11,6 +11,7 @@ the README):
   902  refused by the provider (its command_status is in network_error_code)
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
+  905  a copy of a multipart part that was already sent (not sent twice)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ERR_NO_ROUTE = 901
 ERR_PROVIDER_REFUSED = 902
 ERR_EXPIRED = 903
 ERR_INCOMPLETE = 904
+ERR_DUPLICATE_PART = 905
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",

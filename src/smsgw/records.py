@@ -24,27 +24,58 @@ def _addr(a: Address) -> list[Any]:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """An accepted message with its chosen provider (topic out.<provider>)."""
+    """An accepted message with its chosen provider (topic out.<provider>).
+
+    A multipart message travels as one record: `parts` holds its segments in
+    order (`message` is the first) and `duplicates` the extra copies a
+    customer sent, whose ids get the receipt of their segment.
+    """
 
     message: AcceptedMessage
     provider: str
     failover: tuple[str, ...] = ()
     routed_at: float = 0.0
+    parts: tuple[AcceptedMessage, ...] = ()
+    duplicates: tuple[AcceptedMessage, ...] = ()
+
+    @property
+    def segments(self) -> tuple[AcceptedMessage, ...]:
+        return self.parts or (self.message,)
+
+    def ids_by_seq(self) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for m in (*self.parts, *self.duplicates):
+            if m.concat is not None:
+                out.setdefault(m.concat.seq, []).append(m.id)
+        return out
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                "m": to_dict(self.message),
-                "provider": self.provider,
-                "failover": list(self.failover),
-                "at": self.routed_at,
-            }
-        )
+        d: dict[str, Any] = {
+            "m": to_dict(self.message),
+            "provider": self.provider,
+            "failover": list(self.failover),
+            "at": self.routed_at,
+        }
+        if self.parts:
+            d["parts"] = [to_dict(m) for m in self.parts[1:]]
+            d["dups"] = [to_dict(m) for m in self.duplicates]
+        return _dumps(d)
 
     @classmethod
     def decode(cls, raw: bytes) -> Routed:
         d = json.loads(raw)
-        return cls(from_dict(d["m"]), d["provider"], tuple(d["failover"]), d["at"])
+        first = from_dict(d["m"])
+        parts: tuple[AcceptedMessage, ...] = ()
+        if "parts" in d:
+            parts = (first, *(from_dict(x) for x in d["parts"]))
+        return cls(
+            first,
+            d["provider"],
+            tuple(d["failover"]),
+            d["at"],
+            parts,
+            tuple(from_dict(x) for x in d.get("dups", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +97,13 @@ class Pairing:
     submitted_at: float
     text20: str = ""
     accepted_at: float = 0.0  # when the customer's submit was accepted (end-to-end latency)
+    # More gateway ids answered by this provider message's receipt: duplicate
+    # copies of a part, or customer parts of a message the gateway re-segmented.
+    also: tuple[str, ...] = ()
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        return (self.message_id, *self.also) if self.message_id else self.also
 
     def encode(self) -> bytes:
         return _dumps(
@@ -81,6 +119,7 @@ class Pairing:
                 "at": self.submitted_at,
                 "text": self.text20,
                 "acc": self.accepted_at,
+                **({"also": list(self.also)} if self.also else {}),
             }
         )
 
@@ -99,6 +138,7 @@ class Pairing:
             d["at"],
             d.get("text", ""),
             d.get("acc", 0.0),
+            tuple(d.get("also", ())),
         )
 
 

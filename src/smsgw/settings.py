@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
     delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind
     receipt_park_s: float = 600.0  # a receipt waits this long for its submit's pairing
+    # An incomplete multipart message fails (err:904 receipts) this long after
+    # its first part arrived; operators use 5-30 minutes.
+    multipart_expiry_s: float = Field(default=600.0, gt=0)
 
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092

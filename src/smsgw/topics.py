@@ -48,6 +48,11 @@ class Topics:
         """Compacted: ids of deliveries a customer acknowledged (no redelivery after a crash)."""
         return f"{self.prefix}delivered"
 
+    @property
+    def multipart(self) -> str:
+        """Compacted changelog of held multipart parts, co-partitioned with ``submit``."""
+        return f"{self.prefix}multipart"
+
     def outbound(self, provider: str) -> str:
         """Routed messages waiting for one provider's binds."""
         return f"{self.prefix}out.{provider}"
@@ -69,6 +74,7 @@ class Topics:
             TopicSpec(self.inbound, partitions, plain),
             TopicSpec(self.deliver, partitions, plain),
             TopicSpec(self.delivered, partitions, compact),
+            TopicSpec(self.multipart, partitions, compact),
         ]
 
     def outbound_spec(self, provider: str, partitions: int) -> TopicSpec:

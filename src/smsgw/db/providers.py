@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from smsgw.db.customers import ConfigError
 from smsgw.provider_ids import FORMATS
+from smsgw.reframe import SEGMENTATION_MODES
 
 NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 BIND_MODES: Final = ("trx", "tx+rx")
@@ -37,6 +38,7 @@ class Provider:
     submit_id_format: str
     receipt_id_format: str
     enabled: bool
+    segmentation: str = "keep"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Provider:
@@ -58,13 +60,15 @@ class Provider:
             "enquire_link_s": self.enquire_link_s,
             "submit_id_format": self.submit_id_format,
             "receipt_id_format": self.receipt_id_format,
+            "segmentation": self.segmentation,
             "enabled": self.enabled,
         }
 
 
 _COLUMNS = (
     "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
-    " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled"
+    " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled,"
+    " segmentation"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM providers"
 # Option name (as the CLI spells it) -> column, for add and update alike.
@@ -81,6 +85,7 @@ _OPTION_COLUMNS: Final = {
     "enquire_link_s": "enquire_link_s",
     "submit_id_format": "submit_id_format",
     "receipt_id_format": "receipt_id_format",
+    "segmentation": "segmentation",
     "enabled": "enabled",
 }
 
@@ -114,6 +119,8 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(BIND_MODES)}")
     if option in ("binds", "tps", "window", "enquire_link_s") and value <= 0:
         raise ConfigError(f"{flag} must be a positive number, not {value}")
+    if option == "segmentation" and value not in SEGMENTATION_MODES:
+        raise ConfigError(f"{flag} {value!r}: use one of {', '.join(SEGMENTATION_MODES)}")
     if option.endswith("_id_format") and value not in FORMATS:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(FORMATS)}")
 
@@ -134,6 +141,7 @@ def add_provider(
     enquire_link_s: int = 30,
     submit_id_format: str = "str",
     receipt_id_format: str = "str",
+    segmentation: str = "keep",
     enabled: bool = True,
 ) -> Provider:
     check_name(name)
@@ -150,6 +158,7 @@ def add_provider(
         "enquire_link_s": enquire_link_s,
         "submit_id_format": submit_id_format,
         "receipt_id_format": receipt_id_format,
+        "segmentation": segmentation,
         "enabled": enabled,
     }
     for option, value in values.items():

@@ -10,6 +10,11 @@ A record's offset is committed only once its outcome is durable: the pairing
 Retriable refusals (0x58, 0x14, 0x08, 0x64) back off and resend the same
 message first, keeping order; submits in flight when a connection drops have
 an unknown outcome, are resent, and are counted as possible duplicates.
+
+A multipart message is one record: its parts go out in order on this bind,
+under this bind's own reference, re-segmented if the provider wants another
+framing (smsgw.reframe); the record's offset is done when every part's
+outcome is durable.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import random
 import time
@@ -43,6 +49,7 @@ from smsgw.receipts import (
     parse_receipt,
 )
 from smsgw.records import Delivery, InboundReceipt, Pairing, Routed
+from smsgw.reframe import OutPart, outgoing
 from smsgw.routing import MoRoutingTable
 from smsgw.smpp import events as ev
 from smsgw.smpp.events import BindMode
@@ -63,11 +70,27 @@ class ConnectorConfig(Protocol):
 
 
 @dataclass
-class _Item:
+class _Group:
+    """The provider parts of one routed record (one, unless multipart)."""
+
     msg: Message
     routed: Routed
+    remaining: int  # parts whose outcome is not durable yet
+    accepted: int = 0  # parts the provider took (no failover after the first)
+
+
+@dataclass
+class _Item:
+    group: _Group
+    part: AcceptedMessage  # what goes on the wire
+    ids: tuple[str, ...]  # gateway ids this part's outcome answers
+    index: int = 0
     attempts: int = 0
     sent_at: float = 0.0
+
+    @property
+    def msg(self) -> Message:
+        return self.group.msg
 
 
 @dataclass
@@ -165,6 +188,9 @@ class ProviderBind:
         self.client: SmppClient | None = None
         self.pause_until = 0.0
         self.stats = BindStats()
+        # Concatenation references this bind hands out; a random start keeps a
+        # restarted bind from reusing the references of the messages just sent.
+        self._ref = random.randrange(1 << 16)
         self.log = log.get("smsgw.connector").bind(bind=self.name)
 
     # ------------------------------------------------------------ lifecycle
@@ -242,7 +268,22 @@ class ProviderBind:
                     self.log.error("unreadable routed record skipped", error=str(exc))
                     self.consumer.done(msg)
                     continue
-                self.queue.append(_Item(msg, routed))
+                self.queue.extend(self._items(msg, routed))
+
+    def _items(self, msg: Message, routed: Routed) -> list[_Item]:
+        """The provider parts of a routed record, each with the ids its receipt answers."""
+        segments = routed.segments
+        if len(segments) > 1 or routed.message.message_payload is not None:
+            self._ref = (self._ref + 1) & 0xFFFF
+        try:
+            parts = outgoing(
+                segments, routed.ids_by_seq(), mode=self.provider.segmentation, ref=self._ref
+            )
+        except ValueError as exc:  # a mode this code does not know: send as received
+            self.log.error("cannot segment for provider", error=str(exc))
+            parts = [OutPart(m, (m.id,)) for m in segments]
+        group = _Group(msg, routed, remaining=len(parts))
+        return [_Item(group, p.message, p.ids, index=i) for i, p in enumerate(parts)]
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -256,17 +297,26 @@ class ProviderBind:
             if self.stats.bound or time.monotonic() - self.unbound_since < self.failover_after_s:
                 continue
             keep: collections.deque[_Item] = collections.deque()
+            handed: set[int] = set()
             while self.queue:
                 item = self.queue.popleft()
-                r = item.routed
-                if not r.failover:
-                    keep.append(item)  # no failover: wait for the provider (stays in Kafka)
+                g = item.group
+                r = g.routed
+                if id(g) in handed:
                     continue
-                nxt = Routed(r.message, r.failover[0], r.failover[1:], time.time())
+                if not r.failover or g.accepted:
+                    # No failover, or part of a multipart message is already with this
+                    # provider: wait for the provider (the record stays in Kafka).
+                    keep.append(item)
+                    continue
+                handed.add(id(g))
+                nxt = dataclasses.replace(
+                    r, provider=r.failover[0], failover=r.failover[1:], routed_at=time.time()
+                )
                 fut = self.producer.produce(
                     self.topics.outbound(nxt.provider), nxt.encode(), r.message.kafka_key
                 )
-                fut.add_done_callback(functools.partial(self._durable_cb, item))
+                fut.add_done_callback(functools.partial(self._handed_on, g))
                 self.stats.failed_over += 1
                 self.log.info("failing over", id=r.message.id, to=nxt.provider)
             self.queue = keep
@@ -280,7 +330,7 @@ class ProviderBind:
     def _requeue_in_flight(self) -> None:
         """Submits whose response never came: outcome unknown, send again (counted)."""
         if self.in_flight:
-            items = sorted(self.in_flight.values(), key=lambda i: i.msg.offset() or 0)
+            items = sorted(self.in_flight.values(), key=lambda i: (i.msg.offset() or 0, i.index))
             self.stats.resent_unknown += len(items)
             self.log.warning("resending submits of unknown outcome", count=len(items))
             for item in reversed(items):
@@ -307,7 +357,7 @@ class ProviderBind:
                     return
                 continue
             item = self.queue.popleft()
-            fields, tlvs = submit_fields(item.routed.message)
+            fields, tlvs = submit_fields(item.part)
             try:
                 seq = client.submit(fields, tlvs)
             except WindowFull:
@@ -339,8 +389,9 @@ class ProviderBind:
         if item is None:
             return
         self.window.release()
-        m = item.routed.message
+        m = item.part
         if e.status == S.ESME_ROK:
+            item.group.accepted += 1
             self.stats.accepted += 1
             self._paired(item, e.message_id)
             return
@@ -359,17 +410,18 @@ class ProviderBind:
         self._failed(item, int(e.status))
 
     def _paired(self, item: _Item, provider_id: str) -> None:
-        m = item.routed.message
+        m = item.part
         p = self.provider
         key = _key(p.name, provider_id, p.submit_id_format)
         text = (
             m.short_message.decode("latin-1", "replace")[:20] if m.data_coding in (0, 1, 3) else ""
         )
+        first, *also = item.ids or ("",)
         pairing = Pairing(
             key,
             p.name,
             provider_id,
-            m.id,
+            first,
             m.customer,
             m.source,
             m.destination,
@@ -377,49 +429,69 @@ class ProviderBind:
             item.sent_at,
             text,
             m.received_at,
+            tuple(also),
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
-        state = StateRecord(
-            m.id, m.customer, m.source.addr, MessageState.ENROUTE, time.time(), 0, "sent"
-        )
-        self.producer.produce(self.topics.message_state, state.encode(), m.id.encode())
+        for mid in item.ids:
+            state = StateRecord(
+                mid, m.customer, m.source.addr, MessageState.ENROUTE, time.time(), 0, "sent"
+            )
+            self.producer.produce(self.topics.message_state, state.encode(), mid.encode())
         fut.add_done_callback(lambda f: self._durable(f, item))
 
     def _failed(self, item: _Item, status: int) -> None:
-        m = item.routed.message
-        state = StateRecord(
-            m.id,
-            m.customer,
-            m.source.addr,
-            MessageState.UNDELIVERABLE,
-            time.time(),
-            status,
-            "refused",
-        )
-        self.producer.produce(self.topics.message_state, state.encode(), m.id.encode())
-        if customer_wants(m.registered_delivery, MessageState.UNDELIVERABLE):
-            receipt = failure_receipt(
-                m,
+        futures = []
+        for mid in item.ids:
+            m = dataclasses.replace(item.part, id=mid)
+            state = StateRecord(
+                mid,
+                m.customer,
+                m.source.addr,
                 MessageState.UNDELIVERABLE,
-                ERR_PROVIDER_REFUSED,
-                network_error=network_error_for_status(status),
-                ttl_s=self.receipt_ttl_s,
+                time.time(),
+                status,
+                "refused",
             )
-            fut = self.producer.produce(self.topics.deliver, receipt.encode(), m.customer.encode())
-            fut.add_done_callback(lambda f: self._durable(f, item))
+            self.producer.produce(self.topics.message_state, state.encode(), mid.encode())
+            if customer_wants(m.registered_delivery, MessageState.UNDELIVERABLE):
+                receipt = failure_receipt(
+                    m,
+                    MessageState.UNDELIVERABLE,
+                    ERR_PROVIDER_REFUSED,
+                    network_error=network_error_for_status(status),
+                    ttl_s=self.receipt_ttl_s,
+                )
+                futures.append(
+                    self.producer.produce(
+                        self.topics.deliver, receipt.encode(), m.customer.encode()
+                    )
+                )
+        if futures:
+            gathered = asyncio.gather(*futures)
+            gathered.add_done_callback(lambda f: self._durable(f, item))
         else:
-            self.consumer.done(item.msg)
+            self._finish(item)
 
-    def _durable_cb(self, item: _Item, fut: asyncio.Future[Any]) -> None:
-        self._durable(fut, item)
+    def _handed_on(self, group: _Group, fut: asyncio.Future[Any]) -> None:
+        """The whole record went to the failover provider's topic."""
+        if fut.exception() is None:
+            self.consumer.done(group.msg)
+        else:
+            self.log.error("could not hand on to failover", error=str(fut.exception()))
 
     def _durable(self, fut: asyncio.Future[Any], item: _Item) -> None:
         if fut.exception() is None:
-            self.consumer.done(item.msg)
+            self._finish(item)
         else:
             # Not recorded: leave the offset uncommitted; the record is sent again
             # after a restart or rebalance (a possible duplicate, counted there).
             self.log.error("could not record outcome", error=str(fut.exception()))
+
+    def _finish(self, item: _Item) -> None:
+        """One part's outcome is durable; the record is done with its last part."""
+        item.group.remaining -= 1
+        if item.group.remaining == 0:
+            self.consumer.done(item.msg)
 
     def _on_deliver(self, e: ev.DeliverReceived) -> None:
         client = self.client

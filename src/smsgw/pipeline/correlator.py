@@ -43,10 +43,14 @@ class CorrelatorStats:
     by_state: dict[str, int] = field(default_factory=dict)
 
 
-def customer_receipt(p: Pairing, r: InboundReceipt, ttl_s: float) -> Delivery:
+def customer_receipt(
+    p: Pairing, r: InboundReceipt, ttl_s: float, message_id: str | None = None
+) -> Delivery:
+    """The customer's receipt for `message_id` (default: the pairing's first id)."""
+    mid = message_id or p.message_id
     now = time.time()
     return Delivery(
-        id=f"r:{p.message_id}:{p.destination.addr}:{int(r.state)}",
+        id=f"r:{mid}:{p.destination.addr}:{int(r.state)}",
         kind="receipt",
         customer=p.customer,
         source=p.destination,
@@ -54,17 +58,17 @@ def customer_receipt(p: Pairing, r: InboundReceipt, ttl_s: float) -> Delivery:
         esm_class=0x04,
         data_coding=0,
         short_message=render_receipt_text(
-            p.message_id,
+            mid,
             r.state,
             r.err,
             submit_ts=p.submitted_at,
             done_ts=r.received_at,
             text=p.text20,
         ),
-        tlvs=tuple(receipt_tlvs(p.message_id, r.state, r.network_error)),
+        tlvs=tuple(receipt_tlvs(mid, r.state, r.network_error)),
         created_at=now,
         expires_at=now + ttl_s,
-        message_id=p.message_id,
+        message_id=mid,
         state=int(r.state),
         extra={"accepted_at": p.accepted_at} if p.accepted_at else {},
     )
@@ -169,24 +173,25 @@ class Correlator:
         name = receipt.state.name
         self.stats.by_state[name] = self.stats.by_state.get(name, 0) + 1
         p = self.producer
-        state = StateRecord(
-            pairing.message_id,
-            pairing.customer,
-            pairing.source.addr,
-            receipt.state,
-            receipt.received_at,
-            int(receipt.err) if receipt.err.isdigit() else 0,
-            "receipt",
-        )
-        futures = [
-            p.produce(self.topics.message_state, state.encode(), pairing.message_id.encode())
-        ]
-        if customer_wants(pairing.registered_delivery, receipt.state):
-            self.stats.to_customer += 1
-            delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s)
-            futures.append(
-                p.produce(self.topics.deliver, delivery.encode(), pairing.customer.encode())
+        futures = []
+        wanted = customer_wants(pairing.registered_delivery, receipt.state)
+        for mid in pairing.message_ids:
+            state = StateRecord(
+                mid,
+                pairing.customer,
+                pairing.source.addr,
+                receipt.state,
+                receipt.received_at,
+                int(receipt.err) if receipt.err.isdigit() else 0,
+                "receipt",
             )
+            futures.append(p.produce(self.topics.message_state, state.encode(), mid.encode()))
+            if wanted:
+                self.stats.to_customer += 1
+                delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s, mid)
+                futures.append(
+                    p.produce(self.topics.deliver, delivery.encode(), pairing.customer.encode())
+                )
         if receipt.state.final:
             # The pairing has done its job. Its tombstone waits until this receipt's
             # offset is long committed: a crash before that re-reads the receipt,

@@ -87,6 +87,7 @@ class PipelineNode:
             self.config,
             transactional_id=tid,
             outbound_partitions=self.settings.topic_partitions,
+            multipart_expiry_s=self.settings.multipart_expiry_s,
         )
         return self.router
 

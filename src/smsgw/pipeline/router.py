@@ -4,22 +4,47 @@ Consume a batch, route each message, produce the results and the consumed
 offsets in one transaction: after a crash a batch is either wholly routed or
 not at all, so nothing is lost and nothing is routed twice (invariant 3).
 A message with no route becomes a failure receipt for its customer.
+
+The router is also where the parts of a multipart message meet (they share a
+key, so a partition): it assembles them (smsgw.assembly), writes the parts it
+holds to the compacted ``multipart`` changelog in the same transaction, and
+routes the whole message once as one record. On assignment of a partition it
+rebuilds that partition's held parts from the changelog before routing
+anything from it; incomplete messages expire with failure receipts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from smsgw import log
+from smsgw.assembly import (
+    Assembled,
+    Assembler,
+    ChangelogValue,
+    changelog_key,
+    decode_changelog,
+)
 from smsgw.db.providers import Provider
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
-from smsgw.message import AcceptedMessage, RecordError, decode
+from smsgw.message import AcceptedMessage, RecordError, decode, encode
 from smsgw.receipts import (
+    ERR_DUPLICATE_PART,
+    ERR_INCOMPLETE,
     ERR_NO_ROUTE,
     customer_wants,
     receipt_tlvs,
@@ -66,6 +91,11 @@ def failure_receipt(
     )
 
 
+# One record to produce: topic, key, value (None: tombstone), partition (None: by key).
+Out = tuple[str, bytes, bytes | None, int | None]
+RESTORE_TIMEOUT_S = 60.0
+
+
 class Router:
     def __init__(
         self,
@@ -75,6 +105,7 @@ class Router:
         *,
         transactional_id: str,
         outbound_partitions: int = 6,
+        multipart_expiry_s: float = 600.0,
         metrics: Any = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -82,7 +113,10 @@ class Router:
         self.config = config
         self.outbound_partitions = outbound_partitions
         self.consumer = AsyncConsumer(
-            consumer_config(bootstrap, f"{topics.prefix}router"), [topics.submit]
+            consumer_config(bootstrap, f"{topics.prefix}router"),
+            [topics.submit],
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
         )
         self.producer = Producer(
             {
@@ -94,20 +128,48 @@ class Router:
             }
         )
         self.producer.init_transactions(30)
+        self.assembler = Assembler(multipart_expiry_s)
+        self._to_restore: set[int] = set()
+        self._ready: list[Assembled] = []  # complete after a restore, routed next batch
         self._known_topics: set[str] = set()
-        self.counts: dict[str, int] = {"routed": 0, "no_route": 0, "bad_record": 0}
+        self.counts: dict[str, int] = {
+            "routed": 0,
+            "no_route": 0,
+            "bad_record": 0,
+            "multipart_routed": 0,
+            "multipart_expired": 0,
+            "multipart_duplicates": 0,
+            "multipart_held": 0,
+        }
         self.log = log.get("smsgw.router")
 
+    def _assigned(self, parts: list[TopicPartition]) -> None:
+        self._to_restore |= {p.partition for p in parts}
+
+    def _revoked(self, parts: list[TopicPartition]) -> None:
+        gone = {p.partition for p in parts}
+        self._to_restore -= gone
+        self.assembler.forget(gone)
+        self._ready = [w for w in self._ready if w.partition not in gone]
+
     async def run(self, stop: asyncio.Event) -> None:
+        last_expiry = time.monotonic()
         try:
             while not stop.is_set():
                 batch = await self.consumer.batch(1000)
-                if batch:
+                if self._to_restore:
+                    await self._restore()
+                if batch or self._ready:
                     await self._route_batch(batch)
+                if time.monotonic() - last_expiry >= 1.0:
+                    last_expiry = time.monotonic()
+                    await self._expire()
+                self.counts["multipart_held"] = self.assembler.parts_held
         finally:
             await asyncio.to_thread(self.consumer.consumer.close)
 
-    def _route(self, m: AcceptedMessage) -> tuple[str, bytes, bytes] | None:
+    # ------------------------------------------------------------ routing
+    def _route(self, m: AcceptedMessage) -> tuple[str, tuple[str, ...]] | None:
         route = self.config.routing.route(m.customer, m.source.addr, m.destination.addr)
         if route is None:
             return None
@@ -117,11 +179,77 @@ class Router:
         ]
         if not usable:
             return None
-        routed = Routed(m, usable[0], tuple(usable[1:]), time.time())
-        return self.topics.outbound(usable[0]), m.kafka_key, routed.encode()
+        return usable[0], tuple(usable[1:])
+
+    def _routed(
+        self, parts: tuple[AcceptedMessage, ...], duplicates: tuple[AcceptedMessage, ...]
+    ) -> list[Out]:
+        """Records for one message (a single SMS, or all segments of a multipart one)."""
+        first = parts[0]
+        chosen = self._route(first)
+        if chosen is not None:
+            provider, failover = chosen
+            multi = first.concat is not None and first.concat.total > 1
+            routed = Routed(
+                first,
+                provider,
+                failover,
+                time.time(),
+                parts if multi else (),
+                duplicates,
+            )
+            self.counts["routed"] += len(parts) + len(duplicates)
+            return [(self.topics.outbound(provider), first.kafka_key, routed.encode(), None)]
+        self.counts["no_route"] += len(parts) + len(duplicates)
+        self.log.info("no route", id=first.id, customer=first.customer, dest=first.destination.addr)
+        return self._failed([*parts, *duplicates], ERR_NO_ROUTE, "no-route")
+
+    def _failed(
+        self,
+        parts: list[AcceptedMessage],
+        err: int,
+        reason: str,
+        final: MessageState = MessageState.UNDELIVERABLE,
+    ) -> list[Out]:
+        """State records and failure receipts for messages the gateway gives up on."""
+        out: list[Out] = []
+        now = time.time()
+        for m in parts:
+            state = StateRecord(m.id, m.customer, m.source.addr, final, now, err, reason)
+            out.append((self.topics.message_state, m.id.encode(), state.encode(), None))
+            if customer_wants(m.registered_delivery, final):
+                receipt = failure_receipt(m, final, err)
+                out.append((self.topics.deliver, m.customer.encode(), receipt.encode(), None))
+        return out
+
+    def _assembled(self, whole: Assembled) -> list[Out]:
+        out: list[Out] = [
+            (self.topics.multipart, key, None, whole.partition) for key in whole.tombstones
+        ]
+        self.counts["multipart_duplicates"] += len(whole.duplicates)
+        if whole.duplicate_of is not None:
+            self.log.info(
+                "late copy of a part already sent", key=whole.key, first=whole.duplicate_of
+            )
+            dups = list(whole.duplicates)
+            return out + self._failed(dups, ERR_DUPLICATE_PART, "duplicate", MessageState.REJECTED)
+        if whole.complete:
+            self.counts["multipart_routed"] += 1
+            return out + self._routed(whole.parts, whole.duplicates)
+        self.counts["multipart_expired"] += 1
+        self.log.warning(
+            "multipart message incomplete, expired",
+            key=whole.key,
+            have=sorted(m.concat.seq for m in whole.parts if m.concat),
+            ids=[m.id for m in whole.all_parts],
+        )
+        return out + self._failed(list(whole.all_parts), ERR_INCOMPLETE, "multipart-incomplete")
 
     async def _route_batch(self, batch: list[Message]) -> None:
-        out: list[tuple[str, bytes, bytes]] = []
+        out: list[Out] = []
+        for whole in self._ready:
+            out += self._assembled(whole)
+        self._ready = []
         for msg in batch:
             try:
                 m = decode(msg.value() or b"")
@@ -134,60 +262,133 @@ class Router:
                     partition=msg.partition(),
                 )
                 continue
-            routed = self._route(m)
-            if routed is not None:
-                out.append(routed)
-                self.counts["routed"] += 1
+            if m.concat is not None and m.concat.total > 1:
+                complete = self.assembler.add(m, msg.partition() or 0)
+                if complete is not None:
+                    out += self._assembled(complete)
                 continue
-            self.counts["no_route"] += 1
-            self.log.info("no route", id=m.id, customer=m.customer, dest=m.destination.addr)
-            state = StateRecord(
-                m.id,
-                m.customer,
-                m.source.addr,
-                MessageState.UNDELIVERABLE,
-                time.time(),
-                ERR_NO_ROUTE,
-                "no-route",
-            )
-            out.append((self.topics.message_state, m.id.encode(), state.encode()))
-            if customer_wants(m.registered_delivery, MessageState.UNDELIVERABLE):
-                receipt = failure_receipt(m, MessageState.UNDELIVERABLE, ERR_NO_ROUTE)
-                out.append((self.topics.deliver, m.customer.encode(), receipt.encode()))
-        needed = {t for t, _, _ in out} - self._known_topics
+            out += self._routed((m,), ())
+        out += self._changelog_writes()
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            key = (msg.topic() or "", msg.partition() or 0)
+            offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
+        await self._commit(out, offsets)
+        for msg in batch:
+            self.consumer.done(msg)
+
+    def _changelog_writes(self) -> list[Out]:
+        """Parts now held and routed markers, for the multipart changelog."""
+        out: list[Out] = [
+            (self.topics.multipart, changelog_key(part), encode(part), partition)
+            for partition, part in self.assembler.unpersisted()
+        ]
+        return out + [
+            (self.topics.multipart, key, value, partition)
+            for partition, key, value in self.assembler.markers()
+        ]
+
+    async def _expire(self) -> None:
+        out: list[Out] = []
+        for whole in self.assembler.expire(time.time()):
+            out += self._assembled(whole)
+        out += self._changelog_writes()
+        if out:
+            await self._commit(out, {})
+
+    async def _commit(self, out: list[Out], offsets: dict[tuple[str, int], int]) -> None:
+        needed = {t for t, _, _, _ in out} - self._known_topics
         if needed:
             await asyncio.to_thread(
                 ensure_topic_names, self.bootstrap, needed, self.outbound_partitions
             )
             self._known_topics |= needed
-        offsets: dict[tuple[str, int], int] = {}
-        for msg in batch:
-            key = (msg.topic() or "", msg.partition() or 0)
-            offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
         await asyncio.to_thread(self._transact, out, offsets)
-        for msg in batch:
-            self.consumer.done(msg)
 
-    def _transact(
-        self, out: list[tuple[str, bytes, bytes]], offsets: dict[tuple[str, int], int]
-    ) -> None:
+    def _transact(self, out: list[Out], offsets: dict[tuple[str, int], int]) -> None:
         """One batch, one transaction; on failure abort and re-raise (the actor restarts)."""
         p = self.producer
         p.begin_transaction()
         try:
-            for topic, key, value in out:
+            for topic, key, value, partition in out:
                 while True:
                     try:
-                        p.produce(topic, value=value, key=key)
+                        if partition is None:
+                            p.produce(topic, value=value, key=key)
+                        else:
+                            p.produce(topic, value=value, key=key, partition=partition)
                         break
                     except BufferError:
                         p.poll(0.05)
-            p.send_offsets_to_transaction(
-                [TopicPartition(t, part, o) for (t, part), o in offsets.items()],
-                self.consumer.consumer.consumer_group_metadata(),
-                30,
-            )
+            if offsets:
+                p.send_offsets_to_transaction(
+                    [TopicPartition(t, part, o) for (t, part), o in offsets.items()],
+                    self.consumer.consumer.consumer_group_metadata(),
+                    30,
+                )
             p.commit_transaction(30)
         except KafkaException:
             p.abort_transaction(30)
             raise
+
+    # ------------------------------------------------------------ restore
+    async def _restore(self) -> None:
+        """Rebuild held parts of newly assigned partitions from the changelog."""
+        partitions = sorted(self._to_restore)
+        self._to_restore.clear()
+        records = await asyncio.to_thread(self._read_changelog, partitions)
+        before = len(self.assembler)
+        self._ready += self.assembler.restore(records)
+        if records:
+            self.log.info(
+                "multipart state restored",
+                partitions=partitions,
+                records=len(records),
+                messages=len(self.assembler) - before,
+            )
+
+    def _read_changelog(self, partitions: list[int]) -> list[tuple[int, bytes, ChangelogValue]]:
+        """The committed changelog of `partitions`, from the start to its end.
+
+        Asking for the group's committed submit offsets first waits until the
+        previous owner's last transaction is resolved (read_committed offset
+        fetches are "stable"); reading up to the high watermark then includes
+        that transaction's changelog records or its abort.
+        """
+        submit = [TopicPartition(self.topics.submit, p) for p in partitions]
+        self.consumer.consumer.committed(submit, timeout=30)
+        reader = Consumer(
+            consumer_config(
+                self.bootstrap,
+                f"{self.topics.prefix}router-restore-{uuid.uuid4().hex[:8]}",
+            )
+        )
+        try:
+            tps = [TopicPartition(self.topics.multipart, p, OFFSET_BEGINNING) for p in partitions]
+            ends: dict[int, int] = {}
+            for tp in tps:
+                low, high = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+                if high > low:
+                    ends[tp.partition] = high
+            if not ends:
+                return []
+            reader.assign([tp for tp in tps if tp.partition in ends])
+            records: list[tuple[int, bytes, ChangelogValue]] = []
+            deadline = time.monotonic() + RESTORE_TIMEOUT_S
+            while ends:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"multipart changelog not read to its end: {ends}")
+                for msg in reader.consume(1000, 0.2):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            raise KafkaException(err)
+                        continue
+                    part, key = msg.partition() or 0, msg.key() or b""
+                    records.append((part, key, decode_changelog(part, key, msg.value())))
+                for tp in reader.position([TopicPartition(self.topics.multipart, p) for p in ends]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
+            return records
+        finally:
+            reader.close()
