@@ -13,12 +13,15 @@ import pytest
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
+from benchmarks.smsc_sim.stats import ReceivedSubmit
 from smsgw.cluster.procs import free_port
 from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.segment import split_text
 from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.helpers.customer import Customer
 from tests.helpers.loop_thread import LoopThread
+from tests.helpers.parts import assert_one_udh_message, submit_acked, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -183,6 +186,52 @@ def test_killing_each_actor_kind_loses_nothing(
         f"{dup_provider} duplicate submits, {dup_receipts} duplicate receipts"
     )
     for c in traffic.clients:
+        c.close()
+
+
+def test_killing_the_aggregating_router_mid_message_loses_no_part(
+    runtime: Runtime, sim: tuple[LoopThread, SmscSimulator]
+) -> None:
+    """Half the parts in, SIGKILL the router holding them: the message still completes."""
+    loop, smsc = sim
+    runtime.configure(
+        customers=["c"],
+        providers={"p1": {"port": smsc.port, "tps": 200, "binds": 1}},
+        routes=[{"prefix": "", "provider": "p1"}],
+    )
+    runtime.start(providers=1)
+    text = "Killed halfway: [€] " * 30
+    parts = split_text(text, 0, ref=0x99)
+    half = len(parts) // 2
+    dest = "491788888888"
+
+    def held() -> dict[str, int]:
+        return {
+            name: int((a.get("router") or {}).get("multipart_held", 0))
+            for name, a in runtime.status()["actors"].items()
+            if name.startswith("router#")
+        }
+
+    c = Customer("127.0.0.1", runtime.port, "c", "pw").bind()
+    try:
+        ids = [submit_acked(c, dest, p) for p in reversed(parts[half:])]
+        wait_for(lambda: sum(held().values()) == len(ids), 30, f"parts held: {held()}")
+        owner = next(name for name, n in held().items() if n)
+        runtime.wait_restarted(owner, runtime.kill(owner))
+        ids += [submit_acked(c, dest, p) for p in parts[:half]]
+
+        def at_provider() -> list[ReceivedSubmit]:
+            got: list[ReceivedSubmit] = loop.call(lambda: list(smsc.received))
+            return [r for r in got if r.dest == dest]
+
+        wait_for(lambda: len(at_provider()) >= len(parts), 60, "the message after the restart")
+        c.wait(lambda: len(c.receipts) >= len(ids), 60, "receipts")
+        time.sleep(1)
+        assert_one_udh_message(at_provider(), text)
+        with c.lock:
+            assert sorted(r.receipted_id for r in c.receipts) == sorted(ids)
+        assert sum(held().values()) == 0
+    finally:
         c.close()
 
 

@@ -13,15 +13,18 @@ import pytest
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
+from benchmarks.smsc_sim.stats import ReceivedSubmit
 from smsgw.cluster.procs import free_port
 from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.db.customers import add_customer
+from smsgw.segment import split_text
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.helpers.customer import Customer
 from tests.helpers.esme import bind_status
 from tests.helpers.loop_thread import LoopThread
+from tests.helpers.parts import assert_one_udh_message, submit_acked, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,7 +85,7 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
     topics: Topics,
     smsc: tuple[LoopThread, SmscSimulator],
 ) -> None:
-    _loop, sim = smsc
+    loop, sim = smsc
     port_a, port_b = free_port(), free_port()
     node_b = _worker_node(ray_head, port_b)
     rt = Runtime(ray_head.address, bootstrap, db_url, topics, port_a)
@@ -109,11 +112,38 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
             tx.submit(f"4917{i:07d}", f"a{i}".encode())
         tx.wait(lambda: len(tx.responses) == 100, 20, "responses")
         first = set(tx.accepted_ids().values())
+        try:
+            rx.wait(lambda: set(r.receipted_id for r in rx.receipts) >= first, 60, "receipts")
+        except AssertionError:
+            raise AssertionError(f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}")
+
+        # A multipart message whose parts arrive on binds at both nodes, shuffled,
+        # one part twice: one message at the provider, one receipt per part id.
+        tx_b = Customer("127.0.0.1", port_b, "c", "pw", mode="transmitter").bind()
+        clients.append(tx_b)
+        text = "Parts on two nodes: {€} " * 14
+        parts = split_text(text, 0, ref=0x21)
+        dest = "491799999999"
+        mp_ids = [
+            submit_acked(c, dest, parts[n]) for c, n in ((tx_b, 2), (tx, 0), (tx_b, 0), (tx, 1))
+        ]
+        assert len(parts) == 3 and len(set(mp_ids)) == 4
+
+        def at_provider() -> list[ReceivedSubmit]:
+            got: list[ReceivedSubmit] = loop.call(lambda: list(sim.received))
+            return [r for r in got if r.dest == dest]
+
+        wait_for(lambda: len(at_provider()) >= 3, 30, "the multipart message at the provider")
         rx.wait(
-            lambda: set(r.receipted_id for r in rx.receipts) >= first,
+            lambda: {r.receipted_id for r in rx.receipts} >= set(mp_ids),
             60,
-            f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}",
+            "a receipt for every part id",
         )
+        time.sleep(1)
+        assert_one_udh_message(at_provider(), text)
+        with rx.lock:
+            mp_receipts = [r.receipted_id for r in rx.receipts if r.receipted_id in mp_ids]
+        assert sorted(mp_receipts) == sorted(mp_ids), "exactly one receipt per part id"
 
         # max_binds counts binds on every node: one here, one there, a third is refused.
         with psycopg.connect(db_url) as conn:

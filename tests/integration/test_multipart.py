@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -14,12 +14,12 @@ from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route
 from smsgw.receipts import parse_receipt
 from smsgw.segment import Part, join_parts, split_text
-from smsgw.smpp.udh import concat_info, parse_udh, split_udh
 from smsgw.state import MessageState
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
 from tests.helpers.kafka import drain
+from tests.helpers.parts import assert_one_udh_message, submit_acked, submit_part, wait_for
 from tests.integration.conftest import gateway_settings
 from tests.integration.test_message_path import Sims, _wait_bound
 
@@ -62,10 +62,6 @@ def _provider(gw: GatewayNode, sims: Sims, name: str, prefix: str, **kw: object)
         add_mt_route(conn, prefix=prefix, provider=name)
 
 
-def _submit_part(c: Customer, dest: str, part: Part) -> int:
-    return c.submit(dest, part.short_message, esm_class=0x40, data_coding=0)
-
-
 def _receipts(*clients: Customer) -> dict[str, tuple[MessageState, str]]:
     """Receipted gateway id -> (state, err), from every client's receipts."""
     out = {}
@@ -77,22 +73,6 @@ def _receipts(*clients: Customer) -> dict[str, tuple[MessageState, str]]:
             assert fields is not None, r
             out[r.receipted_id] = (fields.state, fields.err)
     return out
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
-
-
-def _submit_acked(c: Customer, dest: str, part: Part) -> str:
-    """Submit one part and wait for its response, so Kafka has it before the next."""
-    seq = _submit_part(c, dest, part)
-    _wait(lambda: seq in c.accepted_ids(), 10, "submit_sm_resp")
-    return c.accepted_ids()[seq]
 
 
 def _received(sims: Sims, name: str) -> list[ReceivedSubmit]:
@@ -114,25 +94,19 @@ def test_parts_on_two_binds_shuffled_with_a_duplicate_arrive_as_one_message(
     dest = "491700000001"
     try:
         # Parts 3 (bind A), 1 (B), 1 again (A: a retransmission), 2 (B).
-        ids = [_submit_acked(c, dest, parts[n]) for c, n in ((a, 2), (b, 0), (a, 0), (b, 1))]
+        ids = [submit_acked(c, dest, parts[n]) for c, n in ((a, 2), (b, 0), (a, 0), (b, 1))]
         assert len(set(ids)) == 4, "every part, the duplicate too, has its own gateway id"
 
-        _wait(lambda: len(_received(sims, "keep")) >= 3, 30, "three parts at the provider")
+        wait_for(lambda: len(_received(sims, "keep")) >= 3, 30, "three parts at the provider")
         time.sleep(1)  # nothing more may come
         got = _received(sims, "keep")
         assert len(got) == 3, f"one message of three parts at the provider, not {len(got)}"
-        assert len({r.bind_id for r in got}) == 1, "all parts on one bind"
-        infos = [concat_info(parse_udh(split_udh(r.short_message)[0])) for r in got]
-        assert [i.seq if i else 0 for i in infos] == [1, 2, 3], "in order"
-        assert len({i.ref if i else -1 for i in infos}) == 1
-        assert all(i and i.total == 3 for i in infos)
-        bodies = [Part(n + 1, 3, split_udh(r.short_message)[1]) for n, r in enumerate(got)]
-        assert join_parts(bodies, 0) == TEXT
+        assert_one_udh_message(got, TEXT)
 
         # A copy of part 2 after the message went out: refused, not sent again.
-        late = _submit_acked(a, dest, parts[1])
+        late = submit_acked(a, dest, parts[1])
         # One receipt per accepted part: the duplicate gets its segment's receipt.
-        _wait(lambda: len(_receipts(a, b)) >= 5, 30, f"receipts: {_receipts(a, b)}")
+        wait_for(lambda: len(_receipts(a, b)) >= 5, 30, f"receipts: {_receipts(a, b)}")
         time.sleep(1)
         receipts = _receipts(a, b)
         assert sorted(receipts) == sorted([*ids, late])
@@ -156,7 +130,7 @@ def test_resegmented_for_a_sar_provider_and_payload_split(
     parts = split_text(text, 0, ref=7)
     c = Customer(gw.host, gw.port, "mp", "pw").bind()
     try:
-        seqs = [_submit_part(c, "493000000001", p) for p in reversed(parts)]
+        seqs = [submit_part(c, "493000000001", p) for p in reversed(parts)]
         long_text = "payload " * 40
         seqs.append(
             c.submit("493000000002", b"", data_coding=0, message_payload=long_text.encode())
@@ -185,7 +159,7 @@ def test_resegmented_for_a_sar_provider_and_payload_split(
                 join_parts([Part(i + 1, len(mine), r.short_message) for i, r in enumerate(mine)], 0)
                 == want
             )
-        _wait(lambda: len(_receipts(c)) >= len(ids), 30, "receipts")
+        wait_for(lambda: len(_receipts(c)) >= len(ids), 30, "receipts")
         time.sleep(1)
         assert sorted(_receipts(c)) == sorted(ids.values()), "one receipt per customer id"
     finally:
@@ -203,7 +177,7 @@ def test_an_incomplete_message_expires_with_failure_receipts(
     assert len(parts) == 3
     c = Customer(gw.host, gw.port, "mp", "pw").bind()
     try:
-        seqs = [_submit_part(c, "494000000001", p) for p in (parts[0], parts[2])]
+        seqs = [submit_part(c, "494000000001", p) for p in (parts[0], parts[2])]
         c.wait(lambda: len(c.responses) == 2, 10, "responses")
         ids = sorted(c.accepted_ids()[s] for s in seqs)
         c.wait(lambda: len(c.receipts) >= 2, 30, "failure receipts after expiry")
