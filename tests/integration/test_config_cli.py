@@ -46,6 +46,7 @@ def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     assert shown["binds"] == 2 and shown["tps"] == 50 and shown["window"] == 10
     assert shown["submit_id_format"] == "hex" and shown["receipt_id_format"] == "str"
     assert shown["bind_mode"] == "trx" and shown["enabled"] is True
+    assert shown["segmentation"] == "keep"
     listed = cli(db_url, "provider", "list")
     as_json = cli(db_url, "provider", "list", "--json")
     for out in (json.dumps(shown), listed, as_json):
@@ -79,8 +80,15 @@ def test_provider_duplicate_and_bad_settings_refused(db_url: str) -> None:
 def test_provider_update_and_unknown(db_url: str) -> None:
     add_provider(db_url, "acme")
     cli(db_url, "provider", "update", "acme", "--tps", "80", "--disable", "--bind-mode", "tx+rx")
+    cli(db_url, "provider", "update", "acme", "--segmentation", "sar")
     shown = json.loads(cli(db_url, "provider", "show", "acme"))
     assert (shown["tps"], shown["enabled"], shown["bind_mode"]) == (80, False, "tx+rx")
+    assert shown["segmentation"] == "sar"
+    bad = CliRunner().invoke(main, ["--database-url", db_url, "provider", "update", "acme",
+                                    "--segmentation", "udh7"])  # fmt: skip
+    assert (
+        bad.exit_code == 2 and "'udh7' is not one of 'keep', 'udh8', 'udh16', 'sar'" in bad.output
+    )
     assert "nothing to change" in cli(db_url, "provider", "update", "acme", ok=False)
     out = cli(db_url, "provider", "update", "nope", "--tps", "5", ok=False)
     assert "no provider 'nope'; `smsgw provider list` shows them" in out
