@@ -12,11 +12,14 @@ rebuilds exactly this state with `restore` and nothing accepted is lost.
 Parts may come in any order and more than once (a customer that lost a
 ``submit_sm_resp`` sends the part again and gets a second id): the first copy
 of a segment is the one sent on, later copies ride along as duplicates whose
-ids get the same receipt. A copy that comes after its message was already
-routed (same key, segment and octets, within the expiry time) is released as
-a late duplicate: it is not sent again (that would show the handset a stray
-part, or the whole message twice). That memory is on the changelog too, as a
-``<key>|routed`` marker, tombstoned when the expiry time has passed.
+ids get the same receipt. A copy that comes after its message was routed
+starts a new message: an 8-bit reference repeats every 256 messages, and a
+new message's parts can look exactly like the last one's (same filler text),
+so it cannot be told from a late copy when it arrives. If it then expires
+and every part it holds equals a part of the message routed under that key
+(kept for twice the expiry time), it is reported as a late duplicate (not
+sent twice) rather than as an incomplete message. That memory is on the
+changelog too, as a ``<key>|routed`` marker, tombstoned when it is forgotten.
 """
 
 from __future__ import annotations
@@ -93,11 +96,15 @@ class Assembled:
     duplicates: tuple[AcceptedMessage, ...]
     tombstones: tuple[bytes, ...]  # changelog keys this message left behind
     complete: bool
-    duplicate_of: str | None = None  # a late copy: the id of the part already routed
+    duplicate_of: str | None = None  # expired late copies: the id of the part routed before
 
     @property
     def all_parts(self) -> tuple[AcceptedMessage, ...]:
         return (*self.parts, *self.duplicates)
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.id for m in self.all_parts]
 
 
 class Assembler:
@@ -124,9 +131,6 @@ class Assembler:
             raise ValueError(f"message {m.id} is not a part of a concatenated message")
         pending = self._pending.get(key)
         if pending is None:
-            late = self._late_copy_of(key, c.seq, m)
-            if late is not None:
-                return Assembled(key, partition, (), (m,), (), complete=False, duplicate_of=late)
             pending = self._pending[key] = _Pending(c.total, partition)
         if c.seq in pending.parts:
             pending.duplicates.append(_Held(m, persisted))
@@ -149,7 +153,7 @@ class Assembler:
     def expire(self, now: float) -> list[Assembled]:
         """Messages whose first part arrived more than `expiry_s` ago, released."""
         cutoff = now - self.expiry_s
-        for key in [k for k, r in self._routed.items() if r.at < cutoff]:
+        for key in [k for k, r in self._routed.items() if r.at < cutoff - self.expiry_s]:
             marker = self._routed.pop(key)
             self._marker_writes.append((marker.partition, key.encode() + _MARKER, None))
         old = [k for k, p in self._pending.items() if p.first_at < cutoff]
@@ -187,16 +191,23 @@ class Assembler:
                     done.append(whole)
         return done
 
-    def _late_copy_of(self, key: str, seq: int, m: AcceptedMessage) -> str | None:
+    def _copy_of(self, key: str, pending: _Pending) -> str | None:
+        """The routed id of the first held part if every held part is a copy of one."""
         routed = self._routed.get(key)
-        if routed is None or seq not in routed.segments:
+        if routed is None:
             return None
-        first_id, data = routed.segments[seq]
-        return first_id if data == _user_data(m) else None  # else: a new message, same ref
+        for h in pending.held():
+            c = h.message.concat
+            seen = routed.segments.get(c.seq) if c else None
+            if seen is None or seen[1] != _user_data(h.message):
+                return None
+        first = pending.held()[0].message.concat
+        return routed.segments[first.seq][0] if first else None
 
     def _release(self, key: str, *, complete: bool) -> Assembled:
         pending = self._pending.pop(key)
         ordered = [pending.parts[s].message for s in sorted(pending.parts)]
+        copy_of = None if complete else self._copy_of(key, pending)
         if complete:
             marker = RoutedMarker(
                 pending.partition,
@@ -212,6 +223,7 @@ class Assembler:
             duplicates=tuple(h.message for h in pending.duplicates),
             tombstones=tuple(changelog_key(h.message) for h in pending.held() if h.persisted),
             complete=complete,
+            duplicate_of=copy_of,
         )
 
 

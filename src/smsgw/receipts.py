@@ -11,7 +11,7 @@ the README):
   902  refused by the provider (its command_status is in network_error_code)
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
-  905  a copy of a multipart part that was already sent (not sent twice)
+  905  copies of multipart parts already sent, expired unmatched (not sent twice)
 """
 
 from __future__ import annotations

@@ -228,11 +228,11 @@ class Router:
         ]
         self.counts["multipart_duplicates"] += len(whole.duplicates)
         if whole.duplicate_of is not None:
-            self.log.info(
-                "late copy of a part already sent", key=whole.key, first=whole.duplicate_of
+            self.counts["multipart_duplicates"] += len(whole.parts)
+            self.log.info("late copies of parts already sent", key=whole.key, ids=whole.ids)
+            return out + self._failed(
+                list(whole.all_parts), ERR_DUPLICATE_PART, "duplicate", MessageState.REJECTED
             )
-            dups = list(whole.duplicates)
-            return out + self._failed(dups, ERR_DUPLICATE_PART, "duplicate", MessageState.REJECTED)
         if whole.complete:
             self.counts["multipart_routed"] += 1
             return out + self._routed(whole.parts, whole.duplicates)
@@ -241,7 +241,7 @@ class Router:
             "multipart message incomplete, expired",
             key=whole.key,
             have=sorted(m.concat.seq for m in whole.parts if m.concat),
-            ids=[m.id for m in whole.all_parts],
+            ids=whole.ids,
         )
         return out + self._failed(list(whole.all_parts), ERR_INCOMPLETE, "multipart-incomplete")
 
