@@ -115,7 +115,9 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
         try:
             rx.wait(lambda: set(r.receipted_id for r in rx.receipts) >= first, 60, "receipts")
         except AssertionError:
-            raise AssertionError(f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}")
+            raise AssertionError(
+                f"receipts on node B ({len(rx.receipts)}/100): {rt.status()}"
+            ) from None
 
         # A multipart message whose parts arrive on binds at both nodes, shuffled,
         # one part twice: one message at the provider, one receipt per part id.
