@@ -1,4 +1,4 @@
-"""What the gateway benchmarks share: one loadgen run as a subprocess, and medians."""
+"""What the gateway benchmarks share: loadgen runs as subprocesses, and medians."""
 
 from __future__ import annotations
 
@@ -7,28 +7,70 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def loadgen_cmd(
+    port: int,
+    out: Path,
+    *,
+    rate: float,
+    duration: float | None,
+    binds: int,
+    window: int,
+    receipts: bool,
+    receipt_timeout: float = 30.0,
+    system_id: str = "bench",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The command line of one loadgen run as customer `system_id` (password `bench`)."""
+    cmd = [
+        sys.executable, "-m", "benchmarks.loadgen", "--host", "127.0.0.1", "--port", str(port),
+        "--system-id", system_id, "--password", "bench", "--binds", str(binds),
+        "--window", str(window), "--rate", str(rate),
+        "--registered-delivery", "1" if receipts else "0",
+        "--receipt-timeout", str(receipt_timeout), "--quiet", "--json-out", str(out),
+    ]  # fmt: skip
+    if duration is not None:
+        cmd += ["--duration", str(duration)]
+    return cmd + list(extra)
+
+
+@dataclass
+class LoadProcess:
+    """A loadgen running in a process of its own (its own core); `result()` waits."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        rc = self.proc.wait(timeout)
+        if rc != 0:
+            raise RuntimeError(f"loadgen exited with {rc} (see its stderr above)")
+        result: dict[str, Any] = json.loads(self.out.read_text())
+        return result
+
+
+def loadgen_start(port: int, out: Path | None = None, **kw: Any) -> LoadProcess:
+    """Start one loadgen run (keywords as `loadgen_cmd`) without waiting for it."""
+    out = out or Path(tempfile.mkdtemp(prefix="smsgw-bench-")) / "load.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(loadgen_cmd(port, out, **kw), stdout=subprocess.DEVNULL, cwd=ROOT)
+    return LoadProcess(proc, out)
+
+
 def loadgen_run(
     port: int, *, rate: float, duration: float, binds: int, window: int, receipts: bool
 ) -> dict[str, Any]:
-    """One loadgen run as the customer `bench` (a process of its own: its own core)."""
-    out = Path(tempfile.mkdtemp(prefix="smsgw-bench-")) / "load.json"
-    cmd = [
-        sys.executable, "-m", "benchmarks.loadgen", "--host", "127.0.0.1", "--port", str(port),
-        "--system-id", "bench", "--password", "bench", "--binds", str(binds),
-        "--window", str(window), "--duration", str(duration), "--rate", str(rate),
-        "--registered-delivery", "1" if receipts else "0", "--receipt-timeout", "30",
-        "--quiet", "--json-out", str(out),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    """One loadgen run as the customer `bench`, waited for."""
+    return loadgen_start(
+        port, rate=rate, duration=duration, binds=binds, window=window, receipts=receipts
+    ).result()
 
 
 def median(results: list[dict[str, Any]], get: Callable[[dict[str, Any]], float]) -> float:

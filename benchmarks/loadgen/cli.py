@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from benchmarks.loadgen.client import BindFailed
-from benchmarks.loadgen.config import LoadConfig, parse_mix
+from benchmarks.loadgen.config import LoadConfig, parse_mix, parse_steps
 from benchmarks.loadgen.runner import run_load
 
 
@@ -28,6 +28,11 @@ from benchmarks.loadgen.runner import run_load
 @click.option("--bind-mode", type=click.Choice(["trx", "tx+rx"]), default="trx", show_default=True)
 @click.option("--window", default=10, show_default=True, help="outstanding submits per bind")
 @click.option("--rate", default=0.0, show_default=True, help="submit_sm/s in total; 0 = open")
+@click.option(
+    "--rate-steps",
+    default="",
+    help="step load RATE:SECONDS,… (e.g. 250:10,500:10,1000:10) instead of --rate",
+)
 @click.option("--duration", type=float, default=None, help="seconds of sending")
 @click.option("--count", type=int, default=None, help="messages to send (default 1000)")
 @click.option("--mix", default="gsm=1", show_default=True, help="e.g. gsm=0.8,ucs2=0.2")
@@ -52,6 +57,7 @@ def main(**opts: Any) -> None:
         bind_mode=opts["bind_mode"],
         window=opts["window"],
         rate=opts["rate"],
+        rate_steps=parse_steps(opts["rate_steps"]),
         duration=opts["duration"],
         count=opts["count"],
         mix=parse_mix(opts["mix"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,17 +53,51 @@ def receipt_id_and_stat(pdu: Pdu) -> tuple[str, str]:
     return message_id, stat
 
 
-def percentiles(values: list[float]) -> dict[str, float | int]:
-    """p50/p90/p99/max (nearest rank) in milliseconds, plus the count."""
-    if not values:
-        return {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
-    data = sorted(values)
+def _rank(data: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted, non-empty data."""
     n = len(data)
+    return round(data[min(n - 1, max(0, int(q * n + 0.999999) - 1))], 3)
 
-    def rank(q: float) -> float:
-        return round(data[min(n - 1, max(0, int(q * n + 0.999999) - 1))], 3)
 
-    return {"count": n, "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "max": rank(1.0)}
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    """p50/p90/p95/p99/max (nearest rank) in milliseconds, plus the count."""
+    if not values:
+        return {"count": 0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    data = sorted(values)
+    return {
+        "count": len(data),
+        "p50": _rank(data, 0.5),
+        "p90": _rank(data, 0.9),
+        "p95": _rank(data, 0.95),
+        "p99": _rank(data, 0.99),
+        "max": _rank(data, 1.0),
+    }
+
+
+def bucket_percentiles(
+    at: list[float], values: list[float], seconds: int, qs: tuple[float, ...] = (0.5, 0.99)
+) -> dict[float, list[float | None]]:
+    """Per whole second of `at` (seconds since t0): nearest-rank percentiles of `values`.
+
+    `at[i]` is when `values[i]` was born (its submit); seconds with no value
+    are None, values outside 0..seconds-1 are ignored.
+    """
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for t, v in zip(at, values, strict=True):
+        s = int(t)
+        if 0 <= s < seconds:
+            buckets[s].append(v)
+    out: dict[float, list[float | None]] = {q: [] for q in qs}
+    for bucket in buckets:
+        bucket.sort()
+        for q in qs:
+            out[q].append(_rank(bucket, q) if bucket else None)
+    return out
+
+
+def counts_list(counter: Mapping[int, int], seconds: int) -> list[int]:
+    """A {second: count} map as a dense list over 0..seconds-1."""
+    return [counter.get(s, 0) for s in range(seconds)]
 
 
 @dataclass(slots=True)
@@ -73,6 +108,11 @@ class Recorder:
     receipt_ms: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     per_second_accepted: Counter[int] = field(default_factory=Counter)
+    per_second_sent: Counter[int] = field(default_factory=Counter)
+    per_second_rejected: Counter[int] = field(default_factory=Counter)
+    per_second_receipts: Counter[int] = field(default_factory=Counter)  # matched, by arrival
+    resp_at: list[float] = field(default_factory=list)  # submit time (s since t0) of resp_ms[i]
+    receipt_at: list[float] = field(default_factory=list)  # ... of receipt_ms[i]
     receipt_stats: Counter[str] = field(default_factory=Counter)
     awaiting: dict[str, float] = field(default_factory=dict)  # id -> submit time
     early: dict[str, float] = field(default_factory=dict)  # id -> receipt arrival
@@ -92,9 +132,11 @@ class Recorder:
         self, status: int, message_id: str, sent_at: float, wants_receipt: bool, now: float
     ) -> None:
         self.resp_ms.append((now - sent_at) * 1000.0)
+        self.resp_at.append(sent_at - self.t0)
         self.last_resp = now
         if status:
             self.statuses[status] += 1
+            self.per_second_rejected[int(now - self.t0)] += 1
             return
         self.accepted += 1
         self.per_second_accepted[int(now - self.t0)] += 1
@@ -104,8 +146,13 @@ class Recorder:
         if arrived is None:
             self.awaiting[message_id] = sent_at
         else:
-            self.receipt_ms.append((arrived - sent_at) * 1000.0)
-            self.matched.add(message_id)
+            self._matched(message_id, sent_at, arrived)
+
+    def _matched(self, message_id: str, sent_at: float, arrived: float) -> None:
+        self.receipt_ms.append((arrived - sent_at) * 1000.0)
+        self.receipt_at.append(sent_at - self.t0)
+        self.per_second_receipts[int(arrived - self.t0)] += 1
+        self.matched.add(message_id)
 
     def on_deliver(self, pdu: Pdu, now: float) -> None:
         if pdu.get_int("esm_class") & ESM_TYPE_MASK != ESM_RECEIPT:
@@ -116,12 +163,40 @@ class Recorder:
         self.receipt_stats[stat] += 1
         sent_at = self.awaiting.pop(message_id, None)
         if sent_at is not None:
-            self.receipt_ms.append((now - sent_at) * 1000.0)
-            self.matched.add(message_id)
+            self._matched(message_id, sent_at, now)
         elif message_id in self.matched or message_id in self.early:
             self.duplicates += 1
         else:
             self.early[message_id] = now
+
+    def per_second(self) -> dict[str, list[Any]]:
+        """Dense per-second series (index = whole seconds since t0), for plots.
+
+        sent/accepted/rejected count submits by the second they were sent or
+        answered, receipts count matched receipts by arrival; the latency
+        percentiles are of the messages *submitted* in that second (None: none).
+        """
+        counters = (
+            self.per_second_sent,
+            self.per_second_accepted,
+            self.per_second_rejected,
+            self.per_second_receipts,
+        )
+        last = max((max(c, default=-1) for c in counters), default=-1)
+        seconds = last + 1
+        resp = bucket_percentiles(self.resp_at, self.resp_ms, seconds)
+        receipt = bucket_percentiles(self.receipt_at, self.receipt_ms, seconds)
+        return {
+            "second": list(range(seconds)),
+            "sent": counts_list(self.per_second_sent, seconds),
+            "accepted": counts_list(self.per_second_accepted, seconds),
+            "rejected": counts_list(self.per_second_rejected, seconds),
+            "receipts": counts_list(self.per_second_receipts, seconds),
+            "resp_p50_ms": resp[0.5],
+            "resp_p99_ms": resp[0.99],
+            "receipt_p50_ms": receipt[0.5],
+            "receipt_p99_ms": receipt[0.99],
+        }
 
     @property
     def throttled(self) -> int:
@@ -158,6 +233,8 @@ class LoadResult:
     submit_resp_latency_ms: dict[str, float | int]
     receipt_latency_ms: dict[str, float | int]
     per_second_accepted: dict[int, int]
+    t0_unix: float = 0.0  # wall clock of second 0 of the series
+    per_second: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

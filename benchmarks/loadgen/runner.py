@@ -8,6 +8,7 @@ with a rate, one 5-ms timer adds tokens to a bucket and tops the windows up.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 
 from benchmarks.loadgen.client import EsmeConnection, connect
@@ -46,8 +47,8 @@ class LoadRunner:
         self._send_done: asyncio.Future[None] = self._loop.create_future()
         self._t_end = float("inf")
         self._tokens = 0.0
-        self._burst = max(1.0, config.rate * BURST_SECONDS)
         self._last_refill = 0.0
+        self._start = 0.0
         self._rotate = 0
         self._timers: dict[str, asyncio.TimerHandle] = {}  # one live handle per purpose
 
@@ -74,7 +75,7 @@ class LoadRunner:
             self._finish_sending()
             return
         room = conn.room
-        if self.config.rate:
+        if self.config.rate_limited:
             room = min(room, int(self._tokens))
         if room <= 0 or conn.session.closed:
             return
@@ -89,12 +90,15 @@ class LoadRunner:
             sent += 1
         if sent:
             rec.sent += sent
+            rec.per_second_sent[int(now - rec.t0)] += sent
             rec.last_submit = now
             self._tokens -= sent
 
     def _on_rate_tick(self) -> None:
         now = self._loop.time()
-        self._tokens = min(self._burst, self._tokens + (now - self._last_refill) * self.config.rate)
+        rate = self.config.rate_at(now - self._start)
+        burst = max(1.0, rate * BURST_SECONDS)
+        self._tokens = min(burst, self._tokens + (now - self._last_refill) * rate)
         self._last_refill = now
         for conn in self._rotated():
             if not self._sending or self._tokens < 1:
@@ -158,13 +162,14 @@ class LoadRunner:
         view = ProgressView(cfg, rec, enabled=cfg.progress)
         try:
             start = self._loop.time()
-            rec.t0 = rec.first_submit = self._last_refill = start
-            if cfg.duration is not None:
-                self._t_end = start + cfg.duration
+            rec.t0 = rec.first_submit = self._last_refill = self._start = start
+            t0_unix = time.time()
+            if cfg.send_duration is not None:
+                self._t_end = start + cfg.send_duration
                 self._timers["end"] = self._loop.call_at(self._t_end, self._finish_sending)
             self._timers["session"] = self._loop.call_later(SESSION_TICK, self._on_session_tick)
             self._sending = True
-            if cfg.rate:
+            if cfg.rate_limited:
                 self._tokens = 1.0
                 self._on_rate_tick()
             else:
@@ -194,9 +199,9 @@ class LoadRunner:
                 timer.cancel()
             view.close()
             await self._unbind_all()
-        return self._result(send_end - start)
+        return self._result(send_end - start, t0_unix)
 
-    def _result(self, send_seconds: float) -> LoadResult:
+    def _result(self, send_seconds: float, t0_unix: float) -> LoadResult:
         cfg, rec = self.config, self.recorder
         always = cfg.registered_delivery & 3 == 1
         busy = max(rec.last_resp - rec.first_submit, 1e-9)
@@ -223,6 +228,8 @@ class LoadRunner:
             submit_resp_latency_ms=percentiles(rec.resp_ms),
             receipt_latency_ms=percentiles(rec.receipt_ms),
             per_second_accepted=dict(sorted(rec.per_second_accepted.items())),
+            t0_unix=round(t0_unix, 3),
+            per_second=rec.per_second(),
         )
 
 

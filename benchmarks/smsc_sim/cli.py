@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ def main(**opts: Any) -> None:
 async def _run(config: SimConfig, duration: float | None, quiet: bool) -> dict[str, Any]:
     sim = SmscSimulator(config)
     await sim.start()
+    started_at_unix = time.time()  # second 0 of the per-second counters
     print(f"smsc-sim listening on {config.host}:{sim.port}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +107,7 @@ async def _run(config: SimConfig, duration: float | None, quiet: bool) -> dict[s
     stats = sim.stats.to_dict()
     return {
         "config": config.to_dict(),
+        "started_at_unix": round(started_at_unix, 3),
         "elapsed_s": round(elapsed, 3),
         "accepted_per_s": round(sim.stats.accepted / elapsed, 1) if elapsed else 0.0,
         **stats,
