@@ -20,6 +20,7 @@ from smsgw import log
 from smsgw.actors.host import LoopHost, settings_from
 from smsgw.actors.metrics import MetricsExporter
 from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.consumer import use_static_membership
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
@@ -51,6 +52,7 @@ class _Base:
         self.topics = Topics(self.settings.topic_prefix)
         self.started = time.time()
         log.configure(self.settings.log_level, self.settings.log_json)
+        use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
 

@@ -24,9 +24,10 @@ changelog too, as a ``<key>|routed`` marker, tombstoned when it is forgotten.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import orjson
 
 from smsgw.message import AcceptedMessage, decode
 
@@ -43,7 +44,7 @@ class RoutedMarker:
 
     def encode(self) -> bytes:
         d = {"at": self.at, "seg": {str(s): [i, b.hex()] for s, (i, b) in self.segments.items()}}
-        return json.dumps(d, separators=(",", ":")).encode()
+        return orjson.dumps(d)
 
 
 ChangelogValue = AcceptedMessage | RoutedMarker | None
@@ -54,7 +55,7 @@ def decode_changelog(partition: int, key: bytes, value: bytes | None) -> Changel
     if value is None:
         return None
     if key.endswith(_MARKER):
-        d = json.loads(value)
+        d = orjson.loads(value)
         segments = {int(s): (i, bytes.fromhex(h)) for s, (i, h) in d["seg"].items()}
         return RoutedMarker(partition, d["at"], segments)
     return decode(value)

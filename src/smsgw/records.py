@@ -5,9 +5,10 @@ All versioned JSON, bytes in hex, like the submit record (smsgw.message).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from smsgw.message import AcceptedMessage, from_dict, to_dict
 from smsgw.smpp.submission import Address
@@ -15,7 +16,7 @@ from smsgw.state import MessageState
 
 
 def _dumps(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode()
+    return orjson.dumps(d)
 
 
 def _addr(a: Address) -> list[Any]:
@@ -63,7 +64,7 @@ class Routed:
 
     @classmethod
     def decode(cls, raw: bytes) -> Routed:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         first = from_dict(d["m"])
         parts: tuple[AcceptedMessage, ...] = ()
         if "parts" in d:
@@ -125,7 +126,7 @@ class Pairing:
 
     @classmethod
     def decode(cls, raw: bytes) -> Pairing:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(
             d["key"],
             d["provider"],
@@ -169,7 +170,7 @@ class InboundReceipt:
 
     @classmethod
     def decode(cls, raw: bytes) -> InboundReceipt:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         nec = d.get("nec")
         return cls(
             d["key"],
@@ -227,7 +228,7 @@ class Delivery:
 
     @classmethod
     def decode(cls, raw: bytes) -> Delivery:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(
             id=d["id"],
             kind=d["kind"],

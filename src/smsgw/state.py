@@ -9,10 +9,11 @@ query right after the submit already finds the message.
 from __future__ import annotations
 
 import enum
-import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import orjson
 
 
 class MessageState(enum.IntEnum):
@@ -43,7 +44,7 @@ class StateRecord:
     stage: str = "accepted"  # accepted, routed, sent, receipt, failed …
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "id": self.id,
                 "customer": self.customer,
@@ -52,13 +53,12 @@ class StateRecord:
                 "at": self.updated_at,
                 "err": self.error_code,
                 "stage": self.stage,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> StateRecord:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(
             id=d["id"],
             customer=d["customer"],

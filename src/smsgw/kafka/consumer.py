@@ -19,6 +19,18 @@ from smsgw import log
 from smsgw.offsets import OffsetTracker
 
 IDLE_SLEEP = 0.005
+_static_member: dict[str, str] = {}  # "name" -> this process's member name, if any
+
+
+def use_static_membership(name: str) -> None:
+    """Join every consumer group of this process as the static member ``name``.
+
+    For processes that host one named worker (a Ray actor): when it restarts
+    under the same name it gets its partitions back at once, instead of after
+    the dead member's session timeout (KIP-345). The name must be unique per
+    group, and a live process with the same name is fenced.
+    """
+    _static_member["name"] = name
 
 
 def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
@@ -47,6 +59,8 @@ class AsyncConsumer:
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
+        if "name" in _static_member and "group.instance.id" not in config:
+            config = {**config, "group.instance.id": _static_member["name"]}
         self.consumer = Consumer(config)
         self.tracker = OffsetTracker()
         self._on_revoke = on_revoke
