@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,11 @@ class LoopHost:
     def __init__(self, name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         self.name = name
         self._main = main
+        # An actor's start-up heap (Ray, librdkafka bindings, pydantic, smpplib) is
+        # large and lives forever; a full collection walks all of it and stalls every
+        # session on this loop. Frozen objects are skipped by the collector.
+        gc.collect()
+        gc.freeze()
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.error: str | None = None
