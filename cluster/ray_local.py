@@ -40,6 +40,7 @@ def dashboard_ok(host: str, port: int) -> bool:
 # system: niced, their SMPP sessions stall behind Kafka and the JVM's GC.
 RAY_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1", "RAY_worker_niceness": "0"}
 
+
 class EmbeddedRay:
     def __init__(
         self,
