@@ -95,7 +95,7 @@ class GatewayNode:
             time.sleep(0.02)
         raise AssertionError("the gateway did not reload its configuration within 5 s")
 
-    def read_submits(self, expect: int, timeout: float = 30.0) -> list[AcceptedMessage]:
+    def read_submits(self, expect: int | None, timeout: float = 30.0) -> list[AcceptedMessage]:
         return [
             decode(m.value() or b"")
             for m in drain(self.bootstrap, self.topics.submit, expect=expect, timeout=timeout)
