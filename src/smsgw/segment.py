@@ -9,6 +9,12 @@ septet per octet, extension characters as 0x1B + septet), 1 is IA5/ASCII,
 characters, so an escape pair or a UTF-16 surrogate pair never straddles two
 parts: a handset that shows parts that failed to concatenate, or a provider
 that decodes each part on its own, still sees valid text.
+
+Hand-written on purpose: python-smpplib's `gsm.make_parts` cuts the encoded
+octets every 153/67 units and so splits an escape pair (``"a"*152 + "€"``)
+or a surrogate pair (``"a"*66 + "😀"``) across parts; tests/unit/
+test_segment.py shows both. The character encoding itself is the gsm0338
+library's codec.
 """
 
 from __future__ import annotations
