@@ -130,6 +130,11 @@ class MessageSource:
         self._queue: list[Part] = []  # remaining parts of the current message, reversed
 
     @property
+    def mid_message(self) -> bool:
+        """Parts of the current multipart message are still to be sent."""
+        return bool(self._queue)
+
+    @property
     def exhausted(self) -> bool:
         return not self._queue and self._limit is not None and self.messages >= self._limit
 

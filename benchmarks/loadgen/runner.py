@@ -71,7 +71,8 @@ class LoadRunner:
     # ------------------------------------------------------------ sending
     def _fill(self, conn: EsmeConnection, now: float) -> None:
         """Top up one bind's window (and the token budget, if rate-limited)."""
-        if now >= self._t_end:
+        ending = now >= self._t_end
+        if ending and not self.source.mid_message:
             self._finish_sending()
             return
         room = conn.room
@@ -82,6 +83,9 @@ class LoadRunner:
         source, rec = self.source, self.recorder
         sent = 0
         while sent < room:
+            if ending and not source.mid_message:
+                self._finish_sending()  # the message in progress is complete: stop here
+                break
             part = source.next_part()
             if part is None:
                 self._finish_sending()
@@ -113,6 +117,11 @@ class LoadRunner:
         n = len(self._senders)
         for i in range(n):
             yield self._senders[(self._rotate + i) % n]
+
+    def _end_of_time(self) -> None:
+        """The duration is over: stop now, or once the multipart message under way is whole."""
+        if not self.source.mid_message:
+            self._finish_sending()
 
     def _finish_sending(self) -> None:
         if self._sending:
@@ -166,7 +175,7 @@ class LoadRunner:
             t0_unix = time.time()
             if cfg.send_duration is not None:
                 self._t_end = start + cfg.send_duration
-                self._timers["end"] = self._loop.call_at(self._t_end, self._finish_sending)
+                self._timers["end"] = self._loop.call_at(self._t_end, self._end_of_time)
             self._timers["session"] = self._loop.call_later(SESSION_TICK, self._on_session_tick)
             self._sending = True
             if cfg.rate_limited:

@@ -78,3 +78,19 @@ async def test_rejections_are_counted_by_status(make_sim):
     result = await run_load(_config(sim, count=10, window=1))
     assert result.rejected == 3 and result.rejected_by_status == {"0x14": 3}
     assert result.accepted == 7 and result.receipts_matched == 7
+
+
+async def test_a_timed_run_ends_after_the_message_in_progress(make_sim):
+    """Stopping between two parts would leave an incomplete message (a receipt never due)."""
+    sim = await make_sim(receipt_delay=0)
+    result = await run_load(
+        _config(sim, duration=0.7, rate=333.0, multipart_share=1.0, binds=1, window=5)
+    )
+    assert result.receipts_missing == 0
+    parts: dict[tuple[str, int], set[int]] = defaultdict(set)
+    totals: dict[tuple[str, int], int] = {}
+    for r in sim.received:
+        udh = r.short_message[:6]
+        parts[r.dest, udh[3]].add(udh[5])
+        totals[r.dest, udh[3]] = udh[4]
+    assert parts and all(seqs == set(range(1, totals[k] + 1)) for k, seqs in parts.items())
