@@ -36,7 +36,15 @@ from benchmarks import report
 from benchmarks.bench_env import BenchEnv
 from benchmarks.plots import plot_run
 from benchmarks.runs import ROOT
-from benchmarks.scenarios import KILL_KINDS, MAIN_PREFIX, SCENARIOS, Ctx, Options, parse_scenarios
+from benchmarks.scenarios import (
+    KILL_KINDS,
+    MAIN_PREFIX,
+    SCENARIOS,
+    Ctx,
+    Options,
+    parse_scenarios,
+    warm_up,
+)
 
 SERIES_KEYS = ("per_second", "events", "marks", "plot_extra", "plot_hlines", "t0_unix")
 LOSS_KEYS = ("receipts_missing", "receipts_duplicate", "timeouts", "rejected", "throttled")
@@ -146,6 +154,12 @@ def _line(name: str, i: int, r: dict[str, Any]) -> str:
 )
 @click.option("--kill-after", type=float, default=None, help="kill: seconds in (default T/3).")
 @click.option(
+    "--warmup",
+    default=15.0,
+    show_default=True,
+    help="Seconds of unreported load before the first scenario (0: none).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -187,6 +201,7 @@ def main(scenarios: str, out: Path | None, steps: str, **kw: Any) -> None:
         env.add_route(MAIN_PREFIX, provider)
         env.wait_bound(provider, opts.provider_binds)
         ctx = Ctx(env, opts, raw, provider, log)
+        warm_up(ctx)
         for name in names:
             scenario = SCENARIOS[name]()
             log(f"scenario {name}: {scenario.description}")

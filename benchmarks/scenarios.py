@@ -42,6 +42,7 @@ class Options:
     slow_rate: float = 75.0
     kill_target: str = "router"
     kill_after: float | None = None  # default: a third into the run
+    warmup: float = 15.0  # seconds of unreported load first (JIT, page cache, connections)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +113,23 @@ class Steady(Scenario):
         rec = self._record(ctx, self._load(ctx, i).result())
         rec["target_rate"] = ctx.opts.rate
         return rec
+
+
+def warm_up(ctx: Ctx) -> None:
+    """Load the fresh stack for `warmup` seconds before anything is measured.
+
+    The first seconds after start-up (the broker's JIT, first transactions,
+    consumer groups settling) are much slower than the steady state and would
+    otherwise land in the first run of the first scenario.
+    """
+    o = ctx.opts
+    if o.warmup <= 0:
+        return
+    rate = min(o.rate, 500.0)
+    ctx.log(f"warm-up: {o.warmup:.0f} s at {rate:.0f}/s (not reported)")
+    Steady()._load(
+        ctx, 0, role="warmup", rate=rate, duration=o.warmup, receipt_timeout=10.0
+    ).result()
 
 
 class Step(Scenario):
