@@ -253,20 +253,38 @@ class Deliverer:
         self._dirty.add(customer)
 
     async def deliver_here(self, raw: list[bytes], timeout: float = 10.0) -> list[int]:
-        """Deliver another node's batch to this node's binds; a status per delivery."""
+        """Deliver another node's batch to this node's binds; a status per delivery.
+
+        A batch is larger than a bind's window: when every window is full, wait
+        for answers to free a slot (up to `timeout` for the whole batch) rather
+        than report the rest as undeliverable, which would send them into the
+        other node's retry back-off.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         futures: list[asyncio.Future[Any] | None] = []
         for blob in raw:
             d = Delivery.decode(blob)
             sent = None
-            for conn in self.core.binds.receivers(d.customer):
-                if getattr(conn, "can_deliver", False):
-                    sent = conn.send_deliver(d)  # type: ignore[attr-defined]
-                    if sent is not None:
-                        break
+            while sent is None and self.core.binds.receivers(d.customer):
+                for conn in self.core.binds.receivers(d.customer):
+                    if getattr(conn, "can_deliver", False):
+                        sent = conn.send_deliver(d)  # type: ignore[attr-defined]
+                        if sent is not None:
+                            break
+                left = deadline - loop.time()
+                if sent is not None or left <= 0:
+                    break
+                busy = [f for f in futures if f is not None and not f.done()]
+                if busy:
+                    await asyncio.wait(busy, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                else:  # the windows are full of this node's own deliveries
+                    await asyncio.sleep(min(left, 0.01))
             futures.append(sent)
         pending = [f for f in futures if f is not None]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        left = deadline - loop.time()
+        if pending and left > 0:
+            await asyncio.wait(pending, timeout=left)
         out: list[int] = []
         for f in futures:
             if f is None or not f.done() or f.cancelled() or f.exception() is not None:
