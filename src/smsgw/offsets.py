@@ -28,6 +28,17 @@ class PartitionOffsets:
     def done(self, offset: int) -> None:
         self._pending.discard(offset)
 
+    def caught_up(self, position: int) -> None:
+        """The consumer's position passed offsets that held no records (transaction markers).
+
+        Only when nothing is unfinished: then everything below `position` was
+        either done or never a record, and the commit point may move there.
+        """
+        if not self._pending and position > self._highest + 1:
+            if self._highest < 0:
+                self._committed = -1
+            self._highest = position - 1
+
     @property
     def in_flight(self) -> int:
         return len(self._pending)
@@ -56,6 +67,9 @@ class OffsetTracker:
         part = self.parts.get((topic, partition))
         if part is not None:
             part.done(offset)
+
+    def caught_up(self, topic: str, partition: int, position: int) -> None:
+        self.parts.setdefault((topic, partition), PartitionOffsets()).caught_up(position)
 
     def commit_points(self) -> dict[tuple[str, int], int]:
         out = {}

@@ -45,3 +45,27 @@ def test_tracker_per_partition_and_revocation() -> None:
     assert t.in_flight == 1
     t.forget("a", 0)
     assert t.in_flight == 0 and t.commit_points() == {}
+
+
+def test_caught_up_moves_past_markers_only_when_nothing_is_unfinished() -> None:
+    p = PartitionOffsets()
+    p.read(10)
+    p.read(11)
+    p.done(10)
+    p.caught_up(13)  # 11 still at work: the marker at 12 must wait
+    assert p.commit_point() == 11
+    p.done(11)
+    p.caught_up(13)
+    assert p.commit_point() == 13
+    assert p.commit_point() is None
+    p.caught_up(12)  # a stale position never moves it back
+    assert p.commit_point() is None
+
+
+def test_caught_up_without_records_commits_the_position() -> None:
+    p = PartitionOffsets()
+    p.caught_up(7)  # only markers since the group's offset
+    assert p.commit_point() == 7
+    p.read(8)
+    p.done(8)
+    assert p.commit_point() == 9

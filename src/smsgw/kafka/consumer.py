@@ -111,6 +111,17 @@ class AsyncConsumer:
         self.tracker.done(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
     def commit(self, asynchronous: bool = True) -> None:
+        # A transactionally written partition ends in a commit marker, which
+        # takes an offset but is never a record: without this the group would
+        # rest one short of the end, and show a lag that never drains.
+        if self.assigned:
+            try:
+                here = self.consumer.position([TopicPartition(t, p) for t, p in self.assigned])
+            except Exception:  # no position yet (rebalance); the next commit catches up
+                here = []
+            for tp in here:
+                if tp.offset >= 0:
+                    self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
         points = self.tracker.commit_points()
         if not points:
             return

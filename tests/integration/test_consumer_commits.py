@@ -1,0 +1,53 @@
+"""Committed offsets of a transactionally written topic reach its end (lag 0 at rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+
+from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.lag import consumer_lag
+from tests.helpers.kafka import new_topic
+
+pytestmark = pytest.mark.integration
+
+
+def test_lag_is_zero_after_the_commit_marker(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, partitions=2)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}
+    )
+    producer.init_transactions(30)
+    for batch in range(3):
+        producer.begin_transaction()
+        for i in range(5):
+            producer.produce(topic, value=f"{batch}-{i}".encode(), key=str(i).encode())
+        producer.commit_transaction(30)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    async def consume_all() -> int:
+        consumer = AsyncConsumer(consumer_config(bootstrap, group), [topic])
+        seen = 0
+        try:
+            for _ in range(1000):
+                for msg in await consumer.batch(100):
+                    consumer.done(msg)
+                    seen += 1
+                if seen == 15:
+                    for _ in range(20):  # let the consumer pass the last markers
+                        assert await consumer.batch(100) == []
+                        await asyncio.sleep(0.02)
+                    consumer.commit(asynchronous=False)
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            consumer.close()
+        return seen
+
+    assert asyncio.run(consume_all()) == 15
+    # Each transaction ends in a commit marker that takes an offset: the end of
+    # the log is past the last record. At rest the group must be at the end.
+    assert consumer_lag(bootstrap, {group: topic}) == {topic: 0}
