@@ -93,8 +93,7 @@ def split_text(
     text: str, data_coding: int, *, ref: int, ref_bits: int = 8, max_parts: int = MAX_PARTS
 ) -> list[Part]:
     """Parts of `text` with concatenation UDHs (none if it fits one SMS)."""
-    _check_ref(ref, ref_bits)
-    chunks = _chunks(text, data_coding, _capacity(data_coding, ref_bits), max_parts)
+    chunks = _bodies(text, data_coding, ref, ref_bits, max_parts)
     if len(chunks) == 1:
         return [Part(1, 1, chunks[0])]
     total = len(chunks)
@@ -114,8 +113,7 @@ def split_sar(
     152/133/66 per part, 8 gives 153/134/67 for providers known to map refs
     below 256 to the 8-bit IE.
     """
-    _check_ref(ref, ref_bits)
-    chunks = _chunks(text, data_coding, _capacity(data_coding, ref_bits), max_parts)
+    chunks = _bodies(text, data_coding, ref, ref_bits, max_parts)
     if len(chunks) == 1:
         return [Part(1, 1, chunks[0])]
     total = len(chunks)
@@ -156,6 +154,12 @@ def choose_coding(text: str) -> int:
     except SegmentError:
         return UCS2
     return GSM
+
+
+def _bodies(text: str, data_coding: int, ref: int, ref_bits: int, max_parts: int) -> list[bytes]:
+    """The part bodies of `text`, sized for a concatenation header of `ref_bits`."""
+    _check_ref(ref, ref_bits)
+    return _chunks(text, data_coding, _capacity(data_coding, ref_bits), max_parts)
 
 
 def _check_ref(ref: int, ref_bits: int) -> None:

@@ -47,6 +47,7 @@ def sims() -> Iterator[Sims]:
 
 
 def _provider(gw: GatewayNode, sims: Sims, name: str, prefix: str, **kw: object) -> None:
+    """A simulated provider routed for `prefix`, once its bind is up."""
     sim = sims.start(name, receipt_delay=0.2)
     with psycopg.connect(gw.db_url) as conn:
         add_provider(
@@ -60,6 +61,7 @@ def _provider(gw: GatewayNode, sims: Sims, name: str, prefix: str, **kw: object)
             **kw,  # type: ignore[arg-type]
         )
         add_mt_route(conn, prefix=prefix, provider=name)
+    _wait_bound(gw, sims, [name])
 
 
 def _receipts(*clients: Customer) -> dict[str, tuple[MessageState, str]]:
@@ -86,7 +88,6 @@ def test_parts_on_two_binds_shuffled_with_a_duplicate_arrive_as_one_message(
     gw = mp_gateway
     gw.add_customer("mp", "pw")
     _provider(gw, sims, "keep", "4917")  # passes the customer's framing on
-    _wait_bound(gw, sims, ["keep"])
     parts = split_text(TEXT, 0, ref=0x42)
     assert len(parts) == 3
     a = Customer(gw.host, gw.port, "mp", "pw").bind()
@@ -125,7 +126,6 @@ def test_resegmented_for_a_sar_provider_and_payload_split(
     gw = mp_gateway
     gw.add_customer("mp", "pw")
     _provider(gw, sims, "sarp", "4930", segmentation="sar")
-    _wait_bound(gw, sims, ["sarp"])
     text = "€" * 40 + "x" * 200  # escape pairs across every 8-bit cut
     parts = split_text(text, 0, ref=7)
     c = Customer(gw.host, gw.port, "mp", "pw").bind()
@@ -172,7 +172,6 @@ def test_an_incomplete_message_expires_with_failure_receipts(
     gw = mp_gateway
     gw.add_customer("mp", "pw")
     _provider(gw, sims, "exp", "4940")
-    _wait_bound(gw, sims, ["exp"])
     parts = split_text("z" * 400, 0, ref=random.randrange(256))
     assert len(parts) == 3
     c = Customer(gw.host, gw.port, "mp", "pw").bind()

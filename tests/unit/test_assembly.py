@@ -14,6 +14,7 @@ from smsgw.assembly import Assembled, Assembler, ChangelogValue, changelog_key, 
 from smsgw.message import AcceptedMessage, decode, encode
 from smsgw.smpp.submission import Address
 from smsgw.smpp.udh import Concat
+from tests.helpers.messages import accepted_message
 
 fast = settings(deadline=None, max_examples=150)
 Record = tuple[int, bytes, ChangelogValue]
@@ -35,25 +36,12 @@ def part(
     """One customer part; `body` lets two copies of a segment differ."""
     concat = Concat(ref, total, seq, ref_bits, source)
     udh = bytes((0x05, 0x00, 0x03, ref & 0xFF, total, seq)) if source == "udh" else None
-    return AcceptedMessage(
-        id=mid,
+    return accepted_message(
+        mid,
         customer=customer,
-        bind="node-1/session-1",
-        command="submit_sm",
-        source=Address("ACME", 5, 0),
         destination=Address(dst, 1, 1),
-        service_type="",
         esm_class=0x40 if udh else 0,
-        protocol_id=0,
-        priority=0,
-        schedule_delivery_time="",
-        validity_period="",
-        registered_delivery=1,
-        replace_if_present=0,
-        data_coding=0,
-        sm_default_msg_id=0,
         short_message=(udh or b"") + (body or f"part {seq}".encode()),
-        message_payload=None,
         udh=udh,
         concat=concat,
         received_at=received_at,

@@ -14,8 +14,8 @@ from smsgw.message import AcceptedMessage
 from smsgw.records import Routed
 from smsgw.reframe import SEGMENTATION_MODES, UDHI, OutPart, outgoing
 from smsgw.segment import Part, concat_udh, join_parts, split_sar, split_text
-from smsgw.smpp.submission import Address
 from smsgw.smpp.udh import Concat, concat_info, parse_udh
+from tests.helpers.messages import accepted_message
 
 EXTENSION = "€[]{}^~\\|"
 CODEC = {0: "gsm03.38", 1: "ascii", 3: "latin-1", 8: "utf-16-be"}
@@ -47,28 +47,17 @@ def accepted(
     data_coding: int = 0,
     esm_class: int | None = None,
 ) -> AcceptedMessage:
-    return AcceptedMessage(
-        id=mid,
-        customer="acme",
-        bind="node-1/session-1",
-        command="submit_sm",
-        source=Address("ACME", 5, 0),
-        destination=Address("491701234567", 1, 1),
-        service_type="CMT",
+    return accepted_message(
+        mid,
+        service_type="CMT",  # fields a re-cut must carry over unchanged
         esm_class=(UDHI if udh else 0) if esm_class is None else esm_class,
-        protocol_id=0,
         priority=1,
-        schedule_delivery_time="",
         validity_period="000001000000000R",
-        registered_delivery=1,
-        replace_if_present=0,
         data_coding=data_coding,
-        sm_default_msg_id=0,
         short_message=short_message,
         message_payload=message_payload,
         udh=udh,
         concat=concat,
-        received_at=1000.0,
         tlvs={0x1400: b"\x01"},
     )
 
