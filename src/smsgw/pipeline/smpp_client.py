@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smsgw.smpp import events as ev
+from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
 from smsgw.smpp.pdu import FieldValue, Tlv
 from smsgw.smpp.session import Session
@@ -31,7 +32,7 @@ class SmppClient(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._bind_waiter: asyncio.Future[ev.BindResponse] | None = None
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self.loop, self._on_timer)
 
     @classmethod
     async def connect(
@@ -54,8 +55,7 @@ class SmppClient(asyncio.Protocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer:
-            self._timer.cancel()
+        self._timer.cancel()
         if self._bind_waiter and not self._bind_waiter.done():
             self._bind_waiter.set_exception(ConnectionError("connection lost during bind"))
         if not self.closed.done():
@@ -77,11 +77,13 @@ class SmppClient(asyncio.Protocol):
                 self.on_event(e)
 
     def flush(self) -> None:
+        """Write what the session queued and follow its (possibly new) next deadline."""
         out = self.session.data_to_send()
         if out and self.transport and not self.transport.is_closing():
             self.transport.write(out)
         if self.session.closed and self.transport:
             self.transport.close()
+        self._arm()
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -93,16 +95,14 @@ class SmppClient(asyncio.Protocol):
         self.flush()
 
     def _arm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline is not None and not self.closed.done():
-            self._timer = self.loop.call_later(
-                max(0.05, deadline - self.loop.time()), self._on_timer
-            )
+        if self.closed.done() or self.transport is None:
+            self._timer.cancel()
+        else:
+            self._timer.follow(self.session.next_deadline())
 
     def _on_timer(self) -> None:
         self._dispatch(self.session.tick(self.loop.time()))
         self.flush()
-        self._arm()
 
     async def bind(
         self,
