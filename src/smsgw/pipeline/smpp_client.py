@@ -14,6 +14,9 @@ from smsgw.smpp.session import Session
 from smsgw.smpp.states import Role
 from smsgw.smpp.status import CommandStatus
 
+# How long an unbind on purpose waits for unbind_resp before it closes anyway.
+UNBIND_GRACE_S = 2.0
+
 
 class BindRefused(Exception):
     def __init__(self, status: CommandStatus) -> None:
@@ -131,7 +134,11 @@ class SmppClient(asyncio.Protocol):
         self.session.respond_deliver(sequence, status, command=command)
         self.schedule_flush()
 
-    async def unbind(self, timeout: float = 3.0) -> None:
+    async def unbind(self, timeout: float = UNBIND_GRACE_S) -> None:
+        """Unbind and wait (bounded) for unbind_resp, then close (SMPP 3.4 §4.2).
+
+        Not bound (still binding, refused): just close.
+        """
         if self.transport is None or self.transport.is_closing():
             return
         try:
