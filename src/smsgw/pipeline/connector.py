@@ -110,8 +110,18 @@ class BindStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def submit_fields(m: AcceptedMessage) -> tuple[dict[str, FieldValue], list[Tlv]]:
-    """The provider-side submit_sm for an accepted message: the customer's octets, unchanged."""
+def submit_fields(
+    m: AcceptedMessage, request_receipts: str = "always"
+) -> tuple[dict[str, FieldValue], list[Tlv]]:
+    """The provider-side submit_sm for an accepted message: the customer's octets, unchanged.
+
+    registered_delivery (SMPP 3.4 §5.2.17) is the provider's `request_receipts`:
+    "always" asks for a receipt on every message, because the receipt drives the
+    message's state (query_sm, failure receipts, the customer's receipt, which is
+    filtered by the customer's own flags); "as-customer" passes the customer's
+    flags on, so a message whose customer asked for none costs no receipt but
+    stays ENROUTE in the gateway's state.
+    """
     fields: dict[str, FieldValue] = {
         "service_type": m.service_type,
         "source_addr_ton": m.source.ton,
@@ -125,9 +135,7 @@ def submit_fields(m: AcceptedMessage) -> tuple[dict[str, FieldValue], list[Tlv]]
         "priority_flag": m.priority,
         "schedule_delivery_time": m.schedule_delivery_time,
         "validity_period": m.validity_period,
-        # We always want the provider's receipt: it drives query_sm and the
-        # customer's receipts (which are filtered by the customer's own flags).
-        "registered_delivery": 1,
+        "registered_delivery": 1 if request_receipts == "always" else m.registered_delivery,
         "replace_if_present_flag": m.replace_if_present,
         "data_coding": m.data_coding,
         "sm_default_msg_id": m.sm_default_msg_id,
@@ -397,7 +405,7 @@ class ProviderBind:
                     return
                 continue
             item = self.queue.popleft()
-            fields, tlvs = submit_fields(item.part)
+            fields, tlvs = submit_fields(item.part, self.provider.request_receipts)
             try:
                 seq = client.submit(fields, tlvs)
             except WindowFull:
