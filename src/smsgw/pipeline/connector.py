@@ -246,9 +246,7 @@ class ProviderBind:
         links: list[SmppClient] = []
         self.client = self.rx_client = None
         try:
-            self.client = client = await self._open(
-                BindMode.TX if pair else BindMode.TRX, self._on_event, links
-            )
+            client = await self._open(BindMode.TX if pair else BindMode.TRX, self._on_event, links)
             if pair:
                 await self._open(BindMode.RX, self._on_receiver_event, links)
             self.stats.bound = True
@@ -288,9 +286,11 @@ class ProviderBind:
             enquire_link_interval=float(p.enquire_link_s),
         )
         links.append(link)
+        # Before the bind: a deliver_sm can arrive right behind the bind_resp.
         if mode is BindMode.RX:
-            # Before the bind: a deliver_sm can arrive right behind the bind_resp.
             self.rx_client = link
+        else:
+            self.client = link
         self.stats.connects += 1
         await link.bind(mode, p.system_id, p.password, system_type=p.system_type)
         return link
