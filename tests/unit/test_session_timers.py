@@ -83,6 +83,10 @@ class SkewLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return super().time() + self.skew
 
+    def jump_to(self, when: float) -> None:
+        """Move the clock forward to `when` (real time keeps running from there)."""
+        self.skew += max(0.0, when - self.time())
+
 
 class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
@@ -123,26 +127,29 @@ async def until(cond: Callable[[], Any], within: float = 2.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _bound_shell(loop: SkewLoop, events: list[Any]) -> tuple[SmppClient, FakeTransport]:
+async def _bound_shell(
+    loop: SkewLoop, events: list[Any]
+) -> tuple[SmppClient, FakeTransport, float]:
+    """A shell bound as transceiver; returns it, its transport and when the bind_resp came."""
     client = SmppClient(events.append, enquire_link_interval=20.0, response_timeout=10.0)
     transport = FakeTransport()
     client.connection_made(transport)
     bind = loop.create_task(client.bind(BindMode.TRX, "smsc", "pw"))
     await until(lambda: transport.sent("bind_transceiver"))
     [(_, b)] = transport.sent("bind_transceiver")
+    bound_at = loop.time()
     client.data_received(encode(Pdu("bind_transceiver_resp", b.sequence, 0, {"system_id": "x"})))
     await bind
-    return client, transport
+    return client, transport, bound_at
 
 
 def test_shell_sends_the_first_enquire_link_one_interval_after_the_bind() -> None:
     async def scenario(loop: SkewLoop) -> None:
-        _client, transport = await _bound_shell(loop, [])
-        bound_at = loop.time()
-        loop.skew += 19.0
-        await asyncio.sleep(0.2)
+        _client, transport, bound_at = await _bound_shell(loop, [])
+        loop.jump_to(bound_at + 18)
+        await asyncio.sleep(0.1)
         assert transport.sent("enquire_link") == []  # not before the interval
-        loop.skew += 1.0
+        loop.jump_to(bound_at + 20)
         await until(lambda: transport.sent("enquire_link"))
         [(at, _)] = transport.sent("enquire_link")
         assert bound_at + 20 <= at < bound_at + 21
@@ -153,15 +160,18 @@ def test_shell_sends_the_first_enquire_link_one_interval_after_the_bind() -> Non
 def test_shell_reports_an_unanswered_submit_after_the_response_timeout() -> None:
     async def scenario(loop: SkewLoop) -> None:
         events: list[Any] = []
-        client, transport = await _bound_shell(loop, events)
-        loop.skew += 5.0
+        client, transport, bound_at = await _bound_shell(loop, events)
+        loop.jump_to(bound_at + 5)
+        sent_at = loop.time()
         seq = client.submit(dict(SUBMIT), [])
         await until(lambda: transport.sent("submit_sm"))
-        sent_at = loop.time()
-        loop.skew += 10.0
+        loop.jump_to(sent_at + 9)
+        await asyncio.sleep(0.1)
+        assert events == []  # not before the response timeout
+        loop.jump_to(sent_at + 10)
         await until(lambda: ev.ResponseTimeout(seq, "submit_sm") in events)
         assert loop.time() < sent_at + 11
-        assert not client.closed.done()
+        assert not client.closed.done()  # one message timed out, not the link
 
     run_on_skew_loop(scenario)
 
