@@ -18,6 +18,7 @@ from benchmarks.smsc_sim.stats import ReceivedSubmit
 from smsgw.cli import main
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mo_route, add_mt_route
+from smsgw.smpp.states import State
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
@@ -83,6 +84,24 @@ def test_tx_rx_pair_carries_receipts_and_mo_from_a_provider_without_transceiver(
         sims.loop.call(sim.send_mo, "4917712345678", "12345", "hello over RX")
         c1.wait(lambda: len(c1.mos) == 1, 30, "MO to c1")
         assert c1.mos[0].text == b"hello over RX"
+
+        # The pair is one unit: the receiver's link drops, the transmitter is unbound
+        # (on purpose, so politely) and both are opened again.
+        def drop_receiver() -> None:
+            [rx] = [c for c in sim._conns if c.session.state is State.BOUND_RX]
+            rx.abort()
+
+        sims.loop.call(drop_receiver)
+        _until(lambda: sims.loop.call(lambda: sim.stats.unbinds) == 1, 30, "TX unbound")
+        _until(
+            lambda: (
+                sims.loop.call(lambda: (sim.bound.get("txrx", 0), sim.stats.connections)) == (2, 4)
+            ),
+            30,
+            "pair reopened",
+        )
+        sims.loop.call(sim.send_mo, "4917712345678", "12345", "again")
+        c1.wait(lambda: len(c1.mos) == 2, 30, "MO after the pair reopened")
     finally:
         c1.close()
 
