@@ -39,6 +39,9 @@ from smsgw.topics import Topics
 
 NAMESPACE = "smsgw"
 SUPERVISOR = "supervisor"
+# A provider bind stopped on purpose gets this long to unbind (it waits at most
+# 2 s for unbind_resp) and leave its consumer group before it is killed.
+STOP_GRACE_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,15 @@ class SupervisorImpl:
 
     def _apply(self, desired: dict[str, Spec]) -> None:
         """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing."""
-        for name in list(self.actors):
-            handle, fp = self.actors[name]
-            if name not in desired or desired[name].fingerprint != fp:
-                self.log.info("stopping actor", actor=name)
-                with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
-                del self.actors[name]
+        going = [
+            (name, handle)
+            for name, (handle, fp) in self.actors.items()
+            if name not in desired or desired[name].fingerprint != fp
+        ]
+        for name, _handle in going:
+            self.log.info("stopping actor", actor=name)
+            del self.actors[name]
+        _stop(going)
         for name, spec in desired.items():
             if name in self.actors:
                 continue
@@ -205,8 +210,7 @@ class SupervisorImpl:
             fp = str(ray.get(handle.fingerprint.remote(), timeout=3))
         if fp == spec.fingerprint:
             return handle
-        with contextlib.suppress(Exception):
-            ray.kill(handle, no_restart=True)
+        _stop([(spec.name, handle)])
         return None  # its name frees up; created on a later pass
 
     def _create(self, spec: Spec) -> Any:
@@ -260,9 +264,8 @@ class SupervisorImpl:
         )
 
     async def _kill_all(self) -> None:
-        for handle, _fp in self.actors.values():
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
+        going = [(name, handle) for name, (handle, _fp) in self.actors.items()]
+        await asyncio.to_thread(_stop, going)
         self.actors.clear()
 
     # ------------------------------------------------------------ API
@@ -276,6 +279,18 @@ class SupervisorImpl:
     def shutdown(self) -> None:
         """Stop every worker actor (then the caller kills this one)."""
         self.host.stop(timeout=30)
+
+
+def _stop(actors: list[tuple[str, Any]]) -> None:
+    """Stop actors on purpose: provider binds first shut down (bounded) so they unbind
+    from the SMSC (SMPP 3.4 §4.2) instead of dropping the TCP connection; then kill."""
+    polite = [handle.shutdown.remote() for name, handle in actors if name.startswith("provider:")]
+    if polite:
+        with contextlib.suppress(Exception):
+            ray.wait(polite, num_returns=len(polite), timeout=STOP_GRACE_S)
+    for _name, handle in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
 
 
 Supervisor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(SupervisorImpl)

@@ -38,6 +38,7 @@ def _status(value: str | None) -> CommandStatus | None:
 @click.option("--password", default="pw", show_default=True)
 @click.option("--max-binds", type=int, default=None, help="bound sessions per system_id")
 @click.option("--max-binds-status", default="ESME_RALYBND", show_default=True)
+@click.option("--no-transceiver", is_flag=True, help="refuse bind_transceiver (TX+RX only)")
 @click.option("--tps-limit", type=int, default=None, help="accepted submits per 1-s window")
 @click.option("--receipt-delay", type=float, default=0.5, show_default=True)
 @click.option("--receipt-before-resp", is_flag=True, help="receipt on the wire before the resp")
@@ -67,6 +68,7 @@ def main(**opts: Any) -> None:
         password=opts["password"],
         max_binds=opts["max_binds"],
         max_binds_status=_status(opts["max_binds_status"]) or CommandStatus.ESME_RALYBND,
+        transceiver=not opts["no_transceiver"],
         tps_limit=opts["tps_limit"],
         receipt_delay=opts["receipt_delay"],
         receipt_before_resp=opts["receipt_before_resp"],

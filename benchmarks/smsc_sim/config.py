@@ -39,6 +39,9 @@ class SimConfig:
     accounts: Mapping[str, str] = field(default_factory=dict)
     max_binds: int | None = None  # bound sessions per system_id
     max_binds_status: CommandStatus = CommandStatus.ESME_RALYBND  # or ESME_RBINDFAIL
+    # False: bind_transceiver is refused (ESME_RBINDFAIL), like SMPP 3.3 SMSCs and the
+    # many 3.4 ones that only take a transmitter and a receiver bind.
+    transceiver: bool = True
     tps_limit: int | None = None  # accepted submits per 1-s window, over all binds
     receipt_delay: float = 0.5  # seconds after submit_sm_resp; 0 = at once
     receipt_before_resp: bool = False  # the race: deliver_sm on the wire before the resp

@@ -28,7 +28,7 @@ from benchmarks.smsc_sim.receipts import (
     submit_date,
 )
 from benchmarks.smsc_sim.stats import ReceivedSubmit, SimStats
-from smsgw.smpp import CommandStatus, Event
+from smsgw.smpp import BindMode, CommandStatus, Event
 from smsgw.smpp import events as ev
 from smsgw.smpp.pdu import FieldValue, Pdu
 
@@ -232,6 +232,8 @@ class SmscSimulator:
                     deliverer.on_response(conn, event.sequence, None, now)
             elif isinstance(event, ev.QueryReceived):
                 conn.session.respond_query(event.sequence, S.ESME_RQUERYFAIL)
+            elif isinstance(event, ev.UnbindRequested):
+                self.stats.unbinds += 1
             elif isinstance(event, ev.ConnectionShouldClose):
                 deliverer.remove_receiver(conn)
 
@@ -245,6 +247,8 @@ class SmscSimulator:
             status = S.ESME_RINVPASWD
         elif cfg.max_binds is not None and self._bound[event.system_id] >= cfg.max_binds:
             status = cfg.max_binds_status
+        elif event.mode is BindMode.TRX and not cfg.transceiver:
+            status = S.ESME_RBINDFAIL
         if status is not None:
             conn.session.reject_bind(status)
             self.stats.bind_failures += 1

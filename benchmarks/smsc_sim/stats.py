@@ -26,6 +26,7 @@ class SimStats:
     mo_sent: int = 0
     mo_acked: int = 0
     connections: int = 0
+    unbinds: int = 0  # unbind requests received from the ESME (a polite goodbye)
     per_second_submits: Counter[int] = field(default_factory=Counter)
     per_second_accepted: Counter[int] = field(default_factory=Counter)
     rejected_by_status: Counter[int] = field(default_factory=Counter)
@@ -40,6 +41,7 @@ class SimStats:
             "binds": self.binds,
             "bind_failures": self.bind_failures,
             "connections": self.connections,
+            "unbinds": self.unbinds,
             "submits": self.submits,
             "accepted": self.accepted,
             "throttled": self.throttled,

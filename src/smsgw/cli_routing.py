@@ -17,6 +17,7 @@ from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
 _BIND_MODES = click.Choice(["trx", "tx+rx"])
+_REQUEST_RECEIPTS = click.Choice(["always", "as-customer"])
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -90,6 +91,13 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             default="keep",
             help="Multipart framing the provider wants: keep the customer's, or re-segment"
             " into 8/16-bit UDH or SAR (also splits long message_payload).",
+        ),
+        opt(
+            "--request-receipts",
+            type=_REQUEST_RECEIPTS,
+            default="always",
+            help="Ask the provider for a receipt on every message (the gateway's message"
+            " states need it), or only when the customer asked for one.",
         ),
     ]
 

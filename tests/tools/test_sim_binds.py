@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.loadgen import BindFailed, Collector, connect
 from smsgw.smpp import BindMode, CommandStatus
+from smsgw.smpp.pdu import FieldValue
 
 from .conftest import until
 
@@ -95,3 +96,33 @@ async def test_drop_connections_and_paused_responses(make_sim):
     async with asyncio.timeout(2):
         await conn.closed
     await until(lambda: not sim.bound)
+
+
+async def test_transceiver_refused_when_disabled_receipts_and_mo_come_over_the_receiver(
+    make_sim,
+):
+    """A TX+RX-only SMSC: bind_transceiver is refused; the receipt of a message sent on
+    the transmitter and an MO arrive on the receiver; unbinds are counted."""
+    sim = await make_sim(transceiver=False, receipt_delay=0)
+    with pytest.raises(BindFailed) as info:
+        await connect("127.0.0.1", sim.port, BindMode.TRX, "smsc", "pw")
+    assert info.value.status == S.ESME_RBINDFAIL
+    tx_seen, rx_seen = Collector(), Collector()
+    tx = await connect("127.0.0.1", sim.port, BindMode.TX, "smsc", "pw", handler=tx_seen)
+    rx = await connect("127.0.0.1", sim.port, BindMode.RX, "smsc", "pw", handler=rx_seen)
+    fields: dict[str, FieldValue] = {
+        "source_addr": "A",
+        "destination_addr": "1",
+        "short_message": b"x",
+        "registered_delivery": 1,
+    }
+    tx.submit(fields, asyncio.get_running_loop().time(), True)
+    tx.flush()
+    sim.send_mo("4917000", "1234", "mo")
+    delivered = await rx_seen.wait_delivered(2)
+    assert sorted(p.get_int("esm_class") for p in delivered) == [0x00, 0x04]
+    await until(lambda: len(tx_seen.responses) == 1)
+    assert tx_seen.delivered == []
+    await tx.unbind()
+    await rx.unbind()
+    await until(lambda: sim.stats.unbinds == 2)

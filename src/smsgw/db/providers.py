@@ -15,6 +15,7 @@ from smsgw.reframe import SEGMENTATION_MODES
 
 NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 BIND_MODES: Final = ("trx", "tx+rx")
+REQUEST_RECEIPTS: Final = ("always", "as-customer")  # registered_delivery towards the provider
 EMPTY: Final = "''"  # how an empty (catch-all) prefix is shown
 _HOST = re.compile(r"^[A-Za-z0-9.:_\-\[\]]{1,253}$")
 # C-Octet String sizes of bind_* in SMPP 3.4, without the terminating NUL.
@@ -39,6 +40,7 @@ class Provider:
     receipt_id_format: str
     enabled: bool
     segmentation: str = "keep"
+    request_receipts: str = "always"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Provider:
@@ -61,6 +63,7 @@ class Provider:
             "submit_id_format": self.submit_id_format,
             "receipt_id_format": self.receipt_id_format,
             "segmentation": self.segmentation,
+            "request_receipts": self.request_receipts,
             "enabled": self.enabled,
         }
 
@@ -68,7 +71,7 @@ class Provider:
 _COLUMNS = (
     "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
     " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled,"
-    " segmentation"
+    " segmentation, request_receipts"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM providers"
 # Option name (as the CLI spells it) -> column, for add and update alike.
@@ -86,6 +89,7 @@ _OPTION_COLUMNS: Final = {
     "submit_id_format": "submit_id_format",
     "receipt_id_format": "receipt_id_format",
     "segmentation": "segmentation",
+    "request_receipts": "request_receipts",
     "enabled": "enabled",
 }
 
@@ -121,6 +125,8 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} must be a positive number, not {value}")
     if option == "segmentation" and value not in SEGMENTATION_MODES:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(SEGMENTATION_MODES)}")
+    if option == "request_receipts" and value not in REQUEST_RECEIPTS:
+        raise ConfigError(f"{flag} {value!r}: use one of {', '.join(REQUEST_RECEIPTS)}")
     if option.endswith("_id_format") and value not in FORMATS:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(FORMATS)}")
 
@@ -142,6 +148,7 @@ def add_provider(
     submit_id_format: str = "str",
     receipt_id_format: str = "str",
     segmentation: str = "keep",
+    request_receipts: str = "always",
     enabled: bool = True,
 ) -> Provider:
     check_name(name)
@@ -159,6 +166,7 @@ def add_provider(
         "submit_id_format": submit_id_format,
         "receipt_id_format": receipt_id_format,
         "segmentation": segmentation,
+        "request_receipts": request_receipts,
         "enabled": enabled,
     }
     for option, value in values.items():

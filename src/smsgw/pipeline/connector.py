@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,8 +110,18 @@ class BindStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def submit_fields(m: AcceptedMessage) -> tuple[dict[str, FieldValue], list[Tlv]]:
-    """The provider-side submit_sm for an accepted message: the customer's octets, unchanged."""
+def submit_fields(
+    m: AcceptedMessage, request_receipts: str = "always"
+) -> tuple[dict[str, FieldValue], list[Tlv]]:
+    """The provider-side submit_sm for an accepted message: the customer's octets, unchanged.
+
+    registered_delivery (SMPP 3.4 §5.2.17) is the provider's `request_receipts`:
+    "always" asks for a receipt on every message, because the receipt drives the
+    message's state (query_sm, failure receipts, the customer's receipt, which is
+    filtered by the customer's own flags); "as-customer" passes the customer's
+    flags on, so a message whose customer asked for none costs no receipt but
+    stays ENROUTE in the gateway's state.
+    """
     fields: dict[str, FieldValue] = {
         "service_type": m.service_type,
         "source_addr_ton": m.source.ton,
@@ -124,9 +135,7 @@ def submit_fields(m: AcceptedMessage) -> tuple[dict[str, FieldValue], list[Tlv]]
         "priority_flag": m.priority,
         "schedule_delivery_time": m.schedule_delivery_time,
         "validity_period": m.validity_period,
-        # We always want the provider's receipt: it drives query_sm and the
-        # customer's receipts (which are filtered by the customer's own flags).
-        "registered_delivery": 1,
+        "registered_delivery": 1 if request_receipts == "always" else m.registered_delivery,
         "replace_if_present_flag": m.replace_if_present,
         "data_coding": m.data_coding,
         "sm_default_msg_id": m.sm_default_msg_id,
@@ -185,7 +194,8 @@ class ProviderBind:
         self.queue: collections.deque[_Item] = collections.deque()
         self.in_flight: dict[int, _Item] = {}
         self.window = asyncio.Semaphore(provider.window)
-        self.client: SmppClient | None = None
+        self.client: SmppClient | None = None  # the transceiver, or the pair's transmitter
+        self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
         self.stats = BindStats()
         # Concatenation references this bind hands out; a random start keeps a
@@ -219,40 +229,78 @@ class ProviderBind:
             for task in (fetcher, committer, failover):
                 task.cancel()
             await asyncio.gather(fetcher, committer, failover, return_exceptions=True)
-            if self.client:
-                await self.client.unbind()
+            await _unbind([c for c in (self.client, self.rx_client) if c is not None])
             await asyncio.to_thread(self.consumer.close)
 
     async def _session(self, stop: asyncio.Event) -> None:
+        """One bind unit: a transceiver, or a transmitter/receiver pair (SMPP 3.4 §2.2).
+
+        The pair is one unit for placement, TPS and failover: submits go out on
+        the transmitter, receipts and MO come in on the receiver (deliver_sm is
+        handled on either), and when one link drops both are closed and
+        reopened together. Every way out of here but a crash unbinds what is
+        still bound and waits (bounded) for unbind_resp (§4.2).
+        """
         p = self.provider
-        self.client = client = await SmppClient.connect(
+        pair = p.bind_mode == "tx+rx"
+        links: list[SmppClient] = []
+        self.client = self.rx_client = None
+        try:
+            client = await self._open(BindMode.TX if pair else BindMode.TRX, self._on_event, links)
+            if pair:
+                await self._open(BindMode.RX, self._on_receiver_event, links)
+            self.stats.bound = True
+            self.log.info(
+                "bound to provider",
+                host=p.host,
+                port=p.port,
+                mode=p.bind_mode,
+                tps_share=self.tps_share,
+            )
+            sender = asyncio.create_task(self._send_loop(client), name=f"{self.name}:send")
+            stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {sender, stopper, *(link.closed for link in links)},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                sender.cancel()
+                stopper.cancel()
+                await asyncio.gather(sender, stopper, return_exceptions=True)
+            if sender.done() and not sender.cancelled() and sender.exception():
+                raise ConnectionError(f"sender failed: {sender.exception()!r}")
+        finally:
+            await _unbind(links)
+
+    async def _open(
+        self, mode: BindMode, on_event: Callable[[Any], None], links: list[SmppClient]
+    ) -> SmppClient:
+        """Connect and bind one link of the unit (added to `links` as soon as it exists)."""
+        p = self.provider
+        link = await SmppClient.connect(
             p.host,
             p.port,
-            self._on_event,
+            on_event,
             window=p.window,
             enquire_link_interval=float(p.enquire_link_s),
         )
+        links.append(link)
+        # Before the bind: a deliver_sm can arrive right behind the bind_resp.
+        if mode is BindMode.RX:
+            self.rx_client = link
+        else:
+            self.client = link
         self.stats.connects += 1
-        mode = BindMode.TRX if p.bind_mode == "trx" else BindMode.TX
-        await client.bind(mode, p.system_id, p.password, system_type=p.system_type)
-        self.stats.bound = True
-        self.log.info("bound to provider", host=p.host, port=p.port, tps_share=self.tps_share)
-        sender = asyncio.create_task(self._send_loop(client), name=f"{self.name}:send")
-        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        closed: asyncio.Future[Any] = asyncio.ensure_future(client.closed)
-        try:
-            await asyncio.wait(
-                {sender, stopper, closed},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            sender.cancel()
-            stopper.cancel()
-            await asyncio.gather(sender, stopper, return_exceptions=True)
-            if stop.is_set():
-                await client.unbind()
-        if sender.done() and not sender.cancelled() and sender.exception():
-            raise ConnectionError(f"sender failed: {sender.exception()!r}")
+        await link.bind(mode, p.system_id, p.password, system_type=p.system_type)
+        return link
+
+    def _on_receiver_event(self, e: Any) -> None:
+        """Events of the receiver link of a TX+RX pair: its deliver_sm are answered on it."""
+        if isinstance(e, ev.DeliverReceived) and self.rx_client is not None:
+            self._on_deliver(e, self.rx_client)
+        else:
+            self._on_event(e)
 
     # ------------------------------------------------------------ consuming
     async def _fetch(self, stop: asyncio.Event) -> None:
@@ -357,7 +405,7 @@ class ProviderBind:
                     return
                 continue
             item = self.queue.popleft()
-            fields, tlvs = submit_fields(item.part)
+            fields, tlvs = submit_fields(item.part, self.provider.request_receipts)
             try:
                 seq = client.submit(fields, tlvs)
             except WindowFull:
@@ -493,8 +541,8 @@ class ProviderBind:
         if item.group.remaining == 0:
             self.consumer.done(item.msg)
 
-    def _on_deliver(self, e: ev.DeliverReceived) -> None:
-        client = self.client
+    def _on_deliver(self, e: ev.DeliverReceived, link: SmppClient | None = None) -> None:
+        client = link or self.client
         assert client is not None
         pdu = e.pdu
         tlvs = dict(pdu.tlvs)
@@ -572,6 +620,11 @@ def _key(provider: str, raw_id: str, fmt: str) -> str:
             format=fmt,
         )
         return f"{provider}:{raw_id.strip()}"
+
+
+async def _unbind(links: list[SmppClient]) -> None:
+    """Unbind every link still bound, together, each waiting at most UNBIND_GRACE_S."""
+    await asyncio.gather(*(link.unbind() for link in links), return_exceptions=True)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -7,11 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from smsgw.smpp import events as ev
+from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
 from smsgw.smpp.pdu import FieldValue, Tlv
 from smsgw.smpp.session import Session
 from smsgw.smpp.states import Role
 from smsgw.smpp.status import CommandStatus
+
+# How long an unbind on purpose waits for unbind_resp before it closes anyway.
+UNBIND_GRACE_S = 2.0
 
 
 class BindRefused(Exception):
@@ -31,7 +35,7 @@ class SmppClient(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self._bind_waiter: asyncio.Future[ev.BindResponse] | None = None
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self.loop, self._on_timer)
 
     @classmethod
     async def connect(
@@ -54,8 +58,7 @@ class SmppClient(asyncio.Protocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer:
-            self._timer.cancel()
+        self._timer.cancel()
         if self._bind_waiter and not self._bind_waiter.done():
             self._bind_waiter.set_exception(ConnectionError("connection lost during bind"))
         if not self.closed.done():
@@ -77,11 +80,13 @@ class SmppClient(asyncio.Protocol):
                 self.on_event(e)
 
     def flush(self) -> None:
+        """Write what the session queued and follow its (possibly new) next deadline."""
         out = self.session.data_to_send()
         if out and self.transport and not self.transport.is_closing():
             self.transport.write(out)
         if self.session.closed and self.transport:
             self.transport.close()
+        self._arm()
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -93,16 +98,14 @@ class SmppClient(asyncio.Protocol):
         self.flush()
 
     def _arm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline is not None and not self.closed.done():
-            self._timer = self.loop.call_later(
-                max(0.05, deadline - self.loop.time()), self._on_timer
-            )
+        if self.closed.done() or self.transport is None:
+            self._timer.cancel()
+        else:
+            self._timer.follow(self.session.next_deadline())
 
     def _on_timer(self) -> None:
         self._dispatch(self.session.tick(self.loop.time()))
         self.flush()
-        self._arm()
 
     async def bind(
         self,
@@ -131,7 +134,11 @@ class SmppClient(asyncio.Protocol):
         self.session.respond_deliver(sequence, status, command=command)
         self.schedule_flush()
 
-    async def unbind(self, timeout: float = 3.0) -> None:
+    async def unbind(self, timeout: float = UNBIND_GRACE_S) -> None:
+        """Unbind and wait (bounded) for unbind_resp, then close (SMPP 3.4 §4.2).
+
+        Not bound (still binding, refused): just close.
+        """
         if self.transport is None or self.transport.is_closing():
             return
         try:

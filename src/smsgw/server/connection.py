@@ -20,6 +20,7 @@ from smsgw.message import AcceptedMessage, encode, from_submission
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.smpp import events as ev
+from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
 from smsgw.smpp.pdu import FieldValue, UnsuccessSme
 from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
@@ -47,7 +48,7 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=s.smpp_response_timeout_s,
         )
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self.loop, self._on_timer)
         self._closed = False
         self._deliveries: dict[int, asyncio.Future[S]] = {}
         self.log = log.get("smsgw.smpp").bind(bind=self.bind_id)
@@ -74,8 +75,7 @@ class SmppConnection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(ConnectionError("customer connection closed"))
         self._deliveries.clear()
-        if self._timer:
-            self._timer.cancel()
+        self._timer.cancel()
         if self.system_id is not None:
             self.core.binds.remove(self)
             self.log.info("unbound", customer=self.system_id, reason=str(exc or "closed"))
@@ -108,6 +108,7 @@ class SmppConnection(asyncio.Protocol):
             self.transport.write(out)
         if self.session.closed and self.transport and not self._closed:
             self.transport.close()
+        self._arm_timer()  # a send, an answer or a state change can bring a deadline closer
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -119,16 +120,14 @@ class SmppConnection(asyncio.Protocol):
         self._flush()
 
     def _arm_timer(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline is None or self._closed:
-            return
-        delay = max(0.05, deadline - self.loop.time())
-        self._timer = self.loop.call_later(delay, self._on_timer)
+        if self._closed:
+            self._timer.cancel()
+        else:
+            self._timer.follow(self.session.next_deadline())
 
     def _on_timer(self) -> None:
         self._handle(self.session.tick(self.loop.time()))
         self._flush()
-        self._arm_timer()
 
     # ------------------------------------------------------------ events
     def _handle(self, events: list[Any]) -> None:
@@ -175,7 +174,6 @@ class SmppConnection(asyncio.Protocol):
         # Input the customer pipelined behind its bind waited for this answer.
         self._handle(self.session.feed(b"", self.loop.time()))
         self._flush()
-        self._arm_timer()
 
     async def _authenticate(self, e: ev.BindRequested) -> tuple[S, Customer | None]:
         core = self.core
