@@ -24,6 +24,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
     "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
+    "smsgw_deliveries_failed_total": (
+        "Receipts/MO the customer refused for good (permanent error or generic_nack)",
+        ("customer", "kind"),
+    ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
     "smsgw_no_route_total": ("Messages without a route", ("router",)),
     "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
@@ -117,11 +121,12 @@ class MetricsExporter:
             "throttled": "smsgw_submits_throttled_total",
             "delivered": "smsgw_deliveries_total",
             "delivery_expired": "smsgw_deliveries_expired_total",
+            "delivery_failed": "smsgw_deliveries_failed_total",
         }
         for event, customer, status, value in s.get("counters", []):
             if event in names:
                 tags = {"customer": customer}
-                if event in ("delivered", "delivery_expired"):
+                if event in ("delivered", "delivery_expired", "delivery_failed"):
                     tags["kind"] = status
                 self._inc(names[event], value, **tags)
             elif event == "rejected":
