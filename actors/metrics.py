@@ -12,6 +12,8 @@ from typing import Any
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
+from smsgw.kafka import dlq
+
 LATENCY_BUCKETS_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -27,6 +29,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_deliveries_failed_total": (
         "Receipts/MO the customer refused for good (permanent error or generic_nack)",
         ("customer", "kind"),
+    ),
+    "smsgw_dead_letters_total": (
+        "Undecodable records set aside in the dead-letter topic, by stage and source topic",
+        ("stage", "topic"),
     ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
     "smsgw_no_route_total": ("Messages without a route", ("router",)),
@@ -114,6 +120,9 @@ class MetricsExporter:
 
     def export(self, stats: dict[str, Any]) -> None:
         getattr(self, f"_{self.kind}", lambda _s: None)(stats)
+        # Every stage of this process writes dead letters through one module counter.
+        for (stage, topic), n in list(dlq.dead_lettered.items()):
+            self._inc("smsgw_dead_letters_total", n, stage=stage, topic=topic)
 
     def _listener(self, s: dict[str, Any]) -> None:
         names = {

@@ -36,6 +36,7 @@ from smsgw import log
 from smsgw.db.customers import Customer
 from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage
 from smsgw.pipeline.router import failure_receipt
@@ -182,6 +183,7 @@ class ProviderBind:
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
         )
+        self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
         self.queue: collections.deque[_Item] = collections.deque()
         self.in_flight: dict[int, _Item] = {}
         self.window = asyncio.Semaphore(provider.window)
@@ -264,8 +266,8 @@ class ProviderBind:
             for msg in await self.consumer.batch(limit - len(self.queue)):
                 try:
                     routed = Routed.decode(msg.value() or b"")
-                except (ValueError, KeyError) as exc:
-                    self.log.error("unreadable routed record skipped", error=str(exc))
+                except UNDECODABLE as exc:
+                    self.dead_letters.put(msg, exc)
                     self.consumer.done(msg)
                     continue
                 self.queue.extend(self._items(msg, routed))

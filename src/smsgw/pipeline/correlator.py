@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.receipts import customer_wants, receipt_tlvs, render_receipt_text
 from smsgw.records import Delivery, InboundReceipt, Pairing
@@ -102,6 +103,7 @@ class Correlator:
                 **{"isolation.level": "read_uncommitted"},
             )
         )
+        self.dead_letters = DeadLetters(bootstrap, topics, "correlator")
         self.pairings: dict[str, tuple[int, Pairing]] = {}
         self.parked: dict[str, list[tuple[Message, InboundReceipt, float]]] = {}
         self.stats = CorrelatorStats()
@@ -147,7 +149,11 @@ class Correlator:
             if not value:  # tombstone: that message had its final receipt
                 self.pairings.pop(key, None)
                 continue
-            pairing = Pairing.decode(value)
+            try:
+                pairing = Pairing.decode(value)
+            except UNDECODABLE as exc:
+                self.dead_letters.put(msg, exc)
+                continue
             self.pairings[key] = (msg.partition() or 0, pairing)
             self.stats.pairings += 1
             for parked_msg, receipt, _at in self.parked.pop(key, []):
@@ -156,8 +162,8 @@ class Correlator:
     def _on_receipt(self, msg: Message) -> None:
         try:
             receipt = InboundReceipt.decode(msg.value() or b"")
-        except (ValueError, KeyError) as exc:
-            self.log.error("unreadable receipt record skipped", error=str(exc))
+        except UNDECODABLE as exc:
+            self.dead_letters.put(msg, exc)
             self.inbound.done(msg)
             return
         self.stats.receipts += 1

@@ -28,6 +28,7 @@ from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
@@ -155,6 +156,7 @@ class Deliverer:
         self.retrying: dict[str, list[tuple[float, int, _Pending]]] = {}
         self._retry_seq = itertools.count()
         self.stats = DelivererStats()
+        self.dead_letters = DeadLetters(bootstrap, topics, "deliverer")
         self._dirty: set[str] = set()
         self._paused = False
         self.log = log.get("smsgw.deliverer")
@@ -229,8 +231,8 @@ class Deliverer:
     def _take(self, msg: Message) -> None:
         try:
             d = Delivery.decode(msg.value() or b"")
-        except (ValueError, KeyError) as exc:
-            self.log.error("unreadable delivery skipped", error=str(exc))
+        except UNDECODABLE as exc:
+            self.dead_letters.put(msg, exc)
             self.consumer.done(msg)
             return
         if d.id in self.delivered:
