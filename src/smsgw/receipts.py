@@ -72,6 +72,8 @@ class ProviderReceipt:
     done_date: str
     network_error: bytes | None
     text: str
+    tlv_id: str | None = None  # receipted_message_id: the submit_sm_resp id (§5.3.2.12)
+    text_id: str | None = None  # the text's ``id:`` (Appendix B)
 
 
 def is_receipt(esm_class: int) -> bool:
@@ -89,7 +91,8 @@ def parse_receipt(short_message: bytes, tlvs: dict[int, bytes]) -> ProviderRecei
     """None when neither the text nor the TLVs name a message id."""
     text = short_message.decode("latin-1", "replace")
     fields = {m.group(1).lower(): m.group(2).strip() for m in _FIELD.finditer(text)}
-    mid = _cstr(tlvs.get(TAG_RECEIPTED_MESSAGE_ID)) or fields.get("id")
+    tlv_id, text_id = _cstr(tlvs.get(TAG_RECEIPTED_MESSAGE_ID)), fields.get("id") or None
+    mid = tlv_id or text_id
     if not mid:
         return None
     state: MessageState | None = None
@@ -109,6 +112,8 @@ def parse_receipt(short_message: bytes, tlvs: dict[int, bytes]) -> ProviderRecei
         done_date=fields.get("done date", ""),
         network_error=tlvs.get(TAG_NETWORK_ERROR_CODE),
         text=fields.get("text", ""),
+        tlv_id=tlv_id,
+        text_id=text_id,
     )
 
 

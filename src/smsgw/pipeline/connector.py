@@ -41,7 +41,7 @@ from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage
 from smsgw.pipeline.router import failure_receipt
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
-from smsgw.provider_ids import receipt_key
+from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
     ERR_PROVIDER_REFUSED,
     customer_wants,
@@ -522,9 +522,14 @@ class ProviderBind:
             return None
         self.stats.receipts += 1
         p = self.provider
-        key = _key(p.name, r.message_id, p.receipt_id_format)
+        try:  # the TLV in the submit format, the text in the receipt format
+            key, alt = receipt_keys(
+                p.name, r.tlv_id, r.text_id, p.submit_id_format, p.receipt_id_format
+            )
+        except ValueError:
+            key, alt = _key(p.name, r.message_id, p.receipt_id_format), None
         inbound = InboundReceipt(
-            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time()
+            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time(), alt
         )
         return self.producer.produce(self.topics.inbound, inbound.encode(), key.encode())
 

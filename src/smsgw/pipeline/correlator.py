@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class CorrelatorStats:
     parked: int = 0
     orphans: int = 0
     pairings: int = 0
+    forwarded: int = 0  # receipts whose two ids disagreed, handed to the other id's partition
     by_state: dict[str, int] = field(default_factory=dict)
 
 
@@ -110,6 +112,7 @@ class Correlator:
         self._finals: collections.deque[tuple[float, str]] = collections.deque()
         self.tombstone_after_s = 120.0
         self.log = log.get("smsgw.correlator")
+        self._warned_ids: set[str] = set()  # providers whose receipt ids disagreed
 
     def _assigned(self, parts: list[TopicPartition]) -> None:
         sent = [TopicPartition(self.topics.sent, p.partition, OFFSET_BEGINNING) for p in parts]
@@ -168,11 +171,38 @@ class Correlator:
             return
         self.stats.receipts += 1
         found = self.pairings.get(receipt.key)
+        if found is None and receipt.alt:
+            found = self.pairings.get(receipt.alt)
+            if found is None and not receipt.forwarded:
+                self._forward(msg, receipt)
+                return
+        if receipt.alt and found is not None:
+            self._disagreeing_ids(receipt, found[1].key)
         if found is None:
             self.stats.parked += 1
             self.parked.setdefault(receipt.key, []).append((msg, receipt, time.monotonic()))
             return
         self._emit(msg, found[1], receipt)
+
+    def _forward(self, msg: Message, receipt: InboundReceipt) -> None:
+        """The receipt's TLV and text ids disagree and neither pairs here: try the other
+        id's partition (once), where its pairing is read."""
+        self.stats.forwarded += 1
+        there = dataclasses.replace(receipt, key=receipt.alt or "", alt=receipt.key, forwarded=True)
+        fut = self.producer.produce(self.topics.inbound, there.encode(), there.key.encode())
+        fut.add_done_callback(lambda f: self._durable(f, msg))
+
+    def _disagreeing_ids(self, receipt: InboundReceipt, paired: str) -> None:
+        """Log once per provider: its receipts carry two different ids."""
+        if receipt.provider in self._warned_ids:
+            return
+        self._warned_ids.add(receipt.provider)
+        self.log.warning(
+            "receipt TLV and text ids disagree; using the one that pairs",
+            provider=receipt.provider,
+            keys=[receipt.key, receipt.alt],
+            paired=paired,
+        )
 
     def _emit(self, msg: Message, pairing: Pairing, receipt: InboundReceipt) -> None:
         self.stats.matched += 1
@@ -202,7 +232,7 @@ class Correlator:
             # The pairing has done its job. Its tombstone waits until this receipt's
             # offset is long committed: a crash before that re-reads the receipt,
             # which must still find its pairing.
-            self._finals.append((time.monotonic(), receipt.key))
+            self._finals.append((time.monotonic(), pairing.key))
         gathered = asyncio.gather(*futures)
         gathered.add_done_callback(lambda f: self._durable(f, msg))
 
