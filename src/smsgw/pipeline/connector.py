@@ -46,6 +46,7 @@ from smsgw.receipts import (
     ERR_PROVIDER_REFUSED,
     customer_wants,
     is_receipt,
+    message_preview,
     network_error_for_status,
     parse_receipt,
 )
@@ -415,9 +416,7 @@ class ProviderBind:
         m = item.part
         p = self.provider
         key = _key(p.name, provider_id, p.submit_id_format)
-        text = (
-            m.short_message.decode("latin-1", "replace")[:20] if m.data_coding in (0, 1, 3) else ""
-        )
+        text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
         first, *also = item.ids or ("",)
         pairing = Pairing(
             key,

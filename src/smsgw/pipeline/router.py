@@ -48,6 +48,7 @@ from smsgw.receipts import (
     ERR_INCOMPLETE,
     ERR_NO_ROUTE,
     customer_wants,
+    message_preview,
     receipt_tlvs,
     render_receipt_text,
 )
@@ -72,7 +73,7 @@ def failure_receipt(
 ) -> Delivery:
     """The receipt a customer gets for a message the gateway itself could not send."""
     now = time.time()
-    text = m.short_message.decode("latin-1", "replace") if m.data_coding in (0, 1, 3) else ""
+    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
     return Delivery(
         id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
         kind="receipt",
