@@ -71,15 +71,14 @@ def receipt_keys(
     The ``receipted_message_id`` TLV carries the id of the ``submit_sm_resp``
     (SMPP 3.4 §5.3.2.12), so it is read in the *submit* format; the ``id:`` of
     the text (Appendix B, vendor-specific) in the *receipt* format. The TLV's
-    key comes first. When the same characters are in both places they are one
-    id, read as the TLV says: a hex id made only of digits ("1234") is not
-    also tried as the decimal 1234, which is another message's id. Raises
+    key comes first; the text's, when different, is only an alternative, which
+    the correlator takes for a message to the same handset alone (many SMSCs
+    put the receipt-format id in the TLV too, against §5.3.2.12). Raises
     ValueError when no id fits its format.
     """
     keys: list[str] = []
     errors: list[str] = []
-    same = tlv_id is not None and text_id is not None and tlv_id.strip() == text_id.strip()
-    for raw, fmt in ((tlv_id, submit_fmt), (None if same else text_id, receipt_fmt)):
+    for raw, fmt in ((tlv_id, submit_fmt), (text_id, receipt_fmt)):
         if not raw:
             continue
         try:

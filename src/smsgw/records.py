@@ -158,6 +158,7 @@ class InboundReceipt:
     # whether the correlator already handed it on to that key's partition.
     alt: str | None = None
     forwarded: bool = False
+    handset: str = ""  # the receipt's source_addr: the paired message's destination
 
     def encode(self) -> bytes:
         d = {
@@ -173,6 +174,8 @@ class InboundReceipt:
             d["alt"] = self.alt
         if self.forwarded:
             d["fwd"] = True
+        if self.handset:
+            d["hs"] = self.handset
         return _dumps(d)
 
     @classmethod
@@ -189,6 +192,7 @@ class InboundReceipt:
             d["at"],
             d.get("alt"),
             bool(d.get("fwd", False)),
+            d.get("hs", ""),
         )
 
 

@@ -1,10 +1,14 @@
 """Which id of a provider receipt pairs, in which format (issue 12 item 3)."""
 
+from types import SimpleNamespace
+
 import pytest
 
+from smsgw.pipeline.correlator import Correlator
 from smsgw.provider_ids import receipt_keys
 from smsgw.receipts import TAG_RECEIPTED_MESSAGE_ID, parse_receipt
-from smsgw.records import InboundReceipt
+from smsgw.records import InboundReceipt, Pairing
+from smsgw.smpp.submission import Address
 from smsgw.state import MessageState
 
 
@@ -13,11 +17,11 @@ def test_tlv_read_in_the_submit_format_text_in_the_receipt_format() -> None:
     assert receipt_keys("p", "A0000001", "2684354561", "hex", "dec") == ("p:2684354561", None)
 
 
-def test_a_hex_id_of_digits_only_is_never_read_as_decimal() -> None:
+def test_a_hex_id_of_digits_only_is_read_as_hex_first() -> None:
     """TLV "1234" is hex 0x1234 = 4660; the decimal 1234 is another message (0x4D2)."""
     assert receipt_keys("p", "1234", None, "hex", "dec") == ("p:4660", None)
-    # The same characters in the text are the same id, not a second candidate.
-    assert receipt_keys("p", "1234", "1234", "hex", "dec") == ("p:4660", None)
+    # The text's reading is only the alternative (taken for the same handset alone).
+    assert receipt_keys("p", "1234", "1234", "hex", "dec") == ("p:4660", "p:1234")
 
 
 def test_disagreeing_ids_give_the_tlv_first_and_the_text_as_the_alternative() -> None:
@@ -46,8 +50,42 @@ def test_parse_receipt_keeps_both_ids() -> None:
 
 
 def test_inbound_receipt_carries_the_alternative_and_reads_old_records() -> None:
-    r = InboundReceipt("p:255", "p", "FF", MessageState.DELIVERED, "000", None, 1.0, "p:300")
+    r = InboundReceipt(
+        "p:255", "p", "FF", MessageState.DELIVERED, "000", None, 1.0, "p:300", handset="4917"
+    )
     again = InboundReceipt.decode(r.encode())
     assert again == r and again.alt == "p:300" and not again.forwarded
+    assert again.handset == "4917"
     plain = InboundReceipt("p:1", "p", "1", MessageState.DELIVERED, "000", None, 1.0)
     assert b"alt" not in plain.encode() and InboundReceipt.decode(plain.encode()) == plain
+
+
+def _pairing(key: str, dest: str) -> Pairing:
+    return Pairing(key, "p", "x", f"gw-{key}", "c", Address("1", 1, 1), Address(dest, 1, 1), 1, 0.0)
+
+
+def _choose(pairings: dict[str, Pairing], r: InboundReceipt) -> str | None:
+    """The correlator's choice among its known pairings (no Kafka needed for the rule)."""
+    fake = SimpleNamespace(
+        pairings={k: (0, p) for k, p in pairings.items()}, _disagreeing_ids=lambda *_: None
+    )
+    found = Correlator._pairing(fake, r)  # type: ignore[arg-type]
+    return None if found is None else found[1].message_id
+
+
+def _receipt(key: str, alt: str | None, handset: str, forwarded: bool = False) -> InboundReceipt:
+    return InboundReceipt(
+        key, "p", "1234", MessageState.DELIVERED, "000", None, 1.0, alt, forwarded, handset
+    )
+
+
+def test_the_text_id_never_pairs_with_a_message_to_another_handset() -> None:
+    # 0x4D2 = 1234 went to another handset; the receipt's own message (0x1234) is unknown here.
+    other = {"p:1234": _pairing("p:1234", "4917000000")}
+    assert _choose(other, _receipt("p:4660", "p:1234", "4917999999")) is None
+    assert _choose(other, _receipt("p:1234", "p:4660", "4917999999", forwarded=True)) is None
+    # The TLV's key pairs whatever the handset; the text's only for the same one.
+    mine = {"p:4660": _pairing("p:4660", "4917999999")}
+    assert _choose(mine | other, _receipt("p:4660", "p:1234", "4917999999")) == "gw-p:4660"
+    same = {"p:1234": _pairing("p:1234", "+4917999999")}
+    assert _choose(same, _receipt("p:4660", "p:1234", "4917999999")) == "gw-p:1234"

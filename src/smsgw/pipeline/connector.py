@@ -528,8 +528,9 @@ class ProviderBind:
         except ValueError:
             key, alt = _key(p.name, r.message_id, p.receipt_id_format), None
         inbound = InboundReceipt(
-            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time(), alt
-        )
+            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time(), alt,
+            handset=pdu.get_str("source_addr"),
+        )  # fmt: skip
         return self.producer.produce(self.topics.inbound, inbound.encode(), key.encode())
 
     def _mo(self, pdu: Pdu, tlvs: dict[int, bytes]) -> asyncio.Future[Any] | None:

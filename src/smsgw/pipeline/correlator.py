@@ -77,6 +77,11 @@ def customer_receipt(
     )
 
 
+def _same_handset(p: Pairing, r: InboundReceipt) -> bool:
+    """The receipt comes from the handset the paired message went to ('+' and 00 aside)."""
+    return bool(r.handset) and p.destination.addr.lstrip("+0") == r.handset.lstrip("+0")
+
+
 class Correlator:
     def __init__(
         self,
@@ -160,6 +165,10 @@ class Correlator:
             self.pairings[key] = (msg.partition() or 0, pairing)
             self.stats.pairings += 1
             for parked_msg, receipt, _at in self.parked.pop(key, []):
+                if receipt.forwarded and not _same_handset(pairing, receipt):
+                    self.stats.orphans += 1  # the other id named another message
+                    self.inbound.done(parked_msg)
+                    continue
                 self._emit(parked_msg, pairing, receipt)
 
     def _on_receipt(self, msg: Message) -> None:
@@ -170,19 +179,33 @@ class Correlator:
             self.inbound.done(msg)
             return
         self.stats.receipts += 1
-        found = self.pairings.get(receipt.key)
-        if found is None and receipt.alt:
-            found = self.pairings.get(receipt.alt)
-            if found is None and not receipt.forwarded:
-                self._forward(msg, receipt)
-                return
-        if receipt.alt and found is not None:
-            self._disagreeing_ids(receipt, found[1].key)
+        found = self._pairing(receipt)
+        if found is None and receipt.alt and not receipt.forwarded:
+            self._forward(msg, receipt)
+            return
         if found is None:
             self.stats.parked += 1
             self.parked.setdefault(receipt.key, []).append((msg, receipt, time.monotonic()))
             return
         self._emit(msg, found[1], receipt)
+
+    def _pairing(self, r: InboundReceipt) -> tuple[int, Pairing] | None:
+        """The pairing a receipt answers, if this correlator knows it.
+
+        When the receipt's two ids disagree, the TLV's key is trusted (SMPP 3.4
+        §5.3.2.12); the text's key is taken only for a message sent to the very
+        handset the receipt comes from, so an id read in the wrong base never
+        pairs with another message.
+        """
+        trusted, other = (r.alt, r.key) if r.forwarded else (r.key, r.alt)
+        found = self.pairings.get(trusted or "")
+        if found is None and other:
+            found = self.pairings.get(other)
+            if found is not None and not _same_handset(found[1], r):
+                found = None
+        if found is not None and r.alt:
+            self._disagreeing_ids(r, found[1].key)
+        return found
 
     def _forward(self, msg: Message, receipt: InboundReceipt) -> None:
         """The receipt's TLV and text ids disagree and neither pairs here: try the other
