@@ -269,7 +269,11 @@ class Deliverer:
                 self.consumer.done(item.msg)
                 continue
             if item.delivery.id in self.sending:
-                break  # a replayed copy of one on the wire: wait for its answer
+                # A replayed copy of one on the wire: look again once that one is
+                # answered (then it is a duplicate), without holding up the rest.
+                queue.popleft()
+                self._later(item, now + 1.0)
+                continue
             conn = receivers[0]
             fut = conn.send_deliver(item.delivery)  # type: ignore[attr-defined]
             if fut is None:
@@ -385,10 +389,8 @@ class Deliverer:
         outcome = classify(status, nacked=isinstance(exc, Nacked))
         if outcome is Outcome.RETRY:
             item.attempts += 1
-            item.not_before = time.time() + backoff_s(item.attempts)
             self.stats.retries += 1
-            heap = self.retrying.setdefault(d.customer, [])
-            heapq.heappush(heap, (item.not_before, next(self._retry_seq), item))
+            self._later(item, time.time() + backoff_s(item.attempts))
             self._dirty.add(d.customer)  # its window slot is free for the next one
             return
         self._dirty.add(d.customer)  # a window slot is free: send the next one now
@@ -414,6 +416,12 @@ class Deliverer:
         self.core.count("delivered", d.customer, d.kind)
         mark = self.producer.produce(self.topics.delivered, b"1", d.id.encode())
         mark.add_done_callback(lambda f: self._marked(f, item))
+
+    def _later(self, item: _Pending, when: float) -> None:
+        """Set a delivery aside on its own timer; the customer's queue goes on without it."""
+        item.not_before = when
+        heap = self.retrying.setdefault(item.delivery.customer, [])
+        heapq.heappush(heap, (when, next(self._retry_seq), item))
 
     def _marked(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         if fut.exception() is None:
