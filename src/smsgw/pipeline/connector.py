@@ -527,10 +527,19 @@ class ProviderBind:
             )
         except ValueError:
             key, alt = _key(p.name, r.message_id, p.receipt_id_format), None
+        handset = pdu.get_str("source_addr")  # lets the correlator check the text's id
         inbound = InboundReceipt(
-            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time(), alt,
-            handset=pdu.get_str("source_addr"),
-        )  # fmt: skip
+            key,
+            p.name,
+            r.message_id,
+            r.state,
+            r.err,
+            r.network_error,
+            time.time(),
+            alt,
+            False,
+            handset,
+        )
         return self.producer.produce(self.topics.inbound, inbound.encode(), key.encode())
 
     def _mo(self, pdu: Pdu, tlvs: dict[int, bytes]) -> asyncio.Future[Any] | None:
