@@ -12,6 +12,8 @@ from typing import Any
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
+from smsgw.kafka import dlq
+
 LATENCY_BUCKETS_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -24,6 +26,14 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
     "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
+    "smsgw_deliveries_failed_total": (
+        "Receipts/MO the customer refused for good (permanent error or generic_nack)",
+        ("customer", "kind"),
+    ),
+    "smsgw_dead_letters_total": (
+        "Undecodable records set aside in the dead-letter topic, by stage and source topic",
+        ("stage", "topic"),
+    ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
     "smsgw_no_route_total": ("Messages without a route", ("router",)),
     "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
@@ -110,6 +120,9 @@ class MetricsExporter:
 
     def export(self, stats: dict[str, Any]) -> None:
         getattr(self, f"_{self.kind}", lambda _s: None)(stats)
+        # Every stage of this process writes dead letters through one module counter.
+        for (stage, topic), n in list(dlq.dead_lettered.items()):
+            self._inc("smsgw_dead_letters_total", n, stage=stage, topic=topic)
 
     def _listener(self, s: dict[str, Any]) -> None:
         names = {
@@ -117,11 +130,12 @@ class MetricsExporter:
             "throttled": "smsgw_submits_throttled_total",
             "delivered": "smsgw_deliveries_total",
             "delivery_expired": "smsgw_deliveries_expired_total",
+            "delivery_failed": "smsgw_deliveries_failed_total",
         }
         for event, customer, status, value in s.get("counters", []):
             if event in names:
                 tags = {"customer": customer}
-                if event in ("delivered", "delivery_expired"):
+                if event in ("delivered", "delivery_expired", "delivery_failed"):
                     tags["kind"] = status
                 self._inc(names[event], value, **tags)
             elif event == "rejected":

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from smsgw import cli_dlq  # noqa: F401  (registers the dlq commands, which need Kafka)
 from smsgw.cli import load_settings, main, raw_settings
 from smsgw.settings import read_runtime
 

@@ -37,15 +37,17 @@ from smsgw import log
 from smsgw.db.customers import Customer
 from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage
 from smsgw.pipeline.router import failure_receipt
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
-from smsgw.provider_ids import receipt_key
+from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
     ERR_PROVIDER_REFUSED,
     customer_wants,
     is_receipt,
+    message_preview,
     network_error_for_status,
     parse_receipt,
 )
@@ -191,6 +193,7 @@ class ProviderBind:
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
         )
+        self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
         self.queue: collections.deque[_Item] = collections.deque()
         self.in_flight: dict[int, _Item] = {}
         self.window = asyncio.Semaphore(provider.window)
@@ -312,8 +315,8 @@ class ProviderBind:
             for msg in await self.consumer.batch(limit - len(self.queue)):
                 try:
                     routed = Routed.decode(msg.value() or b"")
-                except (ValueError, KeyError) as exc:
-                    self.log.error("unreadable routed record skipped", error=str(exc))
+                except UNDECODABLE as exc:
+                    self.dead_letters.put(msg, exc)
                     self.consumer.done(msg)
                     continue
                 self.queue.extend(self._items(msg, routed))
@@ -461,9 +464,7 @@ class ProviderBind:
         m = item.part
         p = self.provider
         key = _key(p.name, provider_id, p.submit_id_format)
-        text = (
-            m.short_message.decode("latin-1", "replace")[:20] if m.data_coding in (0, 1, 3) else ""
-        )
+        text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
         first, *also = item.ids or ("",)
         pairing = Pairing(
             key,
@@ -568,9 +569,24 @@ class ProviderBind:
             return None
         self.stats.receipts += 1
         p = self.provider
-        key = _key(p.name, r.message_id, p.receipt_id_format)
+        try:  # the TLV in the submit format, the text in the receipt format
+            key, alt = receipt_keys(
+                p.name, r.tlv_id, r.text_id, p.submit_id_format, p.receipt_id_format
+            )
+        except ValueError:
+            key, alt = _key(p.name, r.message_id, p.receipt_id_format), None
+        handset = pdu.get_str("source_addr")  # lets the correlator check the text's id
         inbound = InboundReceipt(
-            key, p.name, r.message_id, r.state, r.err, r.network_error, time.time()
+            key,
+            p.name,
+            r.message_id,
+            r.state,
+            r.err,
+            r.network_error,
+            time.time(),
+            alt,
+            False,
+            handset,
         )
         return self.producer.produce(self.topics.inbound, inbound.encode(), key.encode())
 

@@ -41,12 +41,14 @@ from smsgw.assembly import (
 from smsgw.db.providers import Provider
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
-from smsgw.message import AcceptedMessage, RecordError, decode, encode
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
+from smsgw.message import AcceptedMessage, decode, encode
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
     ERR_INCOMPLETE,
     ERR_NO_ROUTE,
     customer_wants,
+    message_preview,
     receipt_tlvs,
     render_receipt_text,
 )
@@ -71,7 +73,7 @@ def failure_receipt(
 ) -> Delivery:
     """The receipt a customer gets for a message the gateway itself could not send."""
     now = time.time()
-    text = m.short_message.decode("latin-1", "replace") if m.data_coding in (0, 1, 3) else ""
+    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
     return Delivery(
         id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
         kind="receipt",
@@ -133,6 +135,7 @@ class Router:
             }
         )
         self.producer.init_transactions(30)
+        self.dead_letters = DeadLetters(bootstrap, topics, "router")
         self.assembler = Assembler(multipart_expiry_s)
         self._to_restore: set[int] = set()
         self._ready: list[Assembled] = []  # complete after a restore, routed next batch
@@ -274,14 +277,9 @@ class Router:
         for msg in batch:
             try:
                 m = decode(msg.value() or b"")
-            except RecordError as exc:
+            except UNDECODABLE as exc:  # RecordError is a ValueError
                 self.counts["bad_record"] += 1
-                self.log.error(
-                    "unreadable submit record skipped",
-                    error=str(exc),
-                    offset=msg.offset(),
-                    partition=msg.partition(),
-                )
+                self.dead_letters.put(msg, exc)
                 continue
             if m.concat is not None and m.concat.total > 1:
                 complete = self.assembler.add(m, msg.partition() or 0)
@@ -406,7 +404,10 @@ class Router:
                             raise KafkaException(err)
                         continue
                     part, key = msg.partition() or 0, msg.key() or b""
-                    records.append((part, key, decode_changelog(part, key, msg.value())))
+                    try:
+                        records.append((part, key, decode_changelog(part, key, msg.value())))
+                    except UNDECODABLE as exc:
+                        self.dead_letters.put(msg, exc)
                 for tp in reader.position([TopicPartition(self.topics.multipart, p) for p in ends]):
                     if tp.offset >= ends[tp.partition]:
                         del ends[tp.partition]

@@ -19,6 +19,7 @@ from smsgw.kafka.producer import BacklogFull, ProduceError
 from smsgw.message import AcceptedMessage, encode, from_submission
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
+from smsgw.server.deliverer import Nacked
 from smsgw.smpp import events as ev
 from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
@@ -148,7 +149,7 @@ class SmppConnection(asyncio.Protocol):
             elif isinstance(e, ev.UnbindRequested):
                 self.log.info("customer unbinds")
             elif isinstance(e, ev.DeliverResponse):
-                self._delivery_answered(e.sequence, e.status)
+                self._delivery_answered(e.sequence, e.status, e.nacked)
             elif isinstance(e, ev.ResponseTimeout) and e.sequence in self._deliveries:
                 self._delivery_answered(e.sequence, None)
 
@@ -319,10 +320,12 @@ class SmppConnection(asyncio.Protocol):
         self._schedule_flush()
         return fut
 
-    def _delivery_answered(self, sequence: int, status: S | None) -> None:
+    def _delivery_answered(self, sequence: int, status: S | None, nacked: bool = False) -> None:
         fut = self._deliveries.pop(sequence, None)
         if fut is not None and not fut.done():
-            if status is None:
+            if nacked:
+                fut.set_exception(Nacked(int(status or 0)))
+            elif status is None:
                 fut.set_exception(TimeoutError("no deliver_sm_resp in time"))
             else:
                 fut.set_result(status)

@@ -10,6 +10,7 @@ import psycopg
 from smsgw import log
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
+from smsgw.kafka.dlq import DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
 from smsgw.pipeline.node import PipelineNode
@@ -81,7 +82,10 @@ class Gateway:
             supervise(
                 "state-follower",
                 lambda: StateFollower(
-                    s.kafka_bootstrap or "", self.topics.message_state, core.states
+                    s.kafka_bootstrap or "",
+                    self.topics.message_state,
+                    core.states,
+                    DeadLetters(s.kafka_bootstrap or "", self.topics, "state-follower"),
                 ),
                 follower_stop,
             )
