@@ -22,6 +22,11 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "smsgw_submits_throttled_total": ("Submits answered ESME_RTHROTTLED", ("customer",)),
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
+    "smsgw_connections_refused_total": (
+        "Connections closed at once: over the per-IP or total limit",
+        ("listener", "reason"),
+    ),
+    "smsgw_bind_timeouts_total": ("Connections closed unbound at the bind deadline", ("listener",)),
     "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
@@ -128,6 +133,12 @@ class MetricsExporter:
                 self._inc("smsgw_submits_rejected_total", value, customer=customer, status=status)
             elif event == "binds":
                 self._inc("smsgw_binds_total", value, customer=customer, status=status)
+            elif event == "connections_refused":
+                self._inc(
+                    "smsgw_connections_refused_total", value, listener=self.name, reason=status
+                )
+            elif event == "bind_timeouts":
+                self._inc("smsgw_bind_timeouts_total", value, listener=self.name)
         for customer, n in s.get("binds", {}).items():
             _gauge("smsgw_customer_binds").set(
                 n, tags={"customer": customer, "listener": self.name}

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     bind_failure_delay_s: float = 1.0  # brute-force damping on bad credentials
     max_backlog: int = 20_000  # records waiting for Kafka before ESME_RMSGQFUL
 
+    # Listener limits: no single peer can starve the others (issue 11).
+    smpp_bind_timeout_s: float = Field(default=10.0, gt=0)  # unbound connections closed after
+    smpp_max_connections: int = Field(default=4000, gt=0)  # open connections on this node
+    smpp_max_connections_per_ip: int = Field(default=64, gt=0)  # ... from one source address
+    smpp_max_pdu_rate: float = Field(default=2000.0, ge=0)  # PDUs/s read per connection; 0: off
+    smpp_output_high_water: int = Field(default=256 * 1024, gt=0)  # unsent octets: stop reading
+
     # Message path.
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
     delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind

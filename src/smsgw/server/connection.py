@@ -4,6 +4,22 @@ Bytes from the socket go into the session; its events are acted on here
 (authenticate, validate, produce to Kafka, answer); its output goes back to the
 socket, coalesced to one write per loop iteration. A submit is answered with
 status 0 only from Kafka's delivery report (invariant 1).
+
+No peer can starve the others (invariant 8, issue 11). Input is buffered
+here and handed to the session one whole PDU at a time by a reader task that
+yields to the loop every ``SLICE_PDUS`` PDUs, at most ``smpp_max_pdu_rate`` a
+second (aiolimiter). Reading from the socket pauses (so TCP pushes back on the
+peer) while any of these holds:
+- a bind is being authenticated: nothing pipelined behind it is read until it
+  is answered (SMPP 3.4 §2.2: the session state after the bind decides);
+- the transport's unsent output is above ``smpp_output_high_water``
+  (asyncio's pause_writing): a peer that does not read its responses stops
+  being read;
+- the input buffer holds more than ~two maximum PDUs, or the rate ceiling is
+  reached.
+Before authentication: a connection unbound after ``smpp_bind_timeout_s`` is
+closed (enquire_link does not extend it), and connections beyond the per-IP
+or total limit are closed at once and counted.
 """
 
 from __future__ import annotations
@@ -11,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+
+from aiolimiter import AsyncLimiter
 
 from smsgw import log
 from smsgw.auth import ip_allowed, parse_networks, verify_password
@@ -21,11 +39,13 @@ from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.smpp import events as ev
 from smsgw.smpp.events import BindMode
-from smsgw.smpp.pdu import FieldValue, UnsuccessSme
+from smsgw.smpp.pdu import HEADER_SIZE, FieldValue, UnsuccessSme
 from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Rejection, parse_submission
 from smsgw.state import smpp_date
+
+SLICE_PDUS = 32  # PDUs one connection handles before the loop serves the others
 
 
 class SmppConnection(asyncio.Protocol):
@@ -51,6 +71,17 @@ class SmppConnection(asyncio.Protocol):
         self._closed = False
         self._deliveries: dict[int, asyncio.Future[S]] = {}
         self.log = log.get("smsgw.smpp").bind(bind=self.bind_id)
+        # Reading: see the module docstring.
+        self._inbuf = bytearray()
+        self._in_high = 2 * s.smpp_max_pdu_size
+        self._input = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._limiter = AsyncLimiter(s.smpp_max_pdu_rate, 1) if s.smpp_max_pdu_rate else None
+        self._rate_limited = False
+        self._write_paused = False
+        self._reading_paused = False
+        self._counted_ip: str | None = None
+        self._bind_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -59,16 +90,140 @@ class SmppConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
         self.log = self.log.bind(peer=self.peer_ip)
-        self.core.count("connections")
-        self.core.connections.add(self)
+        core, s = self.core, self.core.settings
+        refusal = None
+        if len(core.connections) >= s.smpp_max_connections:
+            refusal = "total"
+        elif core.connections_per_ip[self.peer_ip] >= s.smpp_max_connections_per_ip:
+            refusal = "per_ip"
+        if refusal is not None:  # before any work or log line: the peer may be a flood
+            core.count("connections_refused", "", refusal)
+            self._closed = True
+            transport.abort()
+            return
+        core.count("connections")
+        core.connections.add(self)
+        core.connections_per_ip[self.peer_ip] += 1
+        self._counted_ip = self.peer_ip
+        transport.set_write_buffer_limits(high=s.smpp_output_high_water)
+        self._bind_timer = self.loop.call_later(s.smpp_bind_timeout_s, self._bind_deadline)
+        self._reader = self.loop.create_task(self._read_loop())
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._handle(self.session.feed(data, self.loop.time()))
-        self._flush()
+        self._inbuf += data
+        self._input.set()
+        self._update_reading()
+
+    def pause_writing(self) -> None:
+        """asyncio: unsent output above the high-water mark; stop reading this peer."""
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._input.set()
+        self._update_reading()
+
+    @property
+    def buffered(self) -> int:
+        """Octets this connection holds: unread input plus unsent output."""
+        out = self.transport.get_write_buffer_size() if self.transport else 0
+        return len(self._inbuf) + out
+
+    def _blocked(self) -> bool:
+        return self.session.paused or self._write_paused
+
+    def _update_reading(self) -> None:
+        """Pause the socket while this connection must not (or cannot yet) take input."""
+        t = self.transport
+        if t is None or self._closed or t.is_closing():
+            return
+        pause = self._blocked() or self._rate_limited or len(self._inbuf) >= self._in_high
+        if pause and not self._reading_paused:
+            t.pause_reading()
+            self._reading_paused = True
+        elif not pause and self._reading_paused:
+            t.resume_reading()
+            self._reading_paused = False
+
+    def _next_frame(self) -> bytes | None:
+        """One whole PDU from the input buffer (None: incomplete).
+
+        An unusable command_length hands the session everything buffered: its
+        framer answers generic_nack and closes (SMPP has no resynchronisation).
+        """
+        buf = self._inbuf
+        if len(buf) < HEADER_SIZE:
+            return None
+        length = int.from_bytes(buf[0:4], "big")
+        if length < HEADER_SIZE or length > self.session_max_pdu:
+            frame = bytes(buf)
+            buf.clear()
+            return frame
+        if len(buf) < length:
+            return None
+        frame = bytes(buf[:length])
+        del buf[:length]
+        return frame
+
+    @property
+    def session_max_pdu(self) -> int:
+        return self.core.settings.smpp_max_pdu_size
+
+    async def _read_loop(self) -> None:
+        try:
+            await self._read_forever()
+        except Exception:  # a bug here must cost this session only, and be seen
+            self.log.exception("reader failed, closing")
+            self.abort()
+
+    async def _read_forever(self) -> None:
+        """Hand input to the session, a bounded amount per loop iteration."""
+        while not self._closed:
+            await self._input.wait()
+            self._input.clear()
+            handled = 0
+            while not self._closed and not self.session.closed and not self._blocked():
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                if self._limiter is not None:
+                    if not self._limiter.has_capacity():
+                        self._rate_limited = True
+                        self._update_reading()
+                    await self._limiter.acquire()
+                    self._rate_limited = False
+                    if self._closed:
+                        return
+                self._handle(self.session.feed(frame, self.loop.time()))
+                handled += 1
+                if handled % SLICE_PDUS == 0:
+                    self._flush()
+                    await asyncio.sleep(0)
+            self._flush()
+            self._update_reading()
+
+    def _bind_deadline(self) -> None:
+        """Unbound after smpp_bind_timeout_s (whatever it sent meanwhile): close."""
+        if self._closed or self.system_id is not None:
+            return
+        self.core.count("bind_timeouts")
+        self.log.info("no bind in time, closing", timeout_s=self.core.settings.smpp_bind_timeout_s)
+        if self.transport:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._input.set()
+        if self._counted_ip is None:  # refused at connection_made: nothing to undo
+            return
+        if self._bind_timer:
+            self._bind_timer.cancel()
+        self.core.connections_per_ip[self._counted_ip] -= 1
+        if self.core.connections_per_ip[self._counted_ip] <= 0:
+            del self.core.connections_per_ip[self._counted_ip]
+        self._counted_ip = None
         self.core.connections.discard(self)
         for fut in self._deliveries.values():
             if not fut.done():
@@ -159,6 +314,8 @@ class SmppConnection(asyncio.Protocol):
         if self._closed:
             return
         if status is S.ESME_ROK and customer is not None:
+            if self._bind_timer:
+                self._bind_timer.cancel()
             self.system_id, self.mode = customer.system_id, e.mode
             self.core.binds.add(self)
             self.session.accept_bind("smsgw")
@@ -173,8 +330,8 @@ class SmppConnection(asyncio.Protocol):
             self.log.info("bind refused", system_id=e.system_id, status=status.name)
         self._flush()
         # Input the customer pipelined behind its bind waited for this answer.
-        self._handle(self.session.feed(b"", self.loop.time()))
-        self._flush()
+        self._input.set()
+        self._update_reading()
         self._arm_timer()
 
     async def _authenticate(self, e: ev.BindRequested) -> tuple[S, Customer | None]:

@@ -36,6 +36,7 @@ class NodeCore:
     # (event, customer, status) -> count; the Ray metrics layer reads these.
     counters: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     connections: set[Any] = field(default_factory=set)  # every open SmppConnection
+    connections_per_ip: Counter[str] = field(default_factory=Counter)
     # Called with a customer's system_id when it can take deliver_sm again
     # (a receiver bind appeared, or a window slot freed).
     delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
