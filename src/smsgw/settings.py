@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     smpp_max_connections_per_ip: int = Field(default=64, gt=0)  # ... from one source address
     smpp_max_pdu_rate: float = Field(default=2000.0, ge=0)  # PDUs/s read per connection; 0: off
     smpp_output_high_water: int = Field(default=256 * 1024, gt=0)  # unsent octets: stop reading
+    bind_failures_before_lockout: int = Field(default=3, ge=0)  # per source IP / system_id
+    bind_lockout_max_s: float = Field(default=300.0, gt=0)  # lockouts double from 1 s up to this
+    bind_failure_window_s: float = Field(default=900.0, gt=0)  # failures older than this forgotten
 
     # Message path.
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route

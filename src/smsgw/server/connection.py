@@ -34,6 +34,7 @@ from smsgw import log
 from smsgw.auth import ip_allowed, parse_networks, verify_password
 from smsgw.db.customers import Customer
 from smsgw.kafka.producer import BacklogFull, ProduceError
+from smsgw.log import LogBudget, clip
 from smsgw.message import AcceptedMessage, encode, from_submission
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
@@ -82,6 +83,7 @@ class SmppConnection(asyncio.Protocol):
         self._reading_paused = False
         self._counted_ip: str | None = None
         self._bind_timer: asyncio.TimerHandle | None = None
+        self._log_budget = LogBudget(burst=5, period_s=60.0)
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -225,6 +227,10 @@ class SmppConnection(asyncio.Protocol):
             del self.core.connections_per_ip[self._counted_ip]
         self._counted_ip = None
         self.core.connections.discard(self)
+        if self._log_budget.suppressed:
+            self.log.warning(
+                "protocol error lines suppressed", count=self._log_budget.take_suppressed()
+            )
         for fut in self._deliveries.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("customer connection closed"))
@@ -296,9 +302,9 @@ class SmppConnection(asyncio.Protocol):
                 self._on_query(e)
             elif isinstance(e, ev.ProtocolError):
                 self.core.count("protocol_errors", self.system_id or "", f"0x{int(e.status):08X}")
-                self.log.warning("protocol error", status=e.status.name, detail=e.detail)
+                self._log_protocol_error(e)
             elif isinstance(e, ev.ConnectionShouldClose):
-                self.log.info("session closing", reason=e.reason)
+                self.log.info("session closing", reason=clip(e.reason, 200))
             elif isinstance(e, ev.RequestRefused):
                 self.core.count("refused", self.system_id or "", f"0x{int(e.status):08X}")
             elif isinstance(e, ev.UnbindRequested):
@@ -307,6 +313,15 @@ class SmppConnection(asyncio.Protocol):
                 self._delivery_answered(e.sequence, e.status)
             elif isinstance(e, ev.ResponseTimeout) and e.sequence in self._deliveries:
                 self._delivery_answered(e.sequence, None)
+
+    def _log_protocol_error(self, e: ev.ProtocolError) -> None:
+        """A few lines per connection and minute; the rest counted (metric, closing line)."""
+        if not self._log_budget.allow(self.loop.time()):
+            self.core.count("log_suppressed")
+            return
+        suppressed = self._log_budget.take_suppressed()
+        extra = {"suppressed_before": suppressed} if suppressed else {}
+        self.log.warning("protocol error", status=e.status.name, detail=clip(e.detail), **extra)
 
     # ------------------------------------------------------------ bind
     async def _on_bind(self, e: ev.BindRequested) -> None:
@@ -320,14 +335,13 @@ class SmppConnection(asyncio.Protocol):
             self.core.binds.add(self)
             self.session.accept_bind("smsgw")
             self.log = self.log.bind(customer=customer.system_id)
-            self.log.info("bound", mode=e.mode.name, system_type=e.system_type)
+            self.log.info("bound", mode=e.mode.name, system_type=clip(e.system_type))
             self.core.count("binds", customer.system_id, "ok")
             if e.mode is not BindMode.TX:
                 self.loop.call_soon(self.core.wake_delivery, customer.system_id)
         else:
             self.session.reject_bind(status)
-            self.core.count("binds", e.system_id, status.name)
-            self.log.info("bind refused", system_id=e.system_id, status=status.name)
+            self.core.count("binds", self.core.customer_label(e.system_id), status.name)
         self._flush()
         # Input the customer pipelined behind its bind waited for this answer.
         self._input.set()
@@ -335,23 +349,66 @@ class SmppConnection(asyncio.Protocol):
         self._arm_timer()
 
     async def _authenticate(self, e: ev.BindRequested) -> tuple[S, Customer | None]:
+        """Every refusal looks the same to the peer: ESME_RBINDFAIL, at the same delay.
+
+        Distinct statuses (RINVSYSID, RINVPASWD) or timings told an attacker
+        which system_ids exist and whether a guess was right even where the
+        allowlist or a disabled account refused it. The allowlist and the
+        enabled flag are checked *before* the password, which is then not
+        checked at all; the reason is logged for the operator only.
+        """
         core = self.core
+        start = self.loop.time()
         customer = core.config.customers.get(e.system_id)
-        # Hash check off the loop: Argon2 takes tens of ms by design.
-        ok = await asyncio.to_thread(
-            verify_password, customer.password_hash if customer else None, e.password
-        )
-        if customer is None or not ok:
-            await asyncio.sleep(core.settings.bind_failure_delay_s)  # brute-force damping
-            return (S.ESME_RINVSYSID if customer is None else S.ESME_RINVPASWD), None
+        known = customer.system_id if customer else None
+        guard = core.bind_guard
+        blocked = guard.admit(self.peer_ip, known, start)
+        if blocked is not None:
+            core.count("bind_throttled", "", blocked)
+            # Logged once when the lockout starts: one line per attempt would be the flood.
+            return await self._bind_refused(start, e, f"locked out ({blocked})", quiet=True)
+        if customer is None:
+            self._bind_failed(None)
+            return await self._bind_refused(start, e, "unknown system_id")
         if not customer.enabled:
-            return S.ESME_RBINDFAIL, None
+            return await self._bind_refused(start, e, "customer disabled")
         if not ip_allowed(self.peer_ip, parse_networks(customer.allow_ips)):
-            self.log.warning("bind from outside allowlist", system_id=e.system_id)
-            return S.ESME_RBINDFAIL, None
+            self._bind_failed(None)
+            return await self._bind_refused(start, e, "source outside the allowlist")
+        guard.started(self.peer_ip)
+        try:  # hash check off the loop: Argon2 takes tens of ms by design
+            ok = await asyncio.to_thread(verify_password, customer.password_hash, e.password)
+        finally:
+            guard.finished(self.peer_ip)
+        if not ok:
+            self._bind_failed(known)
+            return await self._bind_refused(start, e, "wrong password")
         if core.binds_cluster_wide(customer.system_id) >= customer.max_binds:
-            return S.ESME_RBINDFAIL, None
+            return await self._bind_refused(start, e, "max_binds reached")
+        guard.succeeded(self.peer_ip, customer.system_id)
         return S.ESME_ROK, customer
+
+    def _bind_failed(self, system_id: str | None) -> None:
+        """Count a failure against the source IP (and the known system_id); log lockouts."""
+        lock = self.core.bind_guard.failed(self.peer_ip, system_id, self.loop.time())
+        if lock:
+            self.core.count("bind_lockouts")
+            self.log.warning(
+                "bind failures: locking out",
+                lock_s=lock,
+                system_id=system_id or "unknown",
+                scope="source IP, and the system_id from IPs it never bound from",
+            )
+
+    async def _bind_refused(
+        self, start: float, e: ev.BindRequested, reason: str, *, quiet: bool = False
+    ) -> tuple[S, Customer | None]:
+        (self.log.debug if quiet else self.log.info)(
+            "bind refused", system_id=clip(e.system_id), reason=reason
+        )
+        delay = self.core.settings.bind_failure_delay_s
+        await asyncio.sleep(max(0.0, start + delay - self.loop.time()))
+        return S.ESME_RBINDFAIL, None
 
     # ------------------------------------------------------------ submit
     def _on_submit(self, e: ev.SubmitReceived) -> None:

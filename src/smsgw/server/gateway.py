@@ -9,6 +9,7 @@ import resource
 import psycopg
 
 from smsgw import log
+from smsgw.auth import BindGuard
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
@@ -86,6 +87,11 @@ class Gateway:
             config=config,
             producer=producer,
             ids=IdGenerator(instance),
+            bind_guard=BindGuard(
+                free=s.bind_failures_before_lockout,
+                max_lock_s=s.bind_lockout_max_s,
+                window_s=s.bind_failure_window_s,
+            ),
         )
         if self.remote is not None and hasattr(self.remote, "binds_elsewhere"):
             core.peers = self.remote  # type: ignore[assignment]
