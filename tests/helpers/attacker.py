@@ -5,7 +5,9 @@ Run as ``python -m tests.helpers.attacker <mode> <host> <port> <hex bytes> [n]``
   in one write, then hold the connection without reading;
 - ``flood``: send the given bytes (a bind), read its answer, then write
   enquire_link as fast as the socket takes it and never read;
-- ``flood-read``: the same, draining every response in a second thread.
+- ``flood-read``: the same, draining every response in a second thread;
+- ``submit-flood``: like ``flood-read`` but repeating ``submit_sm`` (given as ``n``
+  in hex) instead of enquire_link: a customer far over its TPS.
 Prints ``ready`` once the first write is under way / the bind is answered.
 """
 
@@ -22,18 +24,12 @@ import time
 ENQUIRE_LINK = struct.pack(">IIII", 16, 0x15, 0, 7)
 
 
-def start(mode: str, host: str, port: int, first: bytes, n: int = 0) -> subprocess.Popen[str]:
+def start(
+    mode: str, host: str, port: int, first: bytes, n: int | bytes = 0
+) -> subprocess.Popen[str]:
+    arg = n.hex() if isinstance(n, bytes) else str(n)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.helpers.attacker",
-            mode,
-            host,
-            str(port),
-            first.hex(),
-            str(n),
-        ],
+        [sys.executable, "-m", "tests.helpers.attacker", mode, host, str(port), first.hex(), arg],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -88,10 +84,11 @@ def main() -> None:
     s.sendall(first)
     resp = _read_pdu(s)
     assert struct.unpack(">I", resp[8:12])[0] == 0, "flood bind refused"
-    if mode == "flood-read":
+    if mode in ("flood-read", "submit-flood"):
         threading.Thread(target=_drain, args=(s,), daemon=True).start()
     print("ready", flush=True)
-    batch = ENQUIRE_LINK * 4096
+    unit = bytes.fromhex(sys.argv[5]) if mode == "submit-flood" else ENQUIRE_LINK
+    batch = unit * (65536 // len(unit))
     try:
         while True:
             s.sendall(batch)

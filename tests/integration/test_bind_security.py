@@ -142,8 +142,11 @@ def test_unknown_system_ids_share_one_metric_label_and_are_clipped_in_logs(
 def test_protocol_error_lines_are_rate_limited_per_connection(
     node: GatewayNode, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    unknown = b"".join(struct.pack(">IIII", 16, 0x00000999, 0, i + 1) for i in range(5000))
+    node.add_customer("noisy", "pw")
+    unknown = b"".join(struct.pack(">IIII", 16, 0x00000999, 0, i + 2) for i in range(5000))
     with socket.create_connection((node.host, node.port)) as s:
+        s.sendall(_bind_frame("noisy", "pw"))
+        assert _read_status(s) == 0
         s.sendall(unknown)
         got = 0
         s.settimeout(30)
