@@ -296,6 +296,10 @@ class SmppConnection(asyncio.Protocol):
         if out and self.transport and not self._closed:
             self.transport.write(out)
         if self.session.closed and self.transport and not self._closed:
+            if not self.transport.is_closing():
+                # close() waits for unsent output; a peer that never reads
+                # would hold the descriptor for good.
+                self.loop.call_later(5.0, self.abort)
             self.transport.close()
 
     def _schedule_flush(self) -> None:
