@@ -24,6 +24,20 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "smsgw_submits_throttled_total": ("Submits answered ESME_RTHROTTLED", ("customer",)),
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
+    "smsgw_connections_refused_total": (
+        "Connections closed at once: over the per-IP or total limit",
+        ("listener", "reason"),
+    ),
+    "smsgw_bind_timeouts_total": ("Connections closed unbound at the bind deadline", ("listener",)),
+    "smsgw_bind_lockouts_total": ("Bind failures that started a lockout", ("listener",)),
+    "smsgw_binds_throttled_total": (
+        "Binds refused unchecked: source IP or system_id locked out",
+        ("listener", "scope"),
+    ),
+    "smsgw_log_lines_suppressed_total": (
+        "Protocol-error log lines over a connection's budget",
+        ("listener",),
+    ),
     "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
     "smsgw_deliveries_failed_total": (
@@ -142,6 +156,19 @@ class MetricsExporter:
                 self._inc("smsgw_submits_rejected_total", value, customer=customer, status=status)
             elif event == "binds":
                 self._inc("smsgw_binds_total", value, customer=customer, status=status)
+            elif event == "connections_refused":
+                self._inc(
+                    "smsgw_connections_refused_total", value, listener=self.name, reason=status
+                )
+            elif event in ("bind_timeouts", "bind_lockouts", "log_suppressed"):
+                metric = {
+                    "bind_timeouts": "smsgw_bind_timeouts_total",
+                    "bind_lockouts": "smsgw_bind_lockouts_total",
+                    "log_suppressed": "smsgw_log_lines_suppressed_total",
+                }[event]
+                self._inc(metric, value, listener=self.name)
+            elif event == "bind_throttled":
+                self._inc("smsgw_binds_throttled_total", value, listener=self.name, scope=status)
         for customer, n in s.get("binds", {}).items():
             _gauge("smsgw_customer_binds").set(
                 n, tags={"customer": customer, "listener": self.name}

@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     bind_failure_delay_s: float = 1.0  # brute-force damping on bad credentials
     max_backlog: int = 20_000  # records waiting for Kafka before ESME_RMSGQFUL
 
+    # Listener limits: no single peer can starve the others (issue 11).
+    smpp_bind_timeout_s: float = Field(default=10.0, gt=0)  # unbound connections closed after
+    smpp_max_connections: int = Field(default=4000, gt=0)  # open connections on this node
+    smpp_max_connections_per_ip: int = Field(default=64, gt=0)  # ... from one source address
+    smpp_max_pdu_rate: float = Field(default=2000.0, ge=0)  # PDUs/s read per bound conn.; 0: off
+    smpp_unbound_pdu_rate: float = Field(default=20.0, ge=0)  # ... per connection before its bind
+    smpp_output_high_water: int = Field(default=256 * 1024, gt=0)  # unsent octets: stop reading
+    bind_failures_before_lockout: int = Field(default=3, ge=0)  # per source IP / system_id
+    bind_lockout_max_s: float = Field(default=300.0, gt=0)  # lockouts double from 1 s up to this
+    bind_failure_window_s: float = Field(default=900.0, gt=0)  # failures older than this forgotten
+
     # Message path.
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
     delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind
