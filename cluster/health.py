@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smsgw.cluster.procs import port_open
-from smsgw.cluster.ray_local import dashboard_ok
+from smsgw.cluster.ray_local import auth_token, dashboard_ok
 from smsgw.settings import Settings, parse_hostport
 
 
@@ -52,7 +52,7 @@ def postgres_health(url: str | None) -> Health:
     return Health("postgres", True, f"{where}: schema v{version}")
 
 
-def ray_health(address: str | None, dashboard: str | None) -> Health:
+def ray_health(address: str | None, dashboard: str | None, token: str | None = None) -> Health:
     if not address:
         return Health("ray", False, "no Ray address (is `smsgw run` running?)")
     host, port = parse_hostport(address, 6379)
@@ -60,7 +60,7 @@ def ray_health(address: str | None, dashboard: str | None) -> Health:
         return Health("ray", False, f"{address}: GCS not reachable")
     if dashboard:
         dhost, dport = parse_hostport(dashboard.removeprefix("http://"), 8265)
-        if not dashboard_ok(dhost, dport):
+        if not dashboard_ok(dhost, dport, token):
             return Health("ray", False, f"{address}: dashboard {dashboard} not answering")
         return Health("ray", True, f"{address}, dashboard {dashboard}")
     return Health("ray", True, address)
@@ -79,6 +79,6 @@ def all_health(settings: Settings, dashboard: str | None) -> list[Health]:
     return [
         kafka_health(settings.kafka_bootstrap),
         postgres_health(settings.database_url),
-        ray_health(settings.ray_address, dashboard),
+        ray_health(settings.ray_address, dashboard, auth_token(settings.ray_auth_token_file)),
         listener_health(settings.smpp_listen),
     ]

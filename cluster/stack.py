@@ -64,6 +64,8 @@ class Stack:
                 self.ray = EmbeddedRay(
                     s.home / "ray",
                     port=s.ray_port,
+                    token_path=s.ray_auth_token_file,
+                    node_ip=s.ray_node_ip,
                     dashboard_host=s.ray_dashboard_host,
                     dashboard_port=s.ray_dashboard_port,
                     object_store_mb=s.ray_object_store_mb,

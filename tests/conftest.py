@@ -19,7 +19,7 @@ from hypothesis import settings
 from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.procs import free_port
-from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.cluster.ray_local import EmbeddedRay, auth_env
 from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.topics import Topics
@@ -58,9 +58,11 @@ def postgres() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[EmbeddedRay]:
+    ray_dir = _service_dir("ray")
     head = EmbeddedRay(
-        _service_dir("ray"),
+        ray_dir,
         port=free_port(),
+        token_path=ray_dir / "auth_token",
         dashboard_port=free_port(),
         object_store_mb=128,
         # Metrics reach the export endpoint within a second or two (default 10 s).
@@ -74,6 +76,8 @@ def ray_head() -> Iterator[EmbeddedRay]:
     )
     head.start()
     os.environ["RAY_ADDRESS"] = head.address
+    # Every driver in this session (rt.connect) and every node joining presents the token.
+    os.environ.update(auth_env(head.token_path))
     yield head
     import ray
 
