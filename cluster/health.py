@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from smsgw.cluster.procs import port_open
 from smsgw.cluster.ray_local import auth_token, dashboard_ok
+from smsgw.kafka.security import client_config
 from smsgw.settings import Settings, parse_hostport
 
 
@@ -22,7 +23,7 @@ def kafka_health(bootstrap: str | None) -> Health:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+        md = AdminClient(client_config(bootstrap)).list_topics(timeout=3)
     except Exception as exc:
         return Health("kafka", False, f"{bootstrap}: {exc}")
     if not md.brokers:
