@@ -39,3 +39,30 @@ def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:
     assert left == [], f"left running: {[c.cmdline()[:3] for c in left]}"
     code, report = status(env)
     assert code == 1 and not any(r["healthy"] for r in report)
+
+
+def test_a_second_run_on_the_same_home_comes_up_with_the_same_secrets() -> None:
+    """The token, the Kafka user (formatted into the broker's storage) and the data persist;
+    the home set back to 0700 by each start still lets PostgreSQL's own user through."""
+    home = Path(tempfile.mkdtemp(prefix="smsgw-test-rerun-"))
+    env = run_env(home)
+    seen = []
+    for _ in range(2):
+        proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            report = wait_healthy(proc, env)
+            assert all(r["healthy"] for r in report)
+            seen.append(
+                (
+                    (home / "ray_auth_token").read_text(),
+                    (home / "kafka_credentials.json").read_text(),
+                )
+            )
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert seen[0] == seen[1]
