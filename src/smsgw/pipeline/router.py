@@ -42,6 +42,7 @@ from smsgw.db.providers import Provider
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
+from smsgw.kafka.security import client_config
 from smsgw.message import AcceptedMessage, decode, encode
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
@@ -126,13 +127,15 @@ class Router:
             on_revoke=self._revoked,
         )
         self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "transactional.id": transactional_id,
-                "linger.ms": 2,
-                "compression.type": "lz4",
-                "transaction.timeout.ms": 30000,
-            }
+            client_config(
+                bootstrap,
+                {
+                    "transactional.id": transactional_id,
+                    "linger.ms": 2,
+                    "compression.type": "lz4",
+                    "transaction.timeout.ms": 30000,
+                },
+            )
         )
         self.producer.init_transactions(30)
         self.dead_letters = DeadLetters(bootstrap, topics, "router")
