@@ -91,6 +91,27 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             help="Multipart framing the provider wants: keep the customer's, or re-segment"
             " into 8/16-bit UDH or SAR (also splits long message_payload).",
         ),
+        opt(
+            "--message-ttl",
+            "message_ttl_s",
+            type=click.IntRange(min=0),
+            default=0,
+            help="Seconds a message may wait for this provider before it expires (err:903);"
+            " 0: SMSGW_MESSAGE_TTL_S. A shorter validity_period wins.",
+        ),
+        opt(
+            "--max-pdu-octets",
+            type=click.IntRange(min=64),
+            default=65536,
+            help="Largest submit_sm the provider takes; bigger messages fail (err:907).",
+        ),
+        opt(
+            "--max-unknown-attempts",
+            type=click.IntRange(min=1),
+            default=3,
+            help="Sends left unanswered (connection lost, timeout) before a message"
+            " fails alone (err:906).",
+        ),
     ]
 
     def decorate(fn: F) -> F:

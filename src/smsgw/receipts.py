@@ -12,6 +12,12 @@ the README):
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
   905  copies of multipart parts already sent, expired unmatched (not sent twice)
+  906  sent to the provider that many times without an answer (connection lost,
+       response timeout: outcome unknown); failed alone so the queue flows
+  907  cannot be sent to this provider: bigger than its maximum PDU size, or
+       its submit_sm does not encode
+  908  withdrawn: the customer's submit was answered with an error, although
+       the record reached Kafka late (never sent)
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ ERR_PROVIDER_REFUSED = 902
 ERR_EXPIRED = 903
 ERR_INCOMPLETE = 904
 ERR_DUPLICATE_PART = 905
+ERR_UNKNOWN_OUTCOME = 906
+ERR_UNSENDABLE = 907
+ERR_WITHDRAWN = 908
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",

@@ -39,6 +39,13 @@ class Provider:
     receipt_id_format: str
     enabled: bool
     segmentation: str = "keep"
+    message_ttl_s: int = 0  # 0: the gateway's SMSGW_MESSAGE_TTL_S
+    max_pdu_octets: int = 65536
+    max_unknown_attempts: int = 3
+
+    def max_age_s(self, default_s: float) -> float:
+        """How long a message may wait for this provider (its own TTL, else the gateway's)."""
+        return float(self.message_ttl_s) if self.message_ttl_s > 0 else default_s
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Provider:
@@ -61,6 +68,9 @@ class Provider:
             "submit_id_format": self.submit_id_format,
             "receipt_id_format": self.receipt_id_format,
             "segmentation": self.segmentation,
+            "message_ttl_s": self.message_ttl_s,
+            "max_pdu_octets": self.max_pdu_octets,
+            "max_unknown_attempts": self.max_unknown_attempts,
             "enabled": self.enabled,
         }
 
@@ -68,7 +78,7 @@ class Provider:
 _COLUMNS = (
     "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
     " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled,"
-    " segmentation"
+    " segmentation, message_ttl_s, max_pdu_octets, max_unknown_attempts"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM providers"
 # Option name (as the CLI spells it) -> column, for add and update alike.
@@ -86,6 +96,9 @@ _OPTION_COLUMNS: Final = {
     "submit_id_format": "submit_id_format",
     "receipt_id_format": "receipt_id_format",
     "segmentation": "segmentation",
+    "message_ttl_s": "message_ttl_s",
+    "max_pdu_octets": "max_pdu_octets",
+    "max_unknown_attempts": "max_unknown_attempts",
     "enabled": "enabled",
 }
 
@@ -119,6 +132,12 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(BIND_MODES)}")
     if option in ("binds", "tps", "window", "enquire_link_s") and value <= 0:
         raise ConfigError(f"{flag} must be a positive number, not {value}")
+    if option == "message_ttl_s" and value < 0:
+        raise ConfigError(f"{flag} must be 0 (the gateway's default) or a number of seconds")
+    if option == "max_pdu_octets" and not 64 <= value <= 1 << 24:
+        raise ConfigError(f"{flag} {value}: use a size in octets from 64 up")
+    if option == "max_unknown_attempts" and value < 1:
+        raise ConfigError(f"{flag} must be at least 1, not {value}")
     if option == "segmentation" and value not in SEGMENTATION_MODES:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(SEGMENTATION_MODES)}")
     if option.endswith("_id_format") and value not in FORMATS:
@@ -142,6 +161,9 @@ def add_provider(
     submit_id_format: str = "str",
     receipt_id_format: str = "str",
     segmentation: str = "keep",
+    message_ttl_s: int = 0,
+    max_pdu_octets: int = 65536,
+    max_unknown_attempts: int = 3,
     enabled: bool = True,
 ) -> Provider:
     check_name(name)
@@ -159,6 +181,9 @@ def add_provider(
         "submit_id_format": submit_id_format,
         "receipt_id_format": receipt_id_format,
         "segmentation": segmentation,
+        "message_ttl_s": message_ttl_s,
+        "max_pdu_octets": max_pdu_octets,
+        "max_unknown_attempts": max_unknown_attempts,
         "enabled": enabled,
     }
     for option, value in values.items():

@@ -11,6 +11,11 @@ holds to the compacted ``multipart`` changelog in the same transaction, and
 routes the whole message once as one record. On assignment of a partition it
 rebuilds that partition's held parts from the changelog before routing
 anything from it; incomplete messages expire with failure receipts.
+
+A message is routed only if the chosen provider can still take it: one past
+its expiry (validity period or maximum age, smsgw.validity) ends EXPIRED
+(err:903), one whose submit_sm would exceed the provider's maximum PDU size
+fails (err:907) rather than being sent to be dropped.
 """
 
 from __future__ import annotations
@@ -44,16 +49,22 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.message import AcceptedMessage, RecordError, decode, encode
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
+    ERR_EXPIRED,
     ERR_INCOMPLETE,
     ERR_NO_ROUTE,
+    ERR_UNSENDABLE,
     customer_wants,
     receipt_tlvs,
     render_receipt_text,
 )
 from smsgw.records import Delivery, Routed
+from smsgw.reframe import outgoing
 from smsgw.routing import RoutingTable
-from smsgw.state import MessageState, StateRecord
+from smsgw.smpp.codec import encode as encode_pdu
+from smsgw.smpp.pdu import Pdu
+from smsgw.state import MessageState, StateRecord, count_final
 from smsgw.topics import Topics
+from smsgw.validity import expires_at
 
 
 class RouterConfig(Protocol):
@@ -99,6 +110,27 @@ RESTORE_TIMEOUT_S = 60.0
 # this long first keeps it near 1/TXN_INTERVAL_S at the cost of that much
 # routing delay (never of acceptance: the customer's resp does not wait).
 TXN_INTERVAL_S = 0.05
+# Octets of a submit_sm besides the user data and TLVs: header 16, mandatory
+# fields at most 3*1 + 6 + 2*(2+21) + 3*1 + 2*17 + 5*1 + 1 = 98. Below this
+# bound plus the body, no PDU needs encoding to know it fits.
+_SUBMIT_OVERHEAD = 16 + 98
+
+
+def submit_octets(segments: tuple[AcceptedMessage, ...], mode: str) -> int:
+    """The largest submit_sm the provider would get for these segments (its framing)."""
+    from smsgw.pipeline.connector import submit_fields  # connector imports this module
+
+    biggest = 0
+    for part in outgoing(segments, {}, mode=mode, ref=0):
+        fields, tlvs = submit_fields(part.message)
+        biggest = max(biggest, len(encode_pdu(Pdu("submit_sm", 1, 0, fields, tuple(tlvs)))))
+    return biggest
+
+
+def _octets_bound(m: AcceptedMessage) -> int:
+    body = len(m.short_message) + len(m.message_payload or b"")
+    tlvs = sum(4 + len(v) for v in m.tlvs.values())
+    return _SUBMIT_OVERHEAD + body + tlvs + 4 + 16  # message_payload and SAR TLV headers
 
 
 class Router:
@@ -111,12 +143,15 @@ class Router:
         transactional_id: str,
         outbound_partitions: int = 6,
         multipart_expiry_s: float = 600.0,
+        message_ttl_s: float = 86400.0,
         metrics: Any = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.config = config
         self.outbound_partitions = outbound_partitions
+        self.message_ttl_s = message_ttl_s
+        self.final: dict[str, int] = {}  # "STATE|reason" (count_final)
         self.consumer = AsyncConsumer(
             consumer_config(bootstrap, f"{topics.prefix}router"),
             [topics.submit],
@@ -145,6 +180,8 @@ class Router:
             "multipart_expired": 0,
             "multipart_duplicates": 0,
             "multipart_held": 0,
+            "expired": 0,
+            "too_big": 0,
         }
         self.log = log.get("smsgw.router")
 
@@ -210,6 +247,9 @@ class Router:
         chosen = self._route(first)
         if chosen is not None:
             provider, failover = chosen
+            unsendable = self._unsendable(provider, parts, duplicates)
+            if unsendable is not None:
+                return unsendable
             multi = first.concat is not None and first.concat.total > 1
             routed = Routed(
                 first,
@@ -225,6 +265,36 @@ class Router:
         self.log.info("no route", id=first.id, customer=first.customer, dest=first.destination.addr)
         return self._failed([*parts, *duplicates], ERR_NO_ROUTE, "no-route")
 
+    def _unsendable(
+        self,
+        name: str,
+        parts: tuple[AcceptedMessage, ...],
+        duplicates: tuple[AcceptedMessage, ...],
+    ) -> list[Out] | None:
+        """Failures for a message the provider must not get (expired, too big); else None."""
+        provider = self.config.providers[name]
+        everyone = [*parts, *duplicates]
+        first = parts[0]
+        oldest = min(m.received_at for m in parts)
+        deadline = expires_at(first.validity_period, oldest, provider.max_age_s(self.message_ttl_s))
+        if time.time() >= deadline:
+            self.counts["expired"] += len(everyone)
+            self.log.info("expired before routing", id=first.id, provider=name)
+            return self._failed(everyone, ERR_EXPIRED, "expired", MessageState.EXPIRED)
+        limit = provider.max_pdu_octets
+        if any(_octets_bound(m) > limit for m in parts):
+            try:
+                size = submit_octets(parts, provider.segmentation)
+            except ValueError:  # EncodeError, or a framing this code does not know
+                size = limit + 1
+            if size > limit:
+                self.counts["too_big"] += len(everyone)
+                self.log.info(
+                    "message bigger than the provider takes", id=first.id, octets=size, limit=limit
+                )
+                return self._failed(everyone, ERR_UNSENDABLE, "too-big")
+        return None
+
     def _failed(
         self,
         parts: list[AcceptedMessage],
@@ -238,6 +308,7 @@ class Router:
         for m in parts:
             state = StateRecord(m.id, m.customer, m.source.addr, final, now, err, reason)
             out.append((self.topics.message_state, m.id.encode(), state.encode(), None))
+            count_final(self.final, final, reason)
             if customer_wants(m.registered_delivery, final):
                 receipt = failure_receipt(m, final, err)
                 out.append((self.topics.deliver, m.customer.encode(), receipt.encode(), None))

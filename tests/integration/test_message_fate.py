@@ -1,0 +1,174 @@
+"""Provider-side message fate (issue 10): expiry, unknown outcomes, oversize messages.
+
+Real Kafka and PostgreSQL, the whole pipeline in one process, simulated
+providers; every test has a well-behaved bystander whose receipts must all
+arrive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from benchmarks.smsc_sim.config import SimConfig
+from benchmarks.smsc_sim.server import SmscSimulator
+from smsgw.cluster.procs import free_port
+from smsgw.db.providers import add_provider
+from smsgw.db.routes import add_mt_route
+from smsgw.smpp import events as ev
+from smsgw.state import MessageState
+from smsgw.topics import Topics
+from smsgw.validity import parse_time
+from tests.helpers.customer import Customer, Received
+from tests.helpers.gateway import GatewayNode
+from tests.helpers.loop_thread import LoopThread
+from tests.integration.conftest import gateway_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class RecordingSim(SmscSimulator):
+    """A provider that also remembers each submit's validity_period, by destination."""
+
+    def __init__(self, config: SimConfig) -> None:
+        super().__init__(config)
+        self.validity: dict[str, str] = {}
+
+    def _answer_submit(self, conn: Any, event: ev.SubmitReceived, now: float) -> None:
+        self.validity[event.pdu.get_str("destination_addr")] = event.pdu.get_str("validity_period")
+        super()._answer_submit(conn, event, now)
+
+
+class Sims:
+    def __init__(self) -> None:
+        self.loop = LoopThread("smsc-sims")
+        self.sims: list[SmscSimulator] = []
+
+    def start(self, sim: SmscSimulator) -> SmscSimulator:
+        self.loop.run(sim.start())
+        self.sims.append(sim)
+        return sim
+
+    def dests(self, sim: SmscSimulator) -> list[str]:
+        dests: list[str] = self.loop.call(lambda: [r.dest for r in sim.received])
+        return dests
+
+    def stop(self) -> None:
+        for sim in self.sims:
+            self.loop.run(sim.stop())
+        self.loop.close()
+
+
+@pytest.fixture
+def sims() -> Iterator[Sims]:
+    s = Sims()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fate_gateway(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode]:
+    node = GatewayNode(gateway_settings(bootstrap, db_url), topics, with_pipeline=True)
+    node.start()
+    yield node
+    node.stop()
+
+
+def _provider(gw: GatewayNode, name: str, port: int, **kw: Any) -> None:
+    with psycopg.connect(gw.db_url) as conn:
+        add_provider(conn, name, host="127.0.0.1", port=port, system_id=name, password="pw", **kw)
+
+
+def _route(gw: GatewayNode, prefix: str, provider: str) -> None:
+    with psycopg.connect(gw.db_url) as conn:
+        add_mt_route(conn, prefix=prefix, provider=provider)
+
+
+def _absolute_in(seconds: float, quarters: int, sign: str) -> str:
+    """An absolute SMPP time `seconds` from now, written in local time at UTC±quarters/4 h."""
+    offset = dt.timedelta(minutes=15 * quarters) * (1 if sign == "+" else -1)
+    local = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds) + offset
+    return local.strftime("%y%m%d%H%M%S") + f"{local.microsecond // 100000}{quarters:02d}{sign}"
+
+
+def _by_id(receipts: list[Received]) -> dict[str, Received]:
+    return {r.receipted_id: r for r in receipts}
+
+
+def test_messages_expire_while_their_provider_is_unreachable(
+    fate_gateway: GatewayNode, sims: Sims
+) -> None:
+    """Issue 10 items 2 and 4: never sent after expiry, receipt EXPIRED err:903 on time."""
+    gw = fate_gateway
+    down_port, ttl_port = free_port(), free_port()  # nothing listens there (yet)
+    gw.add_customer("v", "pw")
+    _provider(gw, "down", down_port, tps=100)
+    _provider(gw, "short", ttl_port, tps=100, message_ttl_s=3)  # per-provider maximum age
+    _route(gw, "4917", "down")
+    _route(gw, "4918", "short")
+    c = Customer(gw.host, gw.port, "v", "pw").bind()
+    try:
+        seqs = {
+            "relative": c.submit("49170000001", validity_period="000000000003000R"),
+            "absolute+": c.submit("49170000002", validity_period=_absolute_in(3, 8, "+")),
+            "absolute-": c.submit("49170000003", validity_period=_absolute_in(3, 19, "-")),
+            "long": c.submit("49170000004", validity_period="000000000200000R"),
+            "bystander": c.submit("49170000005"),
+            "max-age": c.submit("49180000006"),
+        }
+        c.wait(lambda: len(c.responses) == len(seqs), 20, "responses")
+        accepted = time.monotonic()
+        ids = {name: c.accepted_ids()[seq] for name, seq in seqs.items()}
+        expiring = {ids[n] for n in ("relative", "absolute+", "absolute-", "max-age")}
+        # Expired while waiting: within a few seconds of the 3 s, not when the provider is back.
+        c.wait(
+            lambda: expiring <= set(_by_id(c.receipts)),
+            20,
+            f"EXPIRED receipts ({len(c.receipts)}): {gw.pipeline_stats()}",
+        )
+        assert time.monotonic() - accepted < 15
+        got = _by_id(c.receipts)
+        for mid in expiring:
+            assert got[mid].message_state == MessageState.EXPIRED
+            assert b"stat:EXPIRED" in got[mid].text and b"err:903" in got[mid].text
+        assert ids["long"] not in got and ids["bystander"] not in got
+
+        # The provider comes back: it gets only what has not expired, with what remains
+        # of the validity.
+        sim = RecordingSim(
+            SimConfig(system_id="down", password="pw", port=down_port, receipt_delay=0.1)
+        )
+        sims.start(sim)
+        c.wait(
+            lambda: {ids["long"], ids["bystander"]} <= set(_by_id(c.receipts)),
+            30,
+            f"receipts once the provider is back: {gw.pipeline_stats()}",
+        )
+        got = _by_id(c.receipts)
+        assert got[ids["long"]].message_state == MessageState.DELIVERED
+        assert got[ids["bystander"]].message_state == MessageState.DELIVERED
+        time.sleep(1)  # anything expired that would (wrongly) still be sent arrives by now
+        assert sorted(sims.dests(sim)) == ["49170000004", "49170000005"]
+        forwarded = sims.loop.call(lambda: dict(sim.validity))
+        assert forwarded["49170000005"] == ""
+        remaining = forwarded["49170000004"]
+        assert remaining.endswith("R") and remaining != "000000000200000R"
+        left = parse_time(remaining, 0.0)
+        assert left is not None and 90 < left < 120, remaining  # of 2 minutes
+        # Exactly one final state per message, and query_sm answers it.
+        assert len(c.receipts) == len(seqs)
+        c.query(ids["relative"])
+        c.wait(lambda: ids["relative"] in c.queries, 10, "query_sm answer")
+        assert c.queries[ids["relative"]] == (0, MessageState.EXPIRED)
+        finals: dict[str, int] = {}
+        for b in gw.pipeline_stats()["binds"].values():  # type: ignore[attr-defined]
+            for key, n in b["final"].items():
+                finals[key] = finals.get(key, 0) + n
+        assert finals.get("EXPIRED|expired") == 4, finals
+    finally:
+        c.close()
