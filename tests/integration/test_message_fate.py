@@ -20,13 +20,17 @@ from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.cluster.procs import free_port
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route
+from smsgw.records import Routed
 from smsgw.smpp import events as ev
+from smsgw.smpp.codec import encode
 from smsgw.state import MessageState
 from smsgw.topics import Topics
 from smsgw.validity import parse_time
 from tests.helpers.customer import Customer, Received
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.kafka import produce_all
 from tests.helpers.loop_thread import LoopThread
+from tests.helpers.messages import accepted_message
 from tests.integration.conftest import gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -172,3 +176,101 @@ def test_messages_expire_while_their_provider_is_unreachable(
         assert finals.get("EXPIRED|expired") == 4, finals
     finally:
         c.close()
+
+
+BIG = 65_535  # the largest message_payload a TLV holds
+
+
+class DroppingSim(SmscSimulator):
+    """A provider that closes the connection on any submit_sm over 64 KiB (no answer)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        super().__init__(config)
+        self.dropped = 0
+
+    def _answer_submit(self, conn: Any, event: ev.SubmitReceived, now: float) -> None:
+        if len(encode(event.pdu)) > 65536:
+            self.dropped += 1
+            conn.abort()
+            return
+        super()._answer_submit(conn, event, now)
+
+
+def test_a_message_the_provider_drops_fails_alone(fate_gateway: GatewayNode, sims: Sims) -> None:
+    """Issue 10 item 3: bounded resends of unknown outcome (err:906), or refused at
+    routing by the provider's maximum PDU size (err:907); the bystander gets everything."""
+    gw = fate_gateway
+    cfg = {"password": "pw", "receipt_delay": 0.1}
+    lax = DroppingSim(SimConfig(system_id="lax", **cfg))  # type: ignore[arg-type]
+    strict = DroppingSim(SimConfig(system_id="strict", **cfg))  # type: ignore[arg-type]
+    sims.start(lax)
+    sims.start(strict)
+    gw.add_customer("big", "pw")
+    gw.add_customer("bystander", "pw")
+    # lax: we were told it takes 1 MiB, so only the connection drops tell; strict: 64 KiB.
+    _provider(gw, "lax", lax.port, tps=200, max_pdu_octets=1 << 20, max_unknown_attempts=3)
+    _provider(gw, "strict", strict.port, tps=200)
+    _route(gw, "4917", "lax")
+    _route(gw, "4918", "strict")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(
+        sims.loop.call(lambda s=s: sum(s.bound.values())) for s in (lax, strict)
+    ):
+        time.sleep(0.1)
+    big = Customer(gw.host, gw.port, "big", "pw").bind()
+    by = Customer(gw.host, gw.port, "bystander", "pw").bind()
+    try:
+        for i in range(10):
+            by.submit(f"491700000{i:02d}")
+        big_lax = big.submit("49170000100", b"", message_payload=b"x" * BIG)
+        big_strict = big.submit("49180000100", b"", message_payload=b"x" * BIG)
+        for i in range(10, 30):
+            by.submit(f"49{17 + i % 2}00000{i:02d}")
+        # A routed record whose submit_sm cannot be encoded (a 6-character service_type,
+        # as the listener once accepted): it fails alone at the send (err:907).
+        bad = accepted_message(
+            "bad-1",
+            customer="big",
+            service_type="CMT123",
+            short_message=b"x",
+            received_at=time.time(),
+        )
+        produce_all(gw.bootstrap, gw.topics.outbound("lax"), [Routed(bad, "lax").encode()])
+        big.wait(lambda: len(big.responses) == 2, 20, "big responses")
+        by.wait(lambda: len(by.responses) == 30, 20, "bystander responses")
+        ids = big.accepted_ids()
+        assert len(ids) == 2, big.responses
+        want = {*ids.values(), "bad-1"}
+        big.wait(
+            lambda: want <= set(_by_id(big.receipts)),
+            60,
+            f"big receipts {big.receipts}: {gw.pipeline_stats()}",
+        )
+        got = _by_id(big.receipts)
+        assert b"stat:UNDELIV" in got["bad-1"].text and b"err:907" in got["bad-1"].text
+        for seq, err in ((big_lax, b"err:906"), (big_strict, b"err:907")):
+            r = got[ids[seq]]
+            assert r.message_state == MessageState.UNDELIVERABLE, r
+            assert b"stat:UNDELIV" in r.text and err in r.text, r.text
+        by.wait(
+            lambda: len(by.receipts) == 30,
+            60,
+            f"bystander receipts ({len(by.receipts)}): {gw.pipeline_stats()}",
+        )
+        assert {r.receipted_id for r in by.receipts} == set(by.accepted_ids().values())
+        assert all(r.message_state == MessageState.DELIVERED for r in by.receipts)
+        # Exactly the bounded attempts at the lax provider, none at the strict one.
+        assert sims.loop.call(lambda: lax.dropped) == 3
+        assert sims.loop.call(lambda: strict.dropped) == 0
+        time.sleep(1)
+        assert len(big.receipts) == 3, "one final state each"
+        stats = gw.pipeline_stats()
+        router = stats["router"]
+        assert router["too_big"] == 1, router  # type: ignore[index]
+        binds = stats["binds"]
+        assert binds["provider:lax#0"]["unknown_exhausted"] == 1  # type: ignore[index]
+        assert binds["provider:lax#0"]["unsendable"] == 1  # type: ignore[index]
+        assert binds["provider:lax#0"]["unsendable"] == 1  # type: ignore[index]
+    finally:
+        big.close()
+        by.close()
