@@ -16,8 +16,7 @@ the README):
        response timeout: outcome unknown); failed alone so the queue flows
   907  cannot be sent to this provider: bigger than its maximum PDU size, or
        its submit_sm does not encode
-  908  withdrawn: the customer's submit was answered with an error, although
-       the record reached Kafka late (never sent)
+  908  its provider was removed while it was queued (`provider remove --drain fail`)
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ ERR_INCOMPLETE = 904
 ERR_DUPLICATE_PART = 905
 ERR_UNKNOWN_OUTCOME = 906
 ERR_UNSENDABLE = 907
-ERR_WITHDRAWN = 908
+ERR_PROVIDER_REMOVED = 908
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",

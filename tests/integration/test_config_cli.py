@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import psycopg
 import pytest
@@ -17,6 +18,13 @@ from smsgw.routing import MoRoutingTable, RoutingTable
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Pw7#xq9z"
+
+
+@pytest.fixture(autouse=True)
+def _kafka(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`provider remove` checks the provider's queue on Kafka (a prefix of this test's own)."""
+    monkeypatch.setenv("SMSGW_KAFKA_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("SMSGW_TOPIC_PREFIX", f"cli{uuid.uuid4().hex[:8]}.")
 
 
 def cli(db_url: str, *args: str, ok: bool = True) -> str:

@@ -14,12 +14,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.cluster.procs import free_port
 from smsgw.db.providers import add_provider
-from smsgw.db.routes import add_mt_route
+from smsgw.db.routes import add_mt_route, remove_mt_route
+from smsgw.drain import count
 from smsgw.records import Routed
 from smsgw.smpp import events as ev
 from smsgw.smpp.codec import encode
@@ -274,3 +276,84 @@ def test_a_message_the_provider_drops_fails_alone(fate_gateway: GatewayNode, sim
     finally:
         big.close()
         by.close()
+
+
+def _cli(gw: GatewayNode, *args: str) -> Any:
+    import smsgw.cli_routing  # noqa: F401  (registers the commands on main)
+    from smsgw.cli import main
+
+    env = {"SMSGW_KAFKA_BOOTSTRAP": gw.bootstrap, "SMSGW_TOPIC_PREFIX": gw.topics.prefix}
+    return CliRunner().invoke(main, ["--database-url", gw.db_url, *args], env=env)
+
+
+def _wait_queued(gw: GatewayNode, provider: str, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while (got := count(gw.bootstrap, gw.topics, provider)) != n:
+        assert time.monotonic() < deadline, f"{got} queued for {provider}, not {n}"
+        time.sleep(0.2)
+
+
+def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sims: Sims) -> None:
+    """Issue 10 item 5: refused with the count, unless drained (fail or reroute); a provider
+    re-added under the same name never sends what was queued for the old one."""
+    gw = fate_gateway
+    gone_port, other_port = free_port(), free_port()  # unreachable: messages queue up
+    gw.add_customer("q", "pw")
+    _provider(gw, "gone", gone_port, tps=100)
+    _provider(gw, "moved", other_port, tps=100)
+    live = sims.start(SmscSimulator(SimConfig(system_id="live", password="pw", receipt_delay=0.1)))
+    _provider(gw, "live", live.port, tps=200)
+    with psycopg.connect(gw.db_url) as conn:
+        r_gone = add_mt_route(conn, prefix="4917", provider="gone")
+        r_moved = add_mt_route(conn, prefix="4918", provider="moved")
+    c = Customer(gw.host, gw.port, "q", "pw").bind()
+    try:
+        for i in range(12):
+            c.submit(f"491700000{i:02d}")
+            c.submit(f"491800000{i:02d}")
+        c.wait(lambda: len(c.responses) == 24, 20, "responses")
+        ids = c.accepted_ids()
+        assert len(ids) == 24
+        _wait_queued(gw, "gone", 12)
+        _wait_queued(gw, "moved", 12)
+
+        # Route removed: the provider still has 12 waiting, so removal is refused.
+        with psycopg.connect(gw.db_url) as conn:
+            remove_mt_route(conn, r_gone.id)
+            remove_mt_route(conn, r_moved.id)
+            add_mt_route(conn, prefix="4918", provider="live")
+        refused = _cli(gw, "provider", "remove", "gone")
+        assert refused.exit_code == 1, refused.output
+        error = refused.output.splitlines()[-1]
+        assert "12 message(s) queued" in error and "--drain" in error, error
+
+        failed = _cli(gw, "provider", "remove", "gone", "--drain", "fail")
+        assert failed.exit_code == 0, failed.output
+        assert "12 queued message(s) failed" in failed.output
+        c.wait(lambda: len(c.receipts) == 12, 30, f"failure receipts ({len(c.receipts)})")
+        for r in c.receipts:
+            assert r.message_state == MessageState.UNDELIVERABLE
+            assert b"stat:UNDELIV" in r.text and b"err:908" in r.text
+            assert r.source.startswith("4917")
+
+        rerouted = _cli(gw, "provider", "remove", "moved", "--drain", "reroute")
+        assert rerouted.exit_code == 0, rerouted.output
+        c.wait(lambda: len(c.receipts) == 24, 30, f"receipts after reroute ({len(c.receipts)})")
+        delivered = [r for r in c.receipts if r.message_state == MessageState.DELIVERED]
+        assert sorted(r.source for r in delivered) == [f"491800000{i:02d}" for i in range(12)]
+        assert {r.receipted_id for r in c.receipts} == set(ids.values())
+
+        # A provider of the same name, added again (now reachable), starts empty.
+        back = sims.start(SmscSimulator(SimConfig(system_id="gone", password="pw")))
+        _provider(gw, "gone", back.port, tps=100)
+        deadline = time.monotonic() + 20
+        while not sims.loop.call(lambda: sum(back.bound.values())):
+            assert time.monotonic() < deadline, "re-added provider never bound"
+            time.sleep(0.1)
+        time.sleep(2)
+        assert sims.dests(back) == [], "nothing queued for the old provider is sent"
+        assert count(gw.bootstrap, gw.topics, "gone") == 0
+        time.sleep(1)
+        assert len(c.receipts) == 24, "one final state each"
+    finally:
+        c.close()

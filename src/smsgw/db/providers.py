@@ -232,27 +232,43 @@ def remove_provider(conn: psycopg.Connection[Any], name: str) -> None:
     """Delete a provider no route uses (as primary or failover)."""
     with conn.transaction():
         # The row lock orders us against `route add` (it takes FOR KEY SHARE).
-        row = conn.execute(
-            "SELECT id FROM providers WHERE name = %s FOR UPDATE", (name,)
-        ).fetchone()
-        if row is None:
-            raise _unknown(name)
-        users = conn.execute(
-            "SELECT id, prefix, provider_id = %s FROM mt_routes"
-            " WHERE provider_id = %s OR %s = ANY(failover_ids) ORDER BY id",
-            (row[0], row[0], row[0]),
-        ).fetchall()
-        if users:
-            listed = ", ".join(
-                f"{rid} (prefix {prefix or EMPTY}, {'primary' if primary else 'failover'})"
-                for rid, prefix, primary in users
-            )
-            raise ConfigError(
-                f"provider {name!r} is used by route(s) {listed}; "
-                "remove or change those routes first (`smsgw route list`)"
-            )
-        conn.execute("DELETE FROM providers WHERE id = %s", (row[0],))
+        row_id = _check_unused(conn, name, lock=True)
+        conn.execute("DELETE FROM providers WHERE id = %s", (row_id,))
     conn.commit()
+
+
+def check_removable(conn: psycopg.Connection[Any], name: str) -> None:
+    """Raise ConfigError if `name` does not exist or a route uses it."""
+    with conn.transaction():
+        _check_unused(conn, name, lock=False)
+    conn.commit()
+
+
+def _check_unused(conn: psycopg.Connection[Any], name: str, *, lock: bool) -> int:
+    """The provider's row id, if no route uses it (as primary or failover)."""
+    query = (
+        "SELECT id FROM providers WHERE name = %s FOR UPDATE"
+        if lock
+        else "SELECT id FROM providers WHERE name = %s"
+    )
+    row = conn.execute(query, (name,)).fetchone()
+    if row is None:
+        raise _unknown(name)
+    users = conn.execute(
+        "SELECT id, prefix, provider_id = %s FROM mt_routes"
+        " WHERE provider_id = %s OR %s = ANY(failover_ids) ORDER BY id",
+        (row[0], row[0], row[0]),
+    ).fetchall()
+    if users:
+        listed = ", ".join(
+            f"{rid} (prefix {prefix or EMPTY}, {'primary' if primary else 'failover'})"
+            for rid, prefix, primary in users
+        )
+        raise ConfigError(
+            f"provider {name!r} is used by route(s) {listed}; "
+            "remove or change those routes first (`smsgw route list`)"
+        )
+    return int(row[0])
 
 
 def list_providers(conn: psycopg.Connection[Any]) -> list[Provider]:
