@@ -245,6 +245,7 @@ class RouterImpl(_Base):
                 outbound_partitions=self.settings.topic_partitions,
                 multipart_expiry_s=self.settings.multipart_expiry_s,
                 message_ttl_s=self.settings.message_ttl_s,
+                produce_timeout_s=self.settings.produce_timeout_s,
             )
             return self.router
 
@@ -321,6 +322,7 @@ class ProviderBindImpl(_Base):
                 receipt_ttl_s=s.delivery_ttl_s,
                 failover_after_s=s.provider_failover_after_s,
                 message_ttl_s=s.message_ttl_s,
+                produce_timeout_s=s.produce_timeout_s,
             )
             return self.bind
 

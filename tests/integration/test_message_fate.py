@@ -8,8 +8,12 @@ arrive.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,13 +22,16 @@ from click.testing import CliRunner
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
+from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.procs import free_port
+from smsgw.cluster.topics import ensure_topics
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route, remove_mt_route
 from smsgw.drain import count
 from smsgw.records import Routed
 from smsgw.smpp import events as ev
 from smsgw.smpp.codec import encode
+from smsgw.smpp.status import CommandStatus as S
 from smsgw.state import MessageState
 from smsgw.topics import Topics
 from smsgw.validity import parse_time
@@ -357,3 +364,58 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
         assert len(c.receipts) == 24, "one final state each"
     finally:
         c.close()
+
+
+def test_an_error_answer_is_never_followed_by_a_send(db_url: str, sims: Sims) -> None:
+    """Issue 10 item 8: the broker pauses past the produce timeout, the customer gets
+    ESME_RSYSERR, the record reaches Kafka when the broker resumes: it is never sent."""
+    broker = EmbeddedKafka(
+        Path(tempfile.mkdtemp(prefix="smsgw-test-withdraw-")),
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    broker.start()
+    topics = Topics("withdraw.")
+    ensure_topics(broker.bootstrap, topics.specs(partitions=3))
+    gw = GatewayNode(
+        gateway_settings(broker.bootstrap, db_url, produce_timeout_s=2.0),
+        topics,
+        with_pipeline=True,
+    )
+    gw.start()
+    try:
+        sim = sims.start(SmscSimulator(SimConfig(system_id="p", password="pw", receipt_delay=0.1)))
+        gw.add_customer("w", "pw")
+        _provider(gw, "p", sim.port, tps=100)
+        _route(gw, "", "p")
+        c = Customer(gw.host, gw.port, "w", "pw").bind()
+        try:
+            c.submit("49170000001")  # before: all well
+            c.wait(lambda: len(c.receipts) == 1, 60, f"first receipt: {gw.pipeline_stats()}")
+            pid = broker.process.pid if broker.process else None
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                seq = c.submit("49170000002")  # the broker takes it only after the timeout
+                c.wait(lambda: seq in c.responses, 20, "answer while the broker is paused")
+                assert c.responses[seq][0] == S.ESME_RSYSERR
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            c.submit("49170000003")  # after: all well again
+            c.wait(lambda: len(c.receipts) == 2, 60, f"bystander receipt: {gw.pipeline_stats()}")
+            on_kafka = [m.destination.addr for m in gw.read_submits(expect=None, timeout=10)]
+            assert "49170000002" in on_kafka, "the answered-with-an-error record reached Kafka"
+            time.sleep(3)  # longer than the hold: a withdrawn message would be sent by now
+            assert sorted(sims.dests(sim)) == ["49170000001", "49170000003"]
+            assert len(c.receipts) == 2
+            stats = gw.pipeline_stats()
+            withdrawn = stats["router"]["withdrawn"] + sum(  # type: ignore[index]
+                b["withdrawn"]
+                for b in stats["binds"].values()  # type: ignore[attr-defined]
+            )
+            assert withdrawn == 1, stats
+        finally:
+            c.close()
+    finally:
+        gw.stop()
+        broker.stop()

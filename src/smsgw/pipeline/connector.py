@@ -25,6 +25,13 @@ A multipart message is one record: its parts go out in order on this bind,
 under this bind's own reference, re-segmented if the provider wants another
 framing (smsgw.reframe); the record's offset is done when every part's
 outcome is durable.
+
+A message routed "late" (more than the produce timeout after acceptance: its
+customer may have been answered with an error, smsgw.server.withdraw) waits
+WITHDRAWAL_HOLD_S before it is queued; its withdrawal marker, forwarded by the
+router right behind it on this topic, drops it (REJECTED, reason
+"withdrawn", no receipt). A marker for a message already sent is counted
+(``withdrawn_too_late``).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from smsgw.db.customers import Customer
 from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.message import AcceptedMessage
+from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
 from smsgw.pipeline.router import failure_receipt
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key
@@ -78,6 +85,9 @@ from smsgw.validity import TimeFieldError, expires_at, parse_time, relative_time
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
 RETRIABLE = {S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR, S.ESME_RX_T_APPN}
+# How long a late-routed message waits for a withdrawal marker that would follow
+# it within a router transaction or two.
+WITHDRAWAL_HOLD_S = 2.0
 
 
 class ConnectorConfig(Protocol):
@@ -124,6 +134,8 @@ class BindStats:
     expired: int = 0
     unknown_exhausted: int = 0
     unsendable: int = 0
+    withdrawn: int = 0
+    withdrawn_too_late: int = 0
     receipts: int = 0
     mo: int = 0
     connects: int = 0
@@ -187,6 +199,7 @@ class ProviderBind:
         receipt_ttl_s: float = 72 * 3600,
         failover_after_s: float = 10.0,
         message_ttl_s: float = 86400.0,
+        produce_timeout_s: float = 5.0,
     ) -> None:
         self.provider = provider
         self.index = index
@@ -197,6 +210,9 @@ class ProviderBind:
         self.receipt_ttl_s = receipt_ttl_s
         self.failover_after_s = failover_after_s
         self.max_age_s = provider.max_age_s(message_ttl_s)
+        self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
+        self._held: dict[str, list[_Item]] = {}  # late messages waiting out the hold
+        self._sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Queued groups by deadline; the expiry timer sleeps until the first.
         self._deadlines: list[tuple[float, int, _Group]] = []
         self._deadline_seq = itertools.count()
@@ -297,13 +313,48 @@ class ProviderBind:
                 await asyncio.sleep(0.01)
                 continue
             for msg in await self.consumer.batch(limit - len(self.queue)):
+                raw = msg.value() or b""
+                if is_withdrawal(raw):
+                    self._withdraw(Withdrawal.decode(raw))
+                    self.consumer.done(msg)
+                    continue
                 try:
-                    routed = Routed.decode(msg.value() or b"")
+                    routed = Routed.decode(raw)
                 except (ValueError, KeyError) as exc:
                     self.log.error("unreadable routed record skipped", error=str(exc))
                     self.consumer.done(msg)
                     continue
-                self.queue.extend(self._items(msg, routed))
+                items = self._items(msg, routed)
+                m = routed.message
+                if not routed.parts and routed.routed_at - m.received_at > self.late_after_s:
+                    self._held[m.id] = items
+                    asyncio.get_running_loop().call_later(WITHDRAWAL_HOLD_S, self._release, m.id)
+                    continue
+                self.queue.extend(items)
+
+    def _release(self, mid: str) -> None:
+        items = self._held.pop(mid, None)
+        if items:
+            self.queue.extend(items)
+
+    def _withdraw(self, w: Withdrawal) -> None:
+        """The customer was answered with an error: drop the message if it is not sent."""
+        items = self._held.pop(w.id, None)
+        if items is None:
+            items = [i for i in self.queue if w.id in i.ids]
+            if items:
+                self.queue = collections.deque(i for i in self.queue if w.id not in i.ids)
+        if not items:
+            if w.id in self._sent_ids:
+                self.stats.withdrawn_too_late += 1
+                self.log.error("withdrawn message was sent already", id=w.id)
+            return
+        self.stats.withdrawn += 1
+        self.log.warning("withdrawn message not sent", id=w.id)
+        for item in items:
+            self._failed(
+                item, 0, state=MessageState.REJECTED, err=0, reason="withdrawn", receipt=False
+            )
 
     def _items(self, msg: Message, routed: Routed) -> list[_Item]:
         """The provider parts of a routed record, each with the ids its receipt answers."""
@@ -416,6 +467,9 @@ class ProviderBind:
 
     def _revoked(self, parts: list[Any]) -> None:
         gone = {(p.topic, p.partition) for p in parts}
+        for mid, items in list(self._held.items()):
+            if (items[0].msg.topic(), items[0].msg.partition()) in gone:
+                del self._held[mid]
         self.queue = collections.deque(
             i for i in self.queue if (i.msg.topic(), i.msg.partition()) not in gone
         )
@@ -510,6 +564,10 @@ class ProviderBind:
                 continue
             item.attempts += 1
             item.sent_at = time.time()
+            for mid in item.ids:  # a withdrawal arriving after this is too late (counted)
+                self._sent_ids[mid] = None
+            while len(self._sent_ids) > 10_000:
+                self._sent_ids.popitem(last=False)
             self.in_flight[seq] = item
             self.stats.submitted += 1
 
@@ -589,6 +647,7 @@ class ProviderBind:
         state: MessageState = MessageState.UNDELIVERABLE,
         err: int = ERR_PROVIDER_REFUSED,
         reason: str = "refused",
+        receipt: bool = True,
     ) -> None:
         """A final state that is not the provider's receipt: state record, receipt, offset.
 
@@ -602,8 +661,8 @@ class ProviderBind:
             )
             self.producer.produce(self.topics.message_state, record.encode(), mid.encode())
             count_final(self.stats.final, state, reason)
-            if customer_wants(m.registered_delivery, state):
-                receipt = failure_receipt(
+            if receipt and customer_wants(m.registered_delivery, state):
+                delivery = failure_receipt(
                     m,
                     state,
                     err,
@@ -612,7 +671,7 @@ class ProviderBind:
                 )
                 futures.append(
                     self.producer.produce(
-                        self.topics.deliver, receipt.encode(), m.customer.encode()
+                        self.topics.deliver, delivery.encode(), m.customer.encode()
                     )
                 )
         if futures:

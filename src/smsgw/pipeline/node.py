@@ -89,6 +89,7 @@ class PipelineNode:
             outbound_partitions=self.settings.topic_partitions,
             multipart_expiry_s=self.settings.multipart_expiry_s,
             message_ttl_s=self.settings.message_ttl_s,
+            produce_timeout_s=self.settings.produce_timeout_s,
         )
         return self.router
 
@@ -145,6 +146,7 @@ class PipelineNode:
                     receipt_ttl_s=self.settings.delivery_ttl_s,
                     failover_after_s=self.settings.provider_failover_after_s,
                     message_ttl_s=self.settings.message_ttl_s,
+                    produce_timeout_s=self.settings.produce_timeout_s,
                 )
                 r.bind[:] = [b]
                 return b

@@ -16,6 +16,14 @@ A message is routed only if the chosen provider can still take it: one past
 its expiry (validity period or maximum age, smsgw.validity) ends EXPIRED
 (err:903), one whose submit_sm would exceed the provider's maximum PDU size
 fails (err:907) rather than being sent to be dropped.
+
+Withdrawals (smsgw.server.withdraw): a message whose withdrawal marker is in
+the same batch is not routed (final state REJECTED, reason "withdrawn", no
+receipt: the customer was answered with an error and has no id for it). A
+marker arriving after its message was routed is forwarded to that provider's
+topic (same key, so after the message), where the bind drops the message if
+it has not sent it; the router remembers where it sent the messages that can
+have one ("late": read more than the produce timeout after acceptance).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -46,7 +55,14 @@ from smsgw.assembly import (
 from smsgw.db.providers import Provider
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
-from smsgw.message import AcceptedMessage, RecordError, decode, encode
+from smsgw.message import (
+    AcceptedMessage,
+    RecordError,
+    Withdrawal,
+    decode,
+    encode,
+    is_withdrawal,
+)
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
     ERR_EXPIRED,
@@ -144,6 +160,7 @@ class Router:
         outbound_partitions: int = 6,
         multipart_expiry_s: float = 600.0,
         message_ttl_s: float = 86400.0,
+        produce_timeout_s: float = 5.0,
         metrics: Any = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -151,6 +168,10 @@ class Router:
         self.config = config
         self.outbound_partitions = outbound_partitions
         self.message_ttl_s = message_ttl_s
+        # Read this long after acceptance, a message may have been answered with an
+        # error (its report came too late): remember where it went (1 s for clocks).
+        self.late_after_s = max(0.0, produce_timeout_s - 1.0)
+        self._late: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self.final: dict[str, int] = {}  # "STATE|reason" (count_final)
         self.consumer = AsyncConsumer(
             consumer_config(bootstrap, f"{topics.prefix}router"),
@@ -182,6 +203,9 @@ class Router:
             "multipart_held": 0,
             "expired": 0,
             "too_big": 0,
+            "withdrawn": 0,
+            "withdrawals_forwarded": 0,
+            "withdrawals_unmatched": 0,
         }
         self.log = log.get("smsgw.router")
 
@@ -342,9 +366,21 @@ class Router:
         for whole in self._ready:
             out += self._assembled(whole)
         self._ready = []
+        withdrawn_here = {
+            Withdrawal.decode(v).id
+            for v in (msg.value() for msg in batch)
+            if v is not None and is_withdrawal(v)
+        }
+        now = time.time()
         for msg in batch:
+            raw = msg.value() or b""
+            if is_withdrawal(raw):
+                w = Withdrawal.decode(raw)
+                if w.id not in withdrawn_here:
+                    out += self._withdrawal(w)
+                continue
             try:
-                m = decode(msg.value() or b"")
+                m = decode(raw)
             except RecordError as exc:
                 self.counts["bad_record"] += 1
                 self.log.error(
@@ -359,7 +395,17 @@ class Router:
                 if complete is not None:
                     out += self._assembled(complete)
                 continue
-            out += self._routed((m,), ())
+            if m.id in withdrawn_here:  # its marker follows in this very batch
+                out += self._withdrawn(m)
+                continue
+            routed = self._routed((m,), ())
+            if now - m.received_at > self.late_after_s and routed:
+                topic = routed[0][0]
+                if topic != self.topics.message_state:  # routed, not failed
+                    self._late[m.id] = (topic, m.kafka_key)
+                    while len(self._late) > 100_000:
+                        self._late.popitem(last=False)
+            out += routed
         out += self._changelog_writes()
         offsets: dict[tuple[str, int], int] = {}
         for msg in batch:
@@ -368,6 +414,26 @@ class Router:
         await self._commit(out, offsets)
         for msg in batch:
             self.consumer.done(msg)
+
+    def _withdrawn(self, m: AcceptedMessage) -> list[Out]:
+        """Not routed: final REJECTED without a receipt (the customer got an error)."""
+        self.counts["withdrawn"] += 1
+        self.log.warning("withdrawn message not routed", id=m.id, customer=m.customer)
+        state = StateRecord(
+            m.id, m.customer, m.source.addr, MessageState.REJECTED, time.time(), 0, "withdrawn"
+        )
+        count_final(self.final, MessageState.REJECTED, "withdrawn")
+        return [(self.topics.message_state, m.id.encode(), state.encode(), None)]
+
+    def _withdrawal(self, w: Withdrawal) -> list[Out]:
+        """A marker after its message: pass it on to where the message went, if it did."""
+        where = self._late.pop(w.id, None)
+        if where is None:
+            # Never on Kafka (the usual case), or routed before this router's time.
+            self.counts["withdrawals_unmatched"] += 1
+            return []
+        self.counts["withdrawals_forwarded"] += 1
+        return [(where[0], where[1], w.encode(), None)]
 
     def _changelog_writes(self) -> list[Out]:
         """Parts now held and routed markers, for the multipart changelog."""
