@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from confluent_kafka import Producer
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
@@ -28,10 +29,13 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route, remove_mt_route
 from smsgw.drain import count
+from smsgw.message import Withdrawal
+from smsgw.message import encode as encode_message
 from smsgw.records import Routed
 from smsgw.smpp import events as ev
 from smsgw.smpp.codec import encode
 from smsgw.smpp.status import CommandStatus as S
+from smsgw.smpp.submission import Address
 from smsgw.state import MessageState
 from smsgw.topics import Topics
 from smsgw.validity import parse_time
@@ -421,3 +425,48 @@ def test_an_error_answer_is_never_followed_by_a_send(db_url: str, sims: Sims) ->
     finally:
         gw.stop()
         broker.stop()
+
+
+def test_a_withdrawal_behind_a_routed_message_stops_it_at_the_bind(
+    fate_gateway: GatewayNode, sims: Sims
+) -> None:
+    """Item 8, the slower path: the marker reaches the router after the message was
+    routed; the router forwards it behind the message and the bind, holding the late
+    message, drops it. A late message without a marker is sent after the hold."""
+    gw = fate_gateway
+    sim = sims.start(SmscSimulator(SimConfig(system_id="p", password="pw", receipt_delay=0.1)))
+    gw.add_customer("w", "pw")
+    _provider(gw, "p", sim.port, tps=100)
+    _route(gw, "", "p")
+    deadline = time.monotonic() + 20
+    while not sims.loop.call(lambda: sum(sim.bound.values())):
+        assert time.monotonic() < deadline, "provider never bound"
+        time.sleep(0.1)
+    late = time.time() - 30  # accepted long ago, as if Kafka took it late
+    withdrawn = accepted_message(
+        "late-1", customer="w", destination=Address("49170000001", 1, 1), received_at=late
+    )
+    kept = accepted_message(
+        "late-2", customer="w", destination=Address("49170000002", 1, 1), received_at=late
+    )
+    producer = Producer({"bootstrap.servers": gw.bootstrap, "enable.idempotence": True})
+    for m in (withdrawn, kept):
+        producer.produce(gw.topics.submit, value=encode_message(m), key=m.kafka_key)
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 30
+    while gw.pipeline_stats().get("router", {}).get("routed", 0) < 2:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "never routed"
+        time.sleep(0.05)
+    # Routed already: the marker comes in a later transaction, and the bind holds them.
+    marker = Withdrawal("late-1", "w", withdrawn.source.addr, time.time()).encode()
+    producer.produce(gw.topics.submit, value=marker, key=withdrawn.kafka_key)
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 30
+    while sims.dests(sim) != ["49170000002"]:
+        assert time.monotonic() < deadline, f"{sims.dests(sim)}: {gw.pipeline_stats()}"
+        time.sleep(0.2)
+    time.sleep(3)  # past the hold: the withdrawn one would have gone by now
+    assert sims.dests(sim) == ["49170000002"]
+    stats = gw.pipeline_stats()
+    assert stats["router"]["withdrawals_forwarded"] == 1, stats  # type: ignore[index]
+    assert stats["binds"]["provider:p#0"]["withdrawn"] == 1, stats  # type: ignore[index]

@@ -371,12 +371,13 @@ class Router:
             for v in (msg.value() for msg in batch)
             if v is not None and is_withdrawal(v)
         }
+        dropped: set[str] = set()  # withdrawn here: their markers need no forwarding
         now = time.time()
         for msg in batch:
             raw = msg.value() or b""
             if is_withdrawal(raw):
                 w = Withdrawal.decode(raw)
-                if w.id not in withdrawn_here:
+                if w.id not in dropped:  # its message came in an earlier batch, if at all
                     out += self._withdrawal(w)
                 continue
             try:
@@ -396,6 +397,7 @@ class Router:
                     out += self._assembled(complete)
                 continue
             if m.id in withdrawn_here:  # its marker follows in this very batch
+                dropped.add(m.id)
                 out += self._withdrawn(m)
                 continue
             routed = self._routed((m,), ())
