@@ -219,7 +219,12 @@ def provider_remove(ctx: click.Context, name: str, drain: str | None) -> None:
     topics = Topics(settings.topic_prefix)
     with _config_errors(), _db(ctx) as conn:
         check_removable(conn, name)
-        waiting = drains.count(bootstrap, topics, name)
+        try:
+            waiting = drains.count(bootstrap, topics, name)
+        except (KafkaException, TimeoutError) as exc:
+            raise click.ClickException(
+                f"cannot read the provider's queue on Kafka ({bootstrap}): {exc}"
+            ) from exc
         if waiting and drain is None:
             raise click.ClickException(
                 f"provider {name!r} has {waiting} message(s) queued ({topics.outbound(name)});"

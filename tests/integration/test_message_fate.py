@@ -372,6 +372,17 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
         c.close()
 
 
+def _submit_until_accepted(c: Customer, dest: str, timeout: float = 60) -> None:
+    """Submit until one is accepted (a fresh broker may time out the first produces)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seq = c.submit(dest)
+        c.wait(lambda s=seq: s in c.responses, 20, f"answer to {dest}")  # type: ignore[misc]
+        if c.responses[seq][0] == 0:
+            return
+        assert time.monotonic() < deadline, f"{dest} never accepted"
+
+
 def test_an_error_answer_is_never_followed_by_a_send(db_url: str, sims: Sims) -> None:
     """Issue 10 item 8: the broker pauses past the produce timeout, the customer gets
     ESME_RSYSERR, the record reaches Kafka when the broker resumes: it is never sent."""
@@ -396,30 +407,44 @@ def test_an_error_answer_is_never_followed_by_a_send(db_url: str, sims: Sims) ->
         _route(gw, "", "p")
         c = Customer(gw.host, gw.port, "w", "pw").bind()
         try:
-            c.submit("49170000001")  # before: all well
+            _submit_until_accepted(c, "49170000001")  # before: all well (the new broker warm)
             c.wait(lambda: len(c.receipts) == 1, 60, f"first receipt: {gw.pipeline_stats()}")
             pid = broker.process.pid if broker.process else None
             assert pid is not None
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                seq = c.submit("49170000002")  # the broker takes it only after the timeout
-                c.wait(lambda: seq in c.responses, 20, "answer while the broker is paused")
-                assert c.responses[seq][0] == S.ESME_RSYSERR
-            finally:
-                os.kill(pid, signal.SIGCONT)
-            c.submit("49170000003")  # after: all well again
-            c.wait(lambda: len(c.receipts) == 2, 60, f"bystander receipt: {gw.pipeline_stats()}")
-            on_kafka = [m.destination.addr for m in gw.read_submits(expect=None, timeout=10)]
-            assert "49170000002" in on_kafka, "the answered-with-an-error record reached Kafka"
+            # Whether the paused broker still gets the request depends on where librdkafka
+            # was with it; pause until one answered-with-an-error record lands all the same.
+            late: list[str] = []
+            for attempt in range(5):
+                dest = f"4917000010{attempt}"
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    seq = c.submit(dest)  # the broker takes it, if at all, after the timeout
+                    c.wait(lambda s=seq: s in c.responses, 20, "answer while paused")  # type: ignore[misc]
+                    assert c.responses[seq][0] == S.ESME_RSYSERR
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                _submit_until_accepted(c, f"4917000020{attempt}")  # after: all well again
+                on_kafka = {m.destination.addr for m in gw.read_submits(None, timeout=5)}
+                if dest in on_kafka:
+                    late.append(dest)
+                    break
+            assert late, "no answered-with-an-error record reached Kafka in 5 pauses"
+            accepted_n = len(c.accepted_ids())
+            c.wait(
+                lambda: len(c.receipts) == accepted_n,
+                60,
+                f"receipts of the accepted: {gw.pipeline_stats()}",
+            )
             time.sleep(3)  # longer than the hold: a withdrawn message would be sent by now
-            assert sorted(sims.dests(sim)) == ["49170000001", "49170000003"]
-            assert len(c.receipts) == 2
+            sent = sims.dests(sim)
+            assert not [d for d in sent if d.startswith("4917000010")], sent
+            assert len(sent) == accepted_n and len(c.receipts) == accepted_n
             stats = gw.pipeline_stats()
             withdrawn = stats["router"]["withdrawn"] + sum(  # type: ignore[index]
                 b["withdrawn"]
                 for b in stats["binds"].values()  # type: ignore[attr-defined]
             )
-            assert withdrawn == 1, stats
+            assert withdrawn >= len(late), stats
         finally:
             c.close()
     finally:

@@ -315,7 +315,10 @@ class ProviderBind:
             for msg in await self.consumer.batch(limit - len(self.queue)):
                 raw = msg.value() or b""
                 if is_withdrawal(raw):
-                    self._withdraw(Withdrawal.decode(raw))
+                    try:
+                        self._withdraw(Withdrawal.decode(raw))
+                    except ValueError as exc:
+                        self.log.error("unreadable withdrawal skipped", error=str(exc))
                     self.consumer.done(msg)
                     continue
                 try:

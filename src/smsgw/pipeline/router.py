@@ -366,18 +366,15 @@ class Router:
         for whole in self._ready:
             out += self._assembled(whole)
         self._ready = []
-        withdrawn_here = {
-            Withdrawal.decode(v).id
-            for v in (msg.value() for msg in batch)
-            if v is not None and is_withdrawal(v)
-        }
+        markers = {i: w for i, msg in enumerate(batch) if (w := self._marker(msg)) is not None}
+        withdrawn_here = {w.id for w in markers.values()}
         dropped: set[str] = set()  # withdrawn here: their markers need no forwarding
         now = time.time()
-        for msg in batch:
+        for i, msg in enumerate(batch):
             raw = msg.value() or b""
             if is_withdrawal(raw):
-                w = Withdrawal.decode(raw)
-                if w.id not in dropped:  # its message came in an earlier batch, if at all
+                w = markers.get(i)
+                if w is not None and w.id not in dropped:  # its message came earlier, if at all
                     out += self._withdrawal(w)
                 continue
             try:
@@ -416,6 +413,17 @@ class Router:
         await self._commit(out, offsets)
         for msg in batch:
             self.consumer.done(msg)
+
+    def _marker(self, msg: Message) -> Withdrawal | None:
+        raw = msg.value()
+        if not is_withdrawal(raw):
+            return None
+        try:
+            return Withdrawal.decode(raw or b"")
+        except RecordError as exc:
+            self.counts["bad_record"] += 1
+            self.log.error("unreadable withdrawal skipped", error=str(exc), offset=msg.offset())
+            return None
 
     def _withdrawn(self, m: AcceptedMessage) -> list[Out]:
         """Not routed: final REJECTED without a receipt (the customer got an error)."""
