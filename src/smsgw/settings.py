@@ -91,6 +91,9 @@ class Settings(BaseSettings):
 
     # Message path.
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
+    # An accepted message not with a provider this long after acceptance expires
+    # (err:903); a provider's --message-ttl overrides it, a shorter validity wins.
+    message_ttl_s: float = Field(default=86400.0, gt=0)
     delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind
     receipt_park_s: float = 600.0  # a receipt waits this long for its submit's pairing
     # An incomplete multipart message fails (err:904 receipts) this long after
