@@ -30,6 +30,8 @@ def _env(home: Path) -> dict[str, str]:
         SMSGW_POSTGRES_PORT=str(free_port()),
         SMSGW_RAY_PORT=str(free_port()),
         SMSGW_RAY_DASHBOARD_PORT=str(free_port()),
+        SMSGW_METRICS_PORT=str(free_port()),
+        SMSGW_CONSOLE_LISTEN=f"127.0.0.1:{free_port()}",
         SMSGW_SMPP_LISTEN=f"127.0.0.1:{free_port()}",
     )
     return env
@@ -66,7 +68,16 @@ def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:
             err = proc.stderr.read() if proc.stderr else ""
             pytest.fail(f"smsgw run exited {proc.returncode}: {err}")
         assert code == 0, f"status never healthy: {report}"
-        assert {r["part"] for r in report} == {"kafka", "postgres", "ray", "smpp"}
+        assert {r["part"] for r in report} == {
+            "kafka",
+            "postgres",
+            "ray",
+            "smpp",
+            "metrics",
+            "console",
+        }
+        metrics = next(r for r in report if r["part"] == "metrics")
+        assert f"127.0.0.1:{env['SMSGW_METRICS_PORT']}/metrics" in str(metrics["detail"])
         assert all(r["healthy"] for r in report)
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
