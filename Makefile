@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smsgw-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps run test lint typecheck unit clean-cache bench
+.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench
 
 setup: system-deps $(STAMP) kafka-jars
 
@@ -24,6 +24,10 @@ kafka-jars: $(STAMP)
 
 run: setup
 	$(BIN)/smsgw run
+
+# Prometheus (Debian's) scraping the gateway that `make run` started; Ctrl-C stops it.
+observe: setup
+	$(BIN)/smsgw observe
 
 lint: $(STAMP)
 	$(BIN)/ruff check src actors cluster tests benchmarks

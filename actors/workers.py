@@ -200,6 +200,15 @@ class ListenerImpl(_Base):
             "lag": self.peers.lag if self.peers else {},
         }
 
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """What this node's state store knows of one message (the console's lookup)."""
+        gw = self.gateway
+        if gw is None or gw.core is None:
+            return None
+        core = gw.core
+        record = self.host.call(lambda: core.states.get(message_id), timeout=5)
+        return None if record is None else dict(record.public())
+
     def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
         """Another node's deliverer hands over deliveries for binds on this node."""
         gw = self.gateway
@@ -219,6 +228,7 @@ class ListenerImpl(_Base):
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
+            "failures": [r.public() for r in list(core.states.failures)[-20:]],
         }
         if gw.pipeline and gw.pipeline.deliverer:
             out["deliverer"] = vars(gw.pipeline.deliverer.stats).copy()

@@ -82,7 +82,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     runtime = read_runtime(settings.runtime_file)
     listen = runtime.get("smpp_listen") or settings.smpp_listen
     report = all_health(
-        settings.model_copy(update={"smpp_listen": listen}), runtime.get("ray_dashboard")
+        settings.model_copy(update={"smpp_listen": listen}),
+        runtime.get("ray_dashboard"),
+        runtime.get("metrics"),
+        runtime.get("console"),
     )
     cluster = _cluster_status(settings) if report[2].healthy else None
     if as_json:
@@ -173,3 +176,60 @@ def stop(ctx: click.Context) -> None:
         click.echo("smsgw: actors stopped")
     else:
         click.echo("smsgw: no gateway actors were running")
+
+
+@main.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:9090",
+    show_default=True,
+    envvar="SMSGW_PROMETHEUS_LISTEN",
+    help="Prometheus' web address (env SMSGW_PROMETHEUS_LISTEN); loopback unless you say so.",
+)
+@click.pass_context
+def observe(ctx: click.Context, listen: str) -> None:
+    """Run Prometheus (Debian's) against the running gateway, with the shipped scrape config.
+
+    Scrapes every Ray node's metrics endpoint; the Grafana dashboard to import
+    is cluster/observe/grafana-dashboard.json. Runs in the foreground.
+    """
+    from smsgw.cluster.procs import ServiceError
+    from smsgw.cluster.prometheus import DASHBOARD, EmbeddedPrometheus, ray_metrics_targets
+    from smsgw.settings import parse_hostport
+
+    settings = load_settings(ctx)
+    runtime = read_runtime(settings.runtime_file)
+    targets: list[str] = []
+    local = None
+    if runtime.get("metrics"):
+        local = str(runtime["metrics"]).removeprefix("http://").removesuffix("/metrics")
+    if settings.ray_address:
+        import ray
+
+        from smsgw.actors import runtime as rt
+
+        rt.connect(settings.ray_address)
+        targets = ray_metrics_targets(ray.nodes(), local)  # type: ignore[no-untyped-call]
+    if not targets and local:
+        targets = [local]
+    if not targets:
+        raise click.ClickException("no gateway to observe: start it with `make run` first")
+    _host, port = parse_hostport(listen, 9090)
+    prom = EmbeddedPrometheus(settings.home / "prometheus", targets, port=port)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        prom.start()
+        click.echo(
+            f"smsgw: Prometheus on {prom.url} scraping {', '.join(targets)}; "
+            f"Grafana dashboard: {DASHBOARD} (Ctrl-C stops)",
+            err=True,
+        )
+        while not stop.wait(0.5):
+            if prom.process is None or not prom.process.alive():
+                raise click.ClickException(f"Prometheus exited; see {prom.data_dir}/prometheus.log")
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        prom.stop()

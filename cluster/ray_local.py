@@ -135,6 +135,11 @@ class EmbeddedRay:
         return self.node_ip in ("127.0.0.1", "localhost")
 
     @property
+    def metrics_url(self) -> str:
+        """The node's Prometheus endpoint (Ray's metrics agent, metric names prefixed ``ray_``)."""
+        return f"http://127.0.0.1:{self.metrics_export_port}/metrics"
+
+    @property
     def dashboard_url(self) -> str:
         return f"http://{self.dashboard_host}:{self.dashboard_port}"
 
@@ -153,7 +158,7 @@ class EmbeddedRay:
         if self.join:
             self._start_worker(timeout)
             return
-        for p in (self.port, self.dashboard_port):
+        for p in (self.port, self.dashboard_port, self.metrics_export_port):
             if port_open("127.0.0.1", p):
                 raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
         argv = [

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     ray_dashboard_host: str = "127.0.0.1"
     ray_dashboard_port: int = 8265
     ray_object_store_mb: int = 256
+    # Ray's --metrics-export-port of the embedded head: fixed, so Prometheus
+    # (cluster/observe/prometheus.yml, `make observe`) finds it on every start.
+    metrics_port: int = Field(default=9477, gt=0, lt=65536)
+    # The operator console (HTTP, token in $SMSGW_HOME/console.token), served by the
+    # supervisor. Loopback unless configured otherwise (DESIGN invariant 10).
+    console_listen: str = "127.0.0.1:8280"
 
     # Kafka data plane.
     topic_prefix: str = "smsgw."
@@ -122,7 +128,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("smpp_listen")
+    @field_validator("smpp_listen", "console_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_hostport(value, 2775)
