@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,12 @@ from smsgw.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _no_process_security() -> Iterator[None]:
+def _no_process_security(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The integration harness exports the session broker's credentials as
+    # SMSGW_KAFKA_* (one pytest process runs both tiers): Settings must not see them.
+    for name in list(os.environ):
+        if name.startswith("SMSGW_KAFKA_"):
+            monkeypatch.delenv(name)
     use_security({})
     yield
     use_security({})
