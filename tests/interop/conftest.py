@@ -61,6 +61,13 @@ def java_peers() -> Iterator[p.PeerProcess]:
 
 
 @pytest.fixture(scope="session")
+def python_peers() -> Iterator[p.PeerProcess]:
+    peers = p.start_python()
+    yield peers
+    peers.close()
+
+
+@pytest.fixture(scope="session")
 def interop_sims() -> Iterator[Sims]:
     """The project's own SMSC simulator: the provider behind the customer-side tests."""
     s = Sims()

@@ -228,6 +228,17 @@ def start_java(lib: Path, classes: Path) -> PeerProcess:
     return peers
 
 
+def start_python() -> PeerProcess:
+    repo = HERE.parent.parent
+    peers = PeerProcess(
+        "python",
+        [sys.executable, "-m", "tests.interop.python_peer"],
+        env={"PYTHONPATH": str(repo)},
+    )
+    peers.wait_for("python", "ready", timeout=60)
+    return peers
+
+
 def versions(modules: Path, lib: Path) -> dict[str, str]:
     """The versions of the third-party peers as installed (for the README table's check)."""
     node = json.loads((modules / "smpp" / "package.json").read_text())["version"]

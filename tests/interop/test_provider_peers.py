@@ -56,6 +56,7 @@ def _config(
             password="pw",
             bind_mode=mode,
             tps=50,
+            enquire_link_s=1,
             submit_id_format="hex",
             receipt_id_format="dec",
         )
@@ -101,6 +102,16 @@ def test_third_party_smsc_as_provider(
     got = peers.wait_for(name, "bound", count=len(bound), timeout=60)
     assert {e["type"] for e in got} == bound
     assert not peers.of(name, "bind_refused"), "the gateway tried a transceiver bind"
+    # --enquire-link 1: every link's first enquire_link follows its bind by about a second
+    # (item 2: it came 120 s after the bind, when the pre-bind inactivity timer fired).
+    links = {"trx"} if mode == "trx" else {"tx", "rx"}
+    if lang == "java":
+        links = {"BOUND_" + b.upper() for b in links}
+
+    def pinged() -> set[str]:
+        return {e["type"] for e in peers.of(name, "enquire_link")}
+
+    _wait(lambda: pinged() >= links, 20, f"enquire_link on each of {links} (got {pinged()})")
 
     c = Customer(gw.host, gw.port, customer, "pw").bind()
     try:

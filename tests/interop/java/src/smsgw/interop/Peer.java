@@ -71,7 +71,14 @@ import org.jsmpp.util.MessageId;
 public final class Peer {
   private static final Gson GSON = new Gson();
   private static final HexFormat HEX = HexFormat.of();
-  private static final Map<String, SMPPSession> CLIENTS = new ConcurrentHashMap<>();
+  /** jsmpp's SMPPSession, with its (protected) enquire_link made callable. */
+  static final class Client extends SMPPSession {
+    void ping() throws Exception {
+      sendEnquireLink(); // blocks until enquire_link_resp, or throws
+    }
+  }
+
+  private static final Map<String, Client> CLIENTS = new ConcurrentHashMap<>();
   private static final Map<String, Server> SERVERS = new ConcurrentHashMap<>();
   private static final ExecutorService WORK = Executors.newCachedThreadPool();
   private static final ScheduledExecutorService TIMER = Executors.newScheduledThreadPool(2);
@@ -128,7 +135,7 @@ public final class Peer {
             }
           });
     }
-    for (SMPPSession s : CLIENTS.values()) {
+    for (Client s : CLIENTS.values()) {
       s.unbindAndClose();
     }
     System.exit(0);
@@ -139,9 +146,14 @@ public final class Peer {
       case "bind" -> bind(peer, cmd);
       case "submit" -> submit(peer, cmd);
       case "unbind" -> {
-        SMPPSession s = CLIENTS.remove(peer);
+        Client s = CLIENTS.remove(peer);
+        s.unbind(); // sends unbind and waits for unbind_resp
+        emit(peer, "unbound", kv("status", 0));
         s.unbindAndClose();
-        emit(peer, "unbound", kv());
+      }
+      case "enquire_link" -> {
+        CLIENTS.get(peer).ping();
+        emit(peer, "enquire_link_resp", kv("status", 0));
       }
       case "serve" -> {
         Server server = new Server(peer, cmd);
@@ -163,7 +175,7 @@ public final class Peer {
           case "rx" -> BindType.BIND_RX;
           default -> BindType.BIND_TRX;
         };
-    SMPPSession session = new SMPPSession();
+    Client session = new Client();
     session.setEnquireLinkTimer(cmd.has("enquire_link_ms") ? cmd.get("enquire_link_ms").getAsInt() : 30000);
     session.setTransactionTimer(10000);
     session.setMessageReceiverListener(
@@ -221,7 +233,7 @@ public final class Peer {
   }
 
   static void submit(String peer, JsonObject cmd) throws Exception {
-    SMPPSession session = CLIENTS.get(peer);
+    Client session = CLIENTS.get(peer);
     byte[] body;
     int dataCoding = cmd.has("data_coding") ? cmd.get("data_coding").getAsInt() : 0;
     if (cmd.has("text")) {
@@ -267,7 +279,7 @@ public final class Peer {
             (byte) 0,
             body,
             params.toArray(new OptionalParameter[0]));
-    emit(peer, "submit_resp", kv("tag", cmd.get("tag").getAsString(), "message_id", res.getMessageId()));
+    emit(peer, "submit_resp", kv("tag", cmd.get("tag").getAsString(), "status", 0, "message_id", res.getMessageId()));
   }
 
   // ---- the provider side: an SMSC on jsmpp's server session ----------------------------
@@ -457,6 +469,11 @@ public final class Peer {
       }
       listener.close();
       emit(peer, "stopped", kv());
+    }
+
+    @Override
+    public void onAcceptEnquireLink(org.jsmpp.bean.EnquireLink el, Session s) {
+      emit(peer, "enquire_link", kv("type", s.getSessionState().name()));
     }
 
     @Override
