@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 # other interop modules so that the shared gateway keeps every test's traffic apart.
 PREFIX = {("node", "trx"): "4921", ("java", "trx"): "4922",
           ("node", "tx+rx"): "4923", ("java", "tx+rx"): "4924"}  # fmt: skip
+UCS2_MO = "MO über RX ✓ 😀"
 MO_PREFIX = {("node", "trx"): "55521", ("java", "trx"): "55522",
              ("node", "tx+rx"): "55523", ("java", "tx+rx"): "55524"}  # fmt: skip
 
@@ -145,16 +146,23 @@ def test_third_party_smsc_as_provider(
             payload=True, tag="payload",
         )  # fmt: skip
         peers.wait_for(name, "mo_sent", lambda e: e["tag"] == "payload")
-        c.wait(lambda: len(c.mos) == 2, 60, f"MO at {customer} ({len(c.mos)}/2)")
+        peers.send(
+            name, "mo", source="4917012345678", dest=f"{mo_prefix}3", text=UCS2_MO,
+            data_coding=8, payload=True, tag="ucs2",
+        )  # fmt: skip
+        peers.wait_for(name, "mo_sent", lambda e: e["tag"] == "ucs2")
+        c.wait(lambda: len(c.mos) == 3, 60, f"MO at {customer} ({len(c.mos)}/3)")
         assert sorted((m.dest, m.text) for m in c.mos) == [
             (f"{mo_prefix}1", b"MO in sm"),
             (f"{mo_prefix}2", b"MO in payload"),
+            (f"{mo_prefix}3", UCS2_MO.encode("utf-16-be")),
         ]
         assert all(m.source == "4917012345678" for m in c.mos)
     finally:
         c.close()
 
-    # Disabling the provider stops its binds on purpose: each unbinds first (item 5).
+    # Disabling the provider stops its binds on purpose: each unbinds first (item 5; on the
+    # Ray runtime in test_provider_unbind_ray.py).
     with psycopg.connect(gw.db_url) as conn:
         update_provider(conn, name, enabled=False)
     if lang == "node":

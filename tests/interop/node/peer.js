@@ -23,7 +23,10 @@ function rawMessage(pdu) {
 	if (Buffer.isBuffer(sm)) return sm;
 	if (!sm) return Buffer.alloc(0);
 	const udh = sm.udh ? Buffer.concat(sm.udh) : Buffer.alloc(0);
-	return Buffer.concat([udh, Buffer.from(sm.message || '', pdu.data_coding === 8 ? 'utf16le' : 'latin1')]);
+	const text = pdu.data_coding === 8
+		? Buffer.from(sm.message || '', 'utf16le').swap16() // UTF-16BE
+		: Buffer.from(smpp.encodings.ASCII.encode(sm.message || '')); // GSM 03.38 septets
+	return Buffer.concat([udh, text]);
 }
 
 function describe(pdu) {
@@ -194,7 +197,7 @@ function mo(peer, cmd) {
 	const state = servers[peer];
 	const opts = {
 		source_addr_ton: 1, source_addr_npi: 1, source_addr: cmd.source,
-		destination_addr: cmd.dest, data_coding: 0,
+		destination_addr: cmd.dest, data_coding: cmd.data_coding || 0,
 	};
 	if (cmd.payload) opts.message_payload = cmd.text;
 	else opts.short_message = cmd.text;

@@ -437,7 +437,11 @@ public final class Peer {
     }
 
     void mo(JsonObject cmd) throws Exception {
-      byte[] text = cmd.get("text").getAsString().getBytes(StandardCharsets.ISO_8859_1);
+      boolean ucs2 = cmd.has("data_coding") && cmd.get("data_coding").getAsInt() == 8;
+      byte[] text =
+          cmd.get("text")
+              .getAsString()
+              .getBytes(ucs2 ? StandardCharsets.UTF_16BE : StandardCharsets.ISO_8859_1);
       boolean payload = cmd.has("payload") && cmd.get("payload").getAsBoolean();
       OptionalParameter[] params =
           payload
@@ -456,7 +460,7 @@ public final class Peer {
               (byte) 0,
               (byte) 0,
               new RegisteredDelivery(0),
-              GeneralDataCoding.DEFAULT,
+              ucs2 ? new GeneralDataCoding(org.jsmpp.bean.Alphabet.ALPHA_UCS2) : GeneralDataCoding.DEFAULT,
               payload ? new byte[0] : text,
               params);
       emit(peer, "mo_sent", kv("tag", cmd.has("tag") ? cmd.get("tag").getAsString() : ""));
