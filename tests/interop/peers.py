@@ -239,13 +239,6 @@ def start_python() -> PeerProcess:
     return peers
 
 
-def versions(modules: Path, lib: Path) -> dict[str, str]:
-    """The versions of the third-party peers as installed (for the README table's check)."""
-    node = json.loads((modules / "smpp" / "package.json").read_text())["version"]
-    [jar] = lib.glob("jsmpp-*.jar")
-    return {"node-smpp": node, "jsmpp": jar.stem.removeprefix("jsmpp-")}
-
-
 if __name__ == "__main__":
     for kind, path in ensure_all().items():
         print(f"interop peers ({kind}): {path}")

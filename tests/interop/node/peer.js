@@ -182,7 +182,8 @@ function pad(n) {
 
 function receipt(peer, state, n, submitPdu, then) {
 	const d = new Date();
-	const date = `${pad(d.getUTCFullYear() % 100)}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}`;
+	const date = [d.getUTCFullYear() % 100, d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(),
+		d.getUTCMinutes()].map(pad).join(''); // YYMMDDhhmm (SMPP 3.4 Appendix B)
 	const text = `id:${n} sub:001 dlvrd:001 submit date:${date} done date:${date} stat:DELIVRD err:000 text:`;
 	receiver(state).deliver_sm({
 		source_addr: submitPdu.destination_addr, destination_addr: submitPdu.source_addr,

@@ -21,6 +21,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.jsmpp.bean.AlertNotification;
+import org.jsmpp.bean.Alphabet;
 import org.jsmpp.bean.BindType;
 import org.jsmpp.bean.BroadcastSm;
 import org.jsmpp.bean.CancelBroadcastSm;
@@ -29,6 +30,7 @@ import org.jsmpp.bean.DataSm;
 import org.jsmpp.bean.DeliverSm;
 import org.jsmpp.bean.DeliveryReceipt;
 import org.jsmpp.bean.ESMClass;
+import org.jsmpp.bean.EnquireLink;
 import org.jsmpp.bean.GeneralDataCoding;
 import org.jsmpp.bean.NumberingPlanIndicator;
 import org.jsmpp.bean.OptionalParameter;
@@ -176,7 +178,8 @@ public final class Peer {
           default -> BindType.BIND_TRX;
         };
     Client session = new Client();
-    session.setEnquireLinkTimer(cmd.has("enquire_link_ms") ? cmd.get("enquire_link_ms").getAsInt() : 30000);
+    session.setEnquireLinkTimer(
+        cmd.has("enquire_link_ms") ? cmd.get("enquire_link_ms").getAsInt() : 30000);
     session.setTransactionTimer(10000);
     session.setMessageReceiverListener(
         new MessageReceiverListener() {
@@ -238,7 +241,10 @@ public final class Peer {
     int dataCoding = cmd.has("data_coding") ? cmd.get("data_coding").getAsInt() : 0;
     if (cmd.has("text")) {
       // How jsmpp users encode: UCS2 is UTF-16BE, the default alphabet here is plain text.
-      body = cmd.get("text").getAsString().getBytes(dataCoding == 8 ? StandardCharsets.UTF_16BE : StandardCharsets.ISO_8859_1);
+      body =
+          cmd.get("text")
+              .getAsString()
+              .getBytes(dataCoding == 8 ? StandardCharsets.UTF_16BE : StandardCharsets.ISO_8859_1);
     } else {
       body = HEX.parseHex(cmd.get("hex").getAsString());
     }
@@ -275,11 +281,14 @@ public final class Peer {
             null,
             new RegisteredDelivery(rd),
             (byte) 0,
-            new GeneralDataCoding(dataCoding == 8 ? org.jsmpp.bean.Alphabet.ALPHA_UCS2 : org.jsmpp.bean.Alphabet.ALPHA_DEFAULT),
+            new GeneralDataCoding(dataCoding == 8 ? Alphabet.ALPHA_UCS2 : Alphabet.ALPHA_DEFAULT),
             (byte) 0,
             body,
             params.toArray(new OptionalParameter[0]));
-    emit(peer, "submit_resp", kv("tag", cmd.get("tag").getAsString(), "status", 0, "message_id", res.getMessageId()));
+    emit(
+        peer,
+        "submit_resp",
+        kv("tag", cmd.get("tag").getAsString(), "status", 0, "message_id", res.getMessageId()));
   }
 
   // ---- the provider side: an SMSC on jsmpp's server session ----------------------------
@@ -330,13 +339,15 @@ public final class Peer {
       try {
         BindRequest req = s.waitForBind(10000);
         String mode = req.getBindType().name();
-        boolean trxAllowed = !cfg.has("no_transceiver") || !cfg.get("no_transceiver").getAsBoolean();
+        boolean trxAllowed =
+            !cfg.has("no_transceiver") || !cfg.get("no_transceiver").getAsBoolean();
         if (req.getBindType() == BindType.BIND_TRX && !trxAllowed) {
           req.reject(0x0D); // ESME_RBINDFAIL: this SMSC takes transmitters and receivers only
           emit(peer, "bind_refused", kv("type", mode));
           return;
         }
-        if (!req.getSystemId().equals(str("system_id", "")) || !req.getPassword().equals(str("password", ""))) {
+        if (!req.getSystemId().equals(str("system_id", ""))
+            || !req.getPassword().equals(str("password", ""))) {
           req.reject(0x0E);
           emit(peer, "bind_refused", kv("type", mode, "system_id", req.getSystemId()));
           return;
@@ -346,7 +357,8 @@ public final class Peer {
                 emit(peer, "state", kv("type", mode, "state", now.name())));
         req.accept(str("system_id", "smsc"));
         sessions.add(s);
-        emit(peer, "bound", kv("type", mode, "interface_version", req.getInterfaceVersion().value() & 0xFF));
+        int version = req.getInterfaceVersion().value() & 0xFF;
+        emit(peer, "bound", kv("type", mode, "interface_version", version));
       } catch (Exception e) {
         emit(peer, "error", kv("op", "bind", "error", e.toString()));
       }
@@ -460,7 +472,7 @@ public final class Peer {
               (byte) 0,
               (byte) 0,
               new RegisteredDelivery(0),
-              ucs2 ? new GeneralDataCoding(org.jsmpp.bean.Alphabet.ALPHA_UCS2) : GeneralDataCoding.DEFAULT,
+              ucs2 ? new GeneralDataCoding(Alphabet.ALPHA_UCS2) : GeneralDataCoding.DEFAULT,
               payload ? new byte[0] : text,
               params);
       emit(peer, "mo_sent", kv("tag", cmd.has("tag") ? cmd.get("tag").getAsString() : ""));
@@ -476,7 +488,7 @@ public final class Peer {
     }
 
     @Override
-    public void onAcceptEnquireLink(org.jsmpp.bean.EnquireLink el, Session s) {
+    public void onAcceptEnquireLink(EnquireLink el, Session s) {
       emit(peer, "enquire_link", kv("type", s.getSessionState().name()));
     }
 

@@ -1,4 +1,4 @@
-"""The README's table of interop peers names the versions the tier actually installs."""
+"""The interop peers' installation: the README names the versions installed, failures are loud."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import re
 import xml.etree.ElementTree as ET
 from importlib.metadata import version
 from pathlib import Path
+
+import pytest
+
+from tests.interop import peers
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEROP = ROOT / "tests" / "interop"
@@ -33,3 +37,16 @@ def test_readme_table_matches_the_pinned_peers() -> None:
         "smpplib": version("smpplib"),
     }
     assert lock["packages"]["node_modules/smpp"]["version"] == node
+
+
+def test_a_peer_that_cannot_be_installed_fails_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No npm, no Maven: installing the peers raises (the tier errors), it never skips."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("shutil.which", lambda tool: None)
+    with pytest.raises(peers.PeerInstallError, match="npm is needed"):
+        peers.ensure_node()
+    with pytest.raises(peers.PeerInstallError, match="mvn is needed"):
+        peers.ensure_java()
+    assert not list(tmp_path.rglob(peers.COMPLETE_MARK))
