@@ -1,19 +1,25 @@
-"""python-smpplib customers for the interop tier, speaking the same JSON lines as node/peer.js.
+"""Python peers of the interop tier, speaking the same JSON lines as node/peer.js.
 
 Run as ``python -m tests.interop.python_peer``: commands on stdin, events on
-stdout, so that the tests drive smpplib exactly as they drive node-smpp and
-jsmpp. Each bound client gets a reader thread (smpplib's client is blocking);
-text is encoded with smpplib's own GSM 03.38 encoder (data_coding 0) or as
-UCS2 (data_coding 8).
+stdout, so that the tests drive these peers exactly as node-smpp and jsmpp.
+
+- Customers: python-smpplib. Each bound client gets a reader thread (smpplib's
+  client is blocking); text is encoded with smpplib's own GSM 03.38 encoder
+  (data_coding 0) or as UCS2 (data_coding 8).
+- SMSCs (providers): smpp34's asyncio ``Server`` (a Rust core), on a loop thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sys
 import threading
+import time
 from typing import Any
 
+import smpp34
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
@@ -157,11 +163,152 @@ def unbind(peer: str, cmd: dict[str, Any]) -> None:
     send(client, smpplib.smpp.make_pdu("unbind", client=client))
 
 
-OPS = {"bind": bind, "submit": submit, "enquire_link": enquire_link, "unbind": unbind}
+# ---- the provider side: an SMSC on smpp34's Server ----------------------------------
+
+_servers: dict[str, Smsc] = {}
+TAG_MESSAGE_PAYLOAD = 0x0424
+
+
+@functools.cache
+def loop() -> asyncio.AbstractEventLoop:
+    """The SMSCs' event loop, started on first use in a thread of its own."""
+    new = asyncio.new_event_loop()
+    threading.Thread(target=new.run_forever, daemon=True, name="smpp34").start()
+    return new
+
+
+class Smsc:
+    """Answers submit_sm with hex ids and receipts them with the same number in decimal:
+    after the submit_sm_resp, or before it for the destinations in ``receipt_before``."""
+
+    def __init__(self, peer: str, cmd: dict[str, Any]) -> None:
+        self.peer, self.cmd = peer, cmd
+        self.server = smpp34.Server("127.0.0.1", int(cmd["port"]), system_id=cmd["system_id"])
+        self.esmes: dict[str, Any] = {}
+        self.next_id = 0xC0000000
+        self.task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Future[None]] = set()
+
+    async def run(self) -> None:
+        await self.server.start()
+        emit(self.peer, "listening", port=int(self.cmd["port"]))
+        while True:
+            event = await self.server.next()
+            if isinstance(event, smpp34.Esme):
+                self.esmes[event.session_id] = event
+                emit(self.peer, "bound", system_id=event.system_id, receives=event.can_receive)
+            elif isinstance(event, smpp34.SubmitSmEvent):
+                task = asyncio.ensure_future(self.submit(event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif isinstance(event, smpp34.Unbound):
+                esme = self.esmes.pop(event.session_id, None)
+                emit(self.peer, "unbound", receives=bool(esme and esme.can_receive))
+
+    async def submit(self, sm: Any) -> None:
+        n = self.next_id
+        self.next_id += 1
+        hex_id = f"{n:X}"
+        esme = self.esmes.get(sm.session_id)
+        emit(
+            self.peer,
+            "submit",
+            message_id=hex_id,
+            decimal_id=str(n),
+            receives=bool(esme and esme.can_receive),
+            dest=sm.destination_addr,
+            data_coding=sm.data_coding,
+            esm_class=sm.esm_class,
+            short_message=sm.short_message.hex(),
+        )
+        if sm.destination_addr in self.cmd.get("receipt_before", []):
+            await self.receipt(n, sm)
+            sm.accept(hex_id)
+        else:
+            sm.accept(hex_id)
+            await asyncio.sleep(0.2)
+            await self.receipt(n, sm)
+
+    def receiver(self) -> Any:
+        for esme in self.esmes.values():
+            if esme.can_receive:
+                return esme
+        raise RuntimeError("no receiver bind")
+
+    async def receipt(self, n: int, sm: Any) -> None:
+        date = time.strftime("%y%m%d%H%M", time.gmtime())
+        text = (
+            f"id:{n} sub:001 dlvrd:001 submit date:{date} done date:{date} "
+            "stat:DELIVRD err:000 text:"
+        )
+        try:
+            resp = await self.receiver().deliver_sm(
+                sm.source_addr, text.encode(), source_addr=sm.destination_addr, esm_class=0x04
+            )
+            emit(self.peer, "receipt_sent", decimal_id=str(n), status=resp.command_status)
+        except Exception as exc:
+            emit(self.peer, "error", op="receipt", error=repr(exc))
+
+    async def mo(self, cmd: dict[str, Any]) -> None:
+        coding = int(cmd.get("data_coding", 0))
+        text = cmd["text"].encode("utf-16-be" if coding == 8 else "latin-1")
+        payload = bool(cmd.get("payload"))
+        resp = await self.receiver().deliver_sm(
+            cmd["dest"],
+            b"" if payload else text,
+            source_addr=cmd["source"],
+            source_addr_ton=1,
+            source_addr_npi=1,
+            data_coding=coding,
+            tlvs=[smpp34.Tlv(TAG_MESSAGE_PAYLOAD, text)] if payload else [],
+        )
+        emit(self.peer, "mo_sent", tag=cmd.get("tag", ""), status=resp.command_status)
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        await self.server.stop()
+        emit(self.peer, "stopped")
+
+
+def _on_loop(peer: str, op: str, coro: Any) -> None:
+    def done(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            emit(peer, "error", op=op, error=repr(fut.exception()))
+
+    asyncio.run_coroutine_threadsafe(coro, loop()).add_done_callback(done)
+
+
+def serve(peer: str, cmd: dict[str, Any]) -> None:
+    smsc = _servers[peer] = Smsc(peer, cmd)
+
+    async def start() -> None:
+        smsc.task = asyncio.ensure_future(smsc.run())
+
+    _on_loop(peer, "serve", start())
+
+
+def mo(peer: str, cmd: dict[str, Any]) -> None:
+    _on_loop(peer, "mo", _servers[peer].mo(cmd))
+
+
+def stop(peer: str, cmd: dict[str, Any]) -> None:
+    _on_loop(peer, "stop", _servers.pop(peer).stop())
+
+
+OPS = {
+    "bind": bind,
+    "submit": submit,
+    "enquire_link": enquire_link,
+    "unbind": unbind,
+    "serve": serve,
+    "mo": mo,
+    "stop": stop,
+}
 
 
 def main() -> None:
-    emit("python", "ready", smpplib=_version())
+    emit("python", "ready", smpplib=_version("smpplib"), smpp34=_version("smpp34"))
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -172,10 +319,10 @@ def main() -> None:
             emit(cmd["peer"], "error", op=cmd["op"], error=repr(exc))
 
 
-def _version() -> str:
+def _version(dist: str) -> str:
     from importlib.metadata import version
 
-    return version("smpplib")
+    return version(dist)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def test_readme_table_matches_the_pinned_peers() -> None:
         "smpp": node,
         "org.jsmpp:jsmpp": jsmpp.text,
         "smpplib": version("smpplib"),
+        "smpp34": version("smpp34"),
     }
     assert lock["packages"]["node_modules/smpp"]["version"] == node
 
