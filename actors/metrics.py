@@ -12,6 +12,8 @@ from typing import Any
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
+from smsgw.kafka import dlq
+
 LATENCY_BUCKETS_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -22,8 +24,30 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "smsgw_submits_throttled_total": ("Submits answered ESME_RTHROTTLED", ("customer",)),
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
+    "smsgw_connections_refused_total": (
+        "Connections closed at once: over the per-IP or total limit",
+        ("listener", "reason"),
+    ),
+    "smsgw_bind_timeouts_total": ("Connections closed unbound at the bind deadline", ("listener",)),
+    "smsgw_bind_lockouts_total": ("Bind failures that started a lockout", ("listener",)),
+    "smsgw_binds_throttled_total": (
+        "Binds refused unchecked: source IP or system_id locked out",
+        ("listener", "scope"),
+    ),
+    "smsgw_log_lines_suppressed_total": (
+        "Protocol-error log lines over a connection's budget",
+        ("listener",),
+    ),
     "smsgw_deliveries_total": ("deliver_sm acknowledged by customers", ("customer", "kind")),
     "smsgw_deliveries_expired_total": ("Receipts/MO whose TTL ran out", ("customer", "kind")),
+    "smsgw_deliveries_failed_total": (
+        "Receipts/MO the customer refused for good (permanent error or generic_nack)",
+        ("customer", "kind"),
+    ),
+    "smsgw_dead_letters_total": (
+        "Undecodable records set aside in the dead-letter topic, by stage and source topic",
+        ("stage", "topic"),
+    ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
     "smsgw_no_route_total": ("Messages without a route", ("router",)),
     "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
@@ -45,6 +69,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_mo_received_total": ("MO received from providers", ("provider",)),
     "smsgw_receipts_matched_total": ("Receipts matched to a gateway id", ("correlator",)),
     "smsgw_receipts_orphaned_total": ("Receipts never matched", ("correlator",)),
+    "smsgw_messages_final_total": (
+        "Messages that reached a final state, by state and why",
+        ("state", "reason"),
+    ),
 }
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_customer_binds": ("Open customer binds on this listener", ("customer", "listener")),
@@ -110,6 +138,15 @@ class MetricsExporter:
 
     def export(self, stats: dict[str, Any]) -> None:
         getattr(self, f"_{self.kind}", lambda _s: None)(stats)
+        # Every stage of this process writes dead letters through one module counter.
+        for (stage, topic), n in list(dlq.dead_lettered.items()):
+            self._inc("smsgw_dead_letters_total", n, stage=stage, topic=topic)
+
+    def _finals(self, counts: dict[str, int]) -> None:
+        """``"STATE|reason"`` tallies (smsgw.state.count_final) as smsgw_messages_final_total."""
+        for key, n in counts.items():
+            state, _, reason = key.partition("|")
+            self._inc("smsgw_messages_final_total", n, state=state, reason=reason)
 
     def _listener(self, s: dict[str, Any]) -> None:
         names = {
@@ -117,17 +154,31 @@ class MetricsExporter:
             "throttled": "smsgw_submits_throttled_total",
             "delivered": "smsgw_deliveries_total",
             "delivery_expired": "smsgw_deliveries_expired_total",
+            "delivery_failed": "smsgw_deliveries_failed_total",
         }
         for event, customer, status, value in s.get("counters", []):
             if event in names:
                 tags = {"customer": customer}
-                if event in ("delivered", "delivery_expired"):
+                if event in ("delivered", "delivery_expired", "delivery_failed"):
                     tags["kind"] = status
                 self._inc(names[event], value, **tags)
             elif event == "rejected":
                 self._inc("smsgw_submits_rejected_total", value, customer=customer, status=status)
             elif event == "binds":
                 self._inc("smsgw_binds_total", value, customer=customer, status=status)
+            elif event == "connections_refused":
+                self._inc(
+                    "smsgw_connections_refused_total", value, listener=self.name, reason=status
+                )
+            elif event in ("bind_timeouts", "bind_lockouts", "log_suppressed"):
+                metric = {
+                    "bind_timeouts": "smsgw_bind_timeouts_total",
+                    "bind_lockouts": "smsgw_bind_lockouts_total",
+                    "log_suppressed": "smsgw_log_lines_suppressed_total",
+                }[event]
+                self._inc(metric, value, listener=self.name)
+            elif event == "bind_throttled":
+                self._inc("smsgw_binds_throttled_total", value, listener=self.name, scope=status)
         for customer, n in s.get("binds", {}).items():
             _gauge("smsgw_customer_binds").set(
                 n, tags={"customer": customer, "listener": self.name}
@@ -155,6 +206,7 @@ class MetricsExporter:
             self._inc(
                 f"smsgw_multipart_{what}_total", r.get(f"multipart_{what}", 0), router=self.name
             )
+        self._finals(s.get("final") or {})
         _gauge("smsgw_multipart_parts_held").set(
             r.get("multipart_held", 0), tags={"router": self.name}
         )
@@ -163,6 +215,7 @@ class MetricsExporter:
         c = s.get("correlator", {})
         self._inc("smsgw_receipts_matched_total", c.get("matched", 0), correlator=self.name)
         self._inc("smsgw_receipts_orphaned_total", c.get("orphans", 0), correlator=self.name)
+        self._finals(c.get("final") or {})
 
     def _provider(self, s: dict[str, Any]) -> None:
         b, p = s.get("bind", {}), s.get("provider", "")
@@ -173,6 +226,7 @@ class MetricsExporter:
         self._inc("smsgw_provider_failover_total", b.get("failed_over", 0), provider=p)
         self._inc("smsgw_receipts_received_total", b.get("receipts", 0), provider=p)
         self._inc("smsgw_mo_received_total", b.get("mo", 0), provider=p)
+        self._finals(b.get("final") or {})
         for status, n in b.get("errors", {}).items():
             self._inc("smsgw_provider_errors_total", n, provider=p, status=status)
         _gauge("smsgw_provider_bound").set(

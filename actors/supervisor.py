@@ -34,6 +34,7 @@ from smsgw.actors.workers import (
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
 from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 
@@ -108,6 +109,7 @@ class SupervisorImpl:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings_dict = settings
         self.settings = Settings(**settings)
+        use_kafka_settings(self.settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.namespace = namespace_for(self.settings.topic_prefix)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)

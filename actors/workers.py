@@ -244,13 +244,17 @@ class RouterImpl(_Base):
                 transactional_id=f"{self.topics.prefix}{self.name}",
                 outbound_partitions=self.settings.topic_partitions,
                 multipart_expiry_s=self.settings.multipart_expiry_s,
+                message_ttl_s=self.settings.message_ttl_s,
+                produce_timeout_s=self.settings.produce_timeout_s,
             )
             return self.router
 
         await self._supervised(stop, make, config.stop)
 
     def _stats(self) -> dict[str, Any]:
-        return {"router": dict(self.router.counts)} if self.router else {}
+        if self.router is None:
+            return {}
+        return {"router": dict(self.router.counts), "final": dict(self.router.final)}
 
 
 class CorrelatorImpl(_Base):
@@ -317,6 +321,8 @@ class ProviderBindImpl(_Base):
                 config=config,
                 receipt_ttl_s=s.delivery_ttl_s,
                 failover_after_s=s.provider_failover_after_s,
+                message_ttl_s=s.message_ttl_s,
+                produce_timeout_s=s.produce_timeout_s,
             )
             return self.bind
 

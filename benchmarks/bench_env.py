@@ -127,7 +127,7 @@ class BenchEnv:
                 SMSGW_HOME=str(self.settings.home),
                 SMSGW_TOPIC_PREFIX=self.settings.topic_prefix,
             )
-            rt.connect(self.settings.ray_address)
+            rt.connect(self.settings.ray_address, self.settings.ray_auth_token_file)
             if self.embedded:
                 rt.start_supervisor(self.settings)
             self.ensure_customer()

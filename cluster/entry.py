@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from smsgw import cli_dlq  # noqa: F401  (registers the dlq commands, which need Kafka)
 from smsgw.cli import load_settings, main, raw_settings
-from smsgw.settings import read_runtime
+from smsgw.settings import Settings, read_runtime
 
 
 @main.command()
@@ -83,9 +84,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     report = all_health(
         settings.model_copy(update={"smpp_listen": listen}), runtime.get("ray_dashboard")
     )
-    cluster = (
-        _cluster_status(settings.ray_address, settings.topic_prefix) if report[2].healthy else None
-    )
+    cluster = _cluster_status(settings) if report[2].healthy else None
     if as_json:
         click.echo(
             json.dumps(
@@ -105,14 +104,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     sys.exit(0 if all(h.healthy for h in report) else 1)
 
 
-def _cluster_status(address: str | None, topic_prefix: str) -> dict[str, Any] | None:
-    if not address:
+def _cluster_status(settings: Settings) -> dict[str, Any] | None:
+    if not settings.ray_address:
         return None
     try:
         from smsgw.actors import runtime as rt
 
-        rt.connect(address)
-        return rt.status(topic_prefix)
+        rt.connect(settings.ray_address, settings.ray_auth_token_file)
+        return rt.status(settings.topic_prefix)
     except Exception as exc:
         return {"error": repr(exc)}
 
@@ -169,7 +168,7 @@ def stop(ctx: click.Context) -> None:
         raise click.ClickException("no Ray cluster: set RAY_ADDRESS or start `smsgw run`")
     from smsgw.actors import runtime as rt
 
-    rt.connect(settings.ray_address)
+    rt.connect(settings.ray_address, settings.ray_auth_token_file)
     if rt.stop_all(settings.topic_prefix):
         click.echo("smsgw: actors stopped")
     else:

@@ -16,7 +16,7 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
 
     logger = log.get("smsgw.run")
     assert settings.ray_address
-    rt.connect(settings.ray_address)
+    rt.connect(settings.ray_address, settings.ray_auth_token_file)
     rt.start_supervisor(settings)
     try:
         state = rt.wait_ready(timeout=180, topic_prefix=settings.topic_prefix)

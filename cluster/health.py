@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smsgw.cluster.procs import port_open
-from smsgw.cluster.ray_local import dashboard_ok
+from smsgw.cluster.ray_local import auth_token, dashboard_ok
+from smsgw.kafka.security import client_config
 from smsgw.settings import Settings, parse_hostport
 
 
@@ -22,7 +23,7 @@ def kafka_health(bootstrap: str | None) -> Health:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+        md = AdminClient(client_config(bootstrap)).list_topics(timeout=3)
     except Exception as exc:
         return Health("kafka", False, f"{bootstrap}: {exc}")
     if not md.brokers:
@@ -52,7 +53,7 @@ def postgres_health(url: str | None) -> Health:
     return Health("postgres", True, f"{where}: schema v{version}")
 
 
-def ray_health(address: str | None, dashboard: str | None) -> Health:
+def ray_health(address: str | None, dashboard: str | None, token: str | None = None) -> Health:
     if not address:
         return Health("ray", False, "no Ray address (is `smsgw run` running?)")
     host, port = parse_hostport(address, 6379)
@@ -60,7 +61,7 @@ def ray_health(address: str | None, dashboard: str | None) -> Health:
         return Health("ray", False, f"{address}: GCS not reachable")
     if dashboard:
         dhost, dport = parse_hostport(dashboard.removeprefix("http://"), 8265)
-        if not dashboard_ok(dhost, dport):
+        if not dashboard_ok(dhost, dport, token):
             return Health("ray", False, f"{address}: dashboard {dashboard} not answering")
         return Health("ray", True, f"{address}, dashboard {dashboard}")
     return Health("ray", True, address)
@@ -79,6 +80,6 @@ def all_health(settings: Settings, dashboard: str | None) -> list[Health]:
     return [
         kafka_health(settings.kafka_bootstrap),
         postgres_health(settings.database_url),
-        ray_health(settings.ray_address, dashboard),
+        ray_health(settings.ray_address, dashboard, auth_token(settings.ray_auth_token_file)),
         listener_health(settings.smpp_listen),
     ]

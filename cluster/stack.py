@@ -19,6 +19,8 @@ from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
+from smsgw.kafka.security import KafkaCredentials
+from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings, write_runtime
 from smsgw.topics import Topics
 
@@ -35,20 +37,26 @@ class Stack:
 
     def start(self) -> Settings:
         s = self.settings
+        # Tokens, credentials and data of every service: the owner's only
+        # (PostgreSQL run as another user as root adds search permission, o+x).
         s.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(s.home, 0o700)
         try:
             kafka_bootstrap = s.kafka_bootstrap
             if kafka_bootstrap is None:
-                self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port}")
+                self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port} (SASL/SCRAM)")
                 self.kafka = EmbeddedKafka(
                     s.home / "kafka",
                     port=s.kafka_port,
                     controller_port=s.kafka_controller_port,
                     version=s.kafka_version,
                     heap=s.kafka_heap,
+                    credentials=KafkaCredentials.load_or_create(s.kafka_credentials_file),
                 )
                 self.kafka.start()
                 kafka_bootstrap = self.kafka.bootstrap
+                s = s.with_kafka_credentials()
+            use_kafka_settings(s)
             database_url = s.database_url
             if database_url is None:
                 self.on_step(f"starting PostgreSQL on 127.0.0.1:{s.postgres_port}")
@@ -64,6 +72,8 @@ class Stack:
                 self.ray = EmbeddedRay(
                     s.home / "ray",
                     port=s.ray_port,
+                    token_path=s.ray_auth_token_file,
+                    node_ip=s.ray_node_ip,
                     dashboard_host=s.ray_dashboard_host,
                     dashboard_port=s.ray_dashboard_port,
                     object_store_mb=s.ray_object_store_mb,
@@ -93,6 +103,7 @@ class Stack:
             },
         }
         write_runtime(s.runtime_file, self.resolved)
+        # The actors get these settings: the embedded broker's credentials too.
         return s.model_copy(
             update={
                 "kafka_bootstrap": kafka_bootstrap,

@@ -49,6 +49,9 @@ class SimConfig:
     id_format: IdFormat = "hex"  # message ids in submit_sm_resp
     receipt_id_format: IdFormat | None = None  # quirk: receipts use another form
     receipt_tlvs: bool = True  # False: text only, like SMSCs that omit the TLVs
+    # The receipted_message_id TLV in the submit_sm_resp form (SMPP 3.4 §5.3.2.12)
+    # rather than in the receipt text's form.
+    tlv_submit_id: bool = False
     window: int = 10  # outstanding deliver_sm per bind
     retry_delay: float = 1.0  # before resending a deliver_sm answered with an error
     mo_rate: float = 0.0  # generated MO messages per second (to receiver binds)

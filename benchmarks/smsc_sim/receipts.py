@@ -65,6 +65,7 @@ def receipt_fields(
     dest: bytes,
     text: bytes,
     with_tlvs: bool,
+    tlv_id: str | None = None,
 ) -> tuple[dict[str, FieldValue], tuple[Tlv, ...]]:
     """deliver_sm fields and TLVs of an Appendix B receipt (addresses swapped)."""
     state, err = OUTCOMES[stat]
@@ -92,7 +93,7 @@ def receipt_fields(
     tlvs: tuple[Tlv, ...] = ()
     if with_tlvs:
         tlvs = (
-            (TAG_RECEIPTED_MESSAGE_ID, receipt_id.encode("ascii") + b"\0"),
+            (TAG_RECEIPTED_MESSAGE_ID, (tlv_id or receipt_id).encode("ascii") + b"\0"),
             (TAG_MESSAGE_STATE, bytes([state])),
             (TAG_NETWORK_ERROR_CODE, bytes([GSM_NETWORK]) + err.to_bytes(2, "big")),
         )

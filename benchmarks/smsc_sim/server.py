@@ -337,6 +337,7 @@ class SmscSimulator:
             dest=pdu.get_bytes("destination_addr"),
             text=preview(short, pdu.get_int("esm_class"), pdu.get_int("data_coding")),
             with_tlvs=self.config.receipt_tlvs,
+            tlv_id=format_id(number, self.config.id_format) if self.config.tlv_submit_id else None,
         )
         return Delivery("receipt", conn.system_id, fields, tlvs, prefer=conn)
 

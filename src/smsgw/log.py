@@ -28,3 +28,43 @@ def configure(level: str = "INFO", json: bool = False) -> None:
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+MAX_PEER_STRING = 64
+
+
+def clip(value: str, limit: int = MAX_PEER_STRING) -> str:
+    """A peer-supplied string fit for a log line: at most `limit` characters, printable."""
+    text = value if value.isprintable() else value.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit})"
+
+
+class LogBudget:
+    """At most ``burst`` lines per ``period_s`` window; the rest are counted, not written.
+
+    For lines a peer can trigger at will (protocol errors): a stream of
+    unknown-command PDUs wrote 555,000 warnings (88 MB) in 10 s. Not an
+    aiolimiter: this is a synchronous yes/no on a log call, nothing waits.
+    """
+
+    def __init__(self, burst: int = 5, period_s: float = 60.0) -> None:
+        self.burst = burst
+        self.period_s = period_s
+        self._window_start = float("-inf")
+        self._used = 0
+        self.suppressed = 0  # since the last line written
+        self.suppressed_total = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window_start >= self.period_s:
+            self._window_start, self._used = now, 0
+        if self._used < self.burst:
+            self._used += 1
+            return True
+        self.suppressed += 1
+        self.suppressed_total += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        n, self.suppressed = self.suppressed, 0
+        return n

@@ -57,3 +57,37 @@ def normalize(raw: str, fmt: str) -> str:
 def receipt_key(provider: str, raw_id: str, fmt: str) -> str:
     """Kafka key pairing a submit with its receipt: ``<provider>:<canonical id>``."""
     return f"{provider}:{normalize(raw_id, fmt)}"
+
+
+def receipt_keys(
+    provider: str,
+    tlv_id: str | None,
+    text_id: str | None,
+    submit_fmt: str,
+    receipt_fmt: str,
+) -> tuple[str, str | None]:
+    """The pairing key of a receipt, and the other candidate when its two ids disagree.
+
+    The ``receipted_message_id`` TLV carries the id of the ``submit_sm_resp``
+    (SMPP 3.4 §5.3.2.12), so it is read in the *submit* format; the ``id:`` of
+    the text (Appendix B, vendor-specific) in the *receipt* format. The TLV's
+    key comes first; the text's, when different, is only an alternative, which
+    the correlator takes for a message to the same handset alone (many SMSCs
+    put the receipt-format id in the TLV too, against §5.3.2.12). Raises
+    ValueError when no id fits its format.
+    """
+    keys: list[str] = []
+    errors: list[str] = []
+    for raw, fmt in ((tlv_id, submit_fmt), (text_id, receipt_fmt)):
+        if not raw:
+            continue
+        try:
+            key = receipt_key(provider, raw, fmt)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        if key not in keys:
+            keys.append(key)
+    if not keys:
+        raise ValueError("; ".join(errors) or "receipt without a message id")
+    return keys[0], (keys[1] if len(keys) > 1 else None)

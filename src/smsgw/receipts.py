@@ -12,6 +12,11 @@ the README):
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
   905  copies of multipart parts already sent, expired unmatched (not sent twice)
+  906  sent to the provider that many times without an answer (connection lost,
+       response timeout: outcome unknown); failed alone so the queue flows
+  907  cannot be sent to this provider: bigger than its maximum PDU size, or
+       its submit_sm does not encode
+  908  its provider was removed while it was queued (`provider remove --drain fail`)
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ import struct
 import time
 from dataclasses import dataclass
 
+import gsm0338  # type: ignore[import-untyped]  # registers the "gsm03.38" codec
+
+from smsgw.smpp.udh import UdhError, split_udh
 from smsgw.state import MessageState
+
+assert gsm0338  # imported for its codec registration side effect
 
 TAG_RECEIPTED_MESSAGE_ID = 0x001E
 TAG_MESSAGE_STATE = 0x0427
@@ -32,6 +42,9 @@ ERR_PROVIDER_REFUSED = 902
 ERR_EXPIRED = 903
 ERR_INCOMPLETE = 904
 ERR_DUPLICATE_PART = 905
+ERR_UNKNOWN_OUTCOME = 906
+ERR_UNSENDABLE = 907
+ERR_PROVIDER_REMOVED = 908
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",
@@ -72,6 +85,8 @@ class ProviderReceipt:
     done_date: str
     network_error: bytes | None
     text: str
+    tlv_id: str | None = None  # receipted_message_id: the submit_sm_resp id (§5.3.2.12)
+    text_id: str | None = None  # the text's ``id:`` (Appendix B)
 
 
 def is_receipt(esm_class: int) -> bool:
@@ -89,7 +104,8 @@ def parse_receipt(short_message: bytes, tlvs: dict[int, bytes]) -> ProviderRecei
     """None when neither the text nor the TLVs name a message id."""
     text = short_message.decode("latin-1", "replace")
     fields = {m.group(1).lower(): m.group(2).strip() for m in _FIELD.finditer(text)}
-    mid = _cstr(tlvs.get(TAG_RECEIPTED_MESSAGE_ID)) or fields.get("id")
+    tlv_id, text_id = _cstr(tlvs.get(TAG_RECEIPTED_MESSAGE_ID)), fields.get("id") or None
+    mid = tlv_id or text_id
     if not mid:
         return None
     state: MessageState | None = None
@@ -109,7 +125,62 @@ def parse_receipt(short_message: bytes, tlvs: dict[int, bytes]) -> ProviderRecei
         done_date=fields.get("done date", ""),
         network_error=tlvs.get(TAG_NETWORK_ERROR_CODE),
         text=fields.get("text", ""),
+        tlv_id=tlv_id,
+        text_id=text_id,
     )
+
+
+TEXT_CHARS = 20  # Appendix B: "the first 20 characters of the short message"
+ESM_UDHI = 0x40
+RECEIPT_DATA_CODING = 0  # the gateway's receipts declare the default alphabet
+
+
+def _text_codec(data_coding: int) -> str | None:
+    """The codec of a message's text by its data_coding (SMPP 3.4 §5.2.19); None: binary.
+
+    Never refuses (a receipt is owed whatever the message was): what is not text
+    of a known alphabet gives an empty ``text:``.
+    """
+    if data_coding >= 0xF0:  # message class group: bit 2 selects 8-bit data
+        return None if data_coding & 0x04 else "gsm03.38"
+    if data_coding >= 0xE0:  # message waiting group, UCS2
+        return "utf-16-be"
+    if data_coding >= 0xC0:  # message waiting group, default alphabet
+        return "gsm03.38"
+    return {
+        0: "gsm03.38",
+        1: "ascii",
+        3: "latin-1",
+        6: "iso8859-5",
+        7: "iso8859-8",
+        8: "utf-16-be",
+    }.get(data_coding)
+
+
+def message_preview(user_data: bytes, data_coding: int, esm_class: int) -> str:
+    """The receipt's ``text:``: the first 20 *characters* of the message (Appendix B).
+
+    The UDH (esm_class UDHI) is skipped: it is header, not text, and holds the
+    gateway's own concatenation reference. The rest is decoded by its
+    data_coding, so a UCS2 or Latin-1 message gives characters, not octets.
+    """
+    body = user_data
+    if esm_class & ESM_UDHI:
+        try:
+            _udh, body = split_udh(user_data)
+        except UdhError:
+            return ""
+    codec = _text_codec(data_coding)
+    if codec is None:
+        return ""
+    text = body.decode(codec, "replace")[:TEXT_CHARS]
+    return "".join(c if c.isprintable() else " " for c in text)  # no line breaks in a receipt
+
+
+def encode_receipt_text(text: str, data_coding: int = RECEIPT_DATA_CODING) -> bytes:
+    """The receipt's text in what its data_coding declares; characters it lacks become '?'."""
+    codec = _text_codec(data_coding) or "latin-1"
+    return text.encode(codec, "replace")
 
 
 def receipt_date(ts: float) -> str:
@@ -131,9 +202,9 @@ def render_receipt_text(
     body = (
         f"id:{message_id} sub:001 dlvrd:{delivered} submit date:{receipt_date(submit_ts)} "
         f"done date:{receipt_date(done_ts)} stat:{STAT_BY_STATE[state]} err:{err_s} "
-        f"text:{text[:20]}"
+        f"text:{text[:TEXT_CHARS]}"
     )
-    return body.encode("latin-1", "replace")
+    return encode_receipt_text(body)
 
 
 def receipt_tlvs(

@@ -154,19 +154,29 @@ class InboundReceipt:
     err: str
     network_error: bytes | None
     received_at: float
+    # The other candidate key when the receipt's TLV and text ids disagree, and
+    # whether the correlator already handed it on to that key's partition.
+    alt: str | None = None
+    forwarded: bool = False
+    handset: str = ""  # the receipt's source_addr: the paired message's destination
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                "key": self.key,
-                "provider": self.provider,
-                "pid": self.provider_id,
-                "state": int(self.state),
-                "err": self.err,
-                "nec": None if self.network_error is None else self.network_error.hex(),
-                "at": self.received_at,
-            }
-        )
+        d = {
+            "key": self.key,
+            "provider": self.provider,
+            "pid": self.provider_id,
+            "state": int(self.state),
+            "err": self.err,
+            "nec": None if self.network_error is None else self.network_error.hex(),
+            "at": self.received_at,
+        }
+        if self.alt:
+            d["alt"] = self.alt
+        if self.forwarded:
+            d["fwd"] = True
+        if self.handset:
+            d["hs"] = self.handset
+        return _dumps(d)
 
     @classmethod
     def decode(cls, raw: bytes) -> InboundReceipt:
@@ -180,6 +190,9 @@ class InboundReceipt:
             d["err"],
             None if nec is None else bytes.fromhex(nec),
             d["at"],
+            d.get("alt"),
+            bool(d.get("fwd", False)),
+            d.get("hs", ""),
         )
 
 

@@ -118,3 +118,13 @@ def smpp_date(ts: float) -> str:
     t = time.gmtime(ts)
     tenths = int((ts % 1) * 10)
     return time.strftime("%y%m%d%H%M%S", t) + f"{tenths}00+"
+
+
+def count_final(counts: dict[str, int], state: MessageState, reason: str, n: int = 1) -> None:
+    """Tally final states as ``"STATE|reason"`` (plain str keys: stats travel through Ray).
+
+    Exported as ``smsgw_messages_final_total{state, reason}`` (smsgw.actors.metrics).
+    """
+    if state.final:
+        key = f"{state.name}|{reason}"
+        counts[key] = counts.get(key, 0) + n

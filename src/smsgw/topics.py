@@ -53,6 +53,12 @@ class Topics:
         """Compacted changelog of held multipart parts, co-partitioned with ``submit``."""
         return f"{self.prefix}multipart"
 
+    @property
+    def dlq(self) -> str:
+        """Dead letters: records a stage could not decode, with why and where from (one
+        partition, so an offset numbers each one; compacted on the source coordinates)."""
+        return f"{self.prefix}dlq"
+
     def outbound(self, provider: str) -> str:
         """Routed messages waiting for one provider's binds."""
         return f"{self.prefix}out.{provider}"
@@ -75,6 +81,11 @@ class Topics:
             TopicSpec(self.deliver, partitions, plain),
             TopicSpec(self.delivered, partitions, compact),
             TopicSpec(self.multipart, partitions, compact),
+            TopicSpec(
+                self.dlq,
+                1,
+                {**compact, "retention.ms": str(30 * 24 * 3600 * 1000)},  # a month to look
+            ),
         ]
 
     def outbound_spec(self, provider: str, partitions: int) -> TopicSpec:

@@ -86,9 +86,9 @@ def test_wrong_password_and_unknown_system_id_are_refused_after_a_delay(
 ) -> None:
     gateway.add_customer("acme", "right")
     t0 = time.monotonic()
-    assert esme.bind_status(gateway.host, gateway.port, "acme", "wrong") == S.ESME_RINVPASWD
+    assert esme.bind_status(gateway.host, gateway.port, "acme", "wrong") == S.ESME_RBINDFAIL
     assert time.monotonic() - t0 >= 0.2, "bad credentials are answered only after the damping delay"
-    assert esme.bind_status(gateway.host, gateway.port, "nobody", "x") == S.ESME_RINVSYSID
+    assert esme.bind_status(gateway.host, gateway.port, "nobody", "x") == S.ESME_RBINDFAIL
     assert esme.bind_status(gateway.host, gateway.port, "acme", "right") == 0
 
 
@@ -227,7 +227,7 @@ def test_submit_before_bind_is_refused(gateway: GatewayNode) -> None:
 
 
 def test_new_customer_can_bind_without_restart(gateway: GatewayNode) -> None:
-    assert esme.bind_status(gateway.host, gateway.port, "late", "pw") == S.ESME_RINVSYSID
+    assert esme.bind_status(gateway.host, gateway.port, "late", "pw") == S.ESME_RBINDFAIL
     gateway.add_customer("late", "pw")  # waits for the NOTIFY-driven reload
     assert esme.bind_status(gateway.host, gateway.port, "late", "pw") == 0
 

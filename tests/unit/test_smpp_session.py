@@ -480,7 +480,7 @@ def test_generic_nack_answers_a_pending_deliver() -> None:
     s = bound_server()
     seq = s.send_deliver(DLR, T0)
     events = s.feed(header(0x80000000, seq, status=0x03), T0)
-    assert events == [ev.DeliverResponse(seq, "deliver_sm", S.ESME_RINVCMDID, "")]
+    assert events == [ev.DeliverResponse(seq, "deliver_sm", S.ESME_RINVCMDID, "", True)]
     assert s.outstanding == 0
 
 

@@ -160,6 +160,18 @@ def test_short_message_too_long() -> None:
         ({"replace_if_present_flag": 2}, S.ESME_RINVREPFLAG),
         ({"schedule_delivery_time": "tomorrow"}, S.ESME_RINVSCHED),
         ({"validity_period": "000001000000000"}, S.ESME_RINVEXPIRY),
+        # Issue 10: what was accepted and then failed to encode for the provider.
+        ({"service_type": "CMT123"}, S.ESME_RINVSERTYP),  # §5.2.11: 5 + NUL
+        ({"service_type": "x" * 40}, S.ESME_RINVSERTYP),
+        ({"schedule_delivery_time": "2512312359590000+"}, S.ESME_RINVSCHED),  # 17 + NUL
+        ({"schedule_delivery_time": "251332235959000+"}, S.ESME_RINVSCHED),  # month 13
+        ({"schedule_delivery_time": "250230120000000+"}, S.ESME_RINVSCHED),  # 30 February
+        ({"validity_period": "251231245959000+"}, S.ESME_RINVEXPIRY),  # hour 24
+        ({"validity_period": "251231235959049+"}, S.ESME_RINVEXPIRY),  # offset > 48 quarters
+        ({"validity_period": "251231235959000X"}, S.ESME_RINVEXPIRY),
+        ({"priority_flag": 255}, S.ESME_RINVPRTFLG),
+        ({"registered_delivery": 0x80}, S.ESME_RINVREGDLVFLG),
+        ({"replace_if_present_flag": 255}, S.ESME_RINVREPFLAG),
     ],
 )
 def test_rejections(fields: dict[str, FieldValue], status: S) -> None:
@@ -180,15 +192,64 @@ def test_accepted_edge_values() -> None:
     assert sub.validity_period == "251231235959000+"
 
 
-def test_data_sm_uses_message_payload_and_long_addresses() -> None:
+def test_data_sm_uses_message_payload() -> None:
     pdu = Pdu(
         "data_sm", 1, 0,
-        {"source_addr": "a" * 30, "destination_addr": "4917012345", "dest_addr_ton": 1},
+        {"source_addr": "a" * 20, "destination_addr": "4917012345", "dest_addr_ton": 1},
         ((0x0424, b"payload"),),
     )  # fmt: skip
     sub = ok(pdu, "data_sm")
     assert sub.message_payload == b"payload" and sub.short_message == b""
     assert sub.text == "payload"
+
+
+def test_data_sm_addresses_are_held_to_the_submit_sm_we_send() -> None:
+    """data_sm allows 64 characters, but it leaves as submit_sm (20): refuse, not fail later."""
+    long_source: dict[str, FieldValue] = {
+        "source_addr": "a" * 21,
+        "destination_addr": "4917012345",
+        "dest_addr_ton": 1,
+    }
+    pdu = Pdu("data_sm", 1, 0, long_source, ((0x0424, b"payload"),))
+    assert rejected(pdu, "data_sm") == S.ESME_RINVSRCADR
+    long_dest: dict[str, FieldValue] = {
+        "source_addr": "Acme",
+        "destination_addr": "4" * 21,
+        "dest_addr_ton": 1,
+    }
+    pdu = Pdu("data_sm", 1, 0, long_dest, ((0x0424, b"payload"),))
+    assert rejected(pdu, "data_sm") == S.ESME_RINVDSTADR
+
+
+def test_service_type_of_five_is_accepted() -> None:
+    assert ok(sm(service_type="CMT12")).service_type == "CMT12"
+
+
+@pytest.mark.parametrize(
+    ("tlvs", "status"),
+    [
+        (((0x0204, b"\x01"),), S.ESME_RINVPARLEN),  # user_message_reference is 2 octets
+        (((0x020A, b"\x00\x01\x02"),), S.ESME_RINVPARLEN),  # source_port
+        (((0x0381, b"\x01"),), S.ESME_RINVPARLEN),  # callback_num is 4-19
+        (((0x0381, b"1" * 20),), S.ESME_RINVPARLEN),
+        (((0x0202, b"\xa0" + b"1" * 23),), S.ESME_RINVPARLEN),  # source_subaddress 2-23
+        (((0x0303, b"x" * 66),), S.ESME_RINVPARLEN),  # callback_num_atag up to 65
+        (((0x130C, b"\x01"),), S.ESME_RINVPARLEN),  # alert_on_message_delivery is empty
+        (((0x0017, b"\x00\x01"),), S.ESME_RINVPARLEN),  # data_sm's qos_time_to_live: 4
+        (((0x0019, b"\x02"),), S.ESME_RINVOPTPARAMVAL),  # payload_type 0 or 1
+        (((0x0426, b"\x02"),), S.ESME_RINVOPTPARAMVAL),  # more_messages_to_send 0 or 1
+        (((0x0201, b"\x04"),), S.ESME_RINVOPTPARAMVAL),  # privacy_indicator 0-3
+    ],
+)
+def test_tlv_lengths_and_values(tlvs: tuple[Tlv, ...], status: S) -> None:
+    assert rejected(sm(tlvs=tlvs)) == status
+
+
+def test_only_tlvs_submit_sm_defines_are_forwarded() -> None:
+    """§3.2.4: unknown TLVs may be ignored; data_sm-only ones are not sent as submit_sm's."""
+    tlvs = ((0x0204, b"\x00\x07"), (0x0006, b"\x01"), (0x1500, b"vendor"), (0x4000, b"?"))
+    sub = ok(sm(tlvs=tlvs))
+    assert sub.tlvs == {0x0204: b"\x00\x07", 0x1500: b"vendor"}
 
 
 def test_submit_multi() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.receipts import customer_wants, receipt_tlvs, render_receipt_text
 from smsgw.records import Delivery, InboundReceipt, Pairing
-from smsgw.state import StateRecord
+from smsgw.state import StateRecord, count_final
 from smsgw.topics import Topics
 
 
@@ -40,7 +42,9 @@ class CorrelatorStats:
     parked: int = 0
     orphans: int = 0
     pairings: int = 0
+    forwarded: int = 0  # receipts whose two ids disagreed, handed to the other id's partition
     by_state: dict[str, int] = field(default_factory=dict)
+    final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
 
 
 def customer_receipt(
@@ -74,6 +78,11 @@ def customer_receipt(
     )
 
 
+def _same_handset(p: Pairing, r: InboundReceipt) -> bool:
+    """The receipt comes from the handset the paired message went to ('+' and 00 aside)."""
+    return bool(r.handset) and p.destination.addr.lstrip("+0") == r.handset.lstrip("+0")
+
+
 class Correlator:
     def __init__(
         self,
@@ -102,12 +111,14 @@ class Correlator:
                 **{"isolation.level": "read_uncommitted"},
             )
         )
+        self.dead_letters = DeadLetters(bootstrap, topics, "correlator")
         self.pairings: dict[str, tuple[int, Pairing]] = {}
         self.parked: dict[str, list[tuple[Message, InboundReceipt, float]]] = {}
         self.stats = CorrelatorStats()
         self._finals: collections.deque[tuple[float, str]] = collections.deque()
         self.tombstone_after_s = 120.0
         self.log = log.get("smsgw.correlator")
+        self._warned_ids: set[str] = set()  # providers whose receipt ids disagreed
 
     def _assigned(self, parts: list[TopicPartition]) -> None:
         sent = [TopicPartition(self.topics.sent, p.partition, OFFSET_BEGINNING) for p in parts]
@@ -147,26 +158,75 @@ class Correlator:
             if not value:  # tombstone: that message had its final receipt
                 self.pairings.pop(key, None)
                 continue
-            pairing = Pairing.decode(value)
+            try:
+                pairing = Pairing.decode(value)
+            except UNDECODABLE as exc:
+                self.dead_letters.put(msg, exc)
+                continue
             self.pairings[key] = (msg.partition() or 0, pairing)
             self.stats.pairings += 1
             for parked_msg, receipt, _at in self.parked.pop(key, []):
+                if receipt.forwarded and not _same_handset(pairing, receipt):
+                    self.stats.orphans += 1  # the other id named another message
+                    self.inbound.done(parked_msg)
+                    continue
                 self._emit(parked_msg, pairing, receipt)
 
     def _on_receipt(self, msg: Message) -> None:
         try:
             receipt = InboundReceipt.decode(msg.value() or b"")
-        except (ValueError, KeyError) as exc:
-            self.log.error("unreadable receipt record skipped", error=str(exc))
+        except UNDECODABLE as exc:
+            self.dead_letters.put(msg, exc)
             self.inbound.done(msg)
             return
         self.stats.receipts += 1
-        found = self.pairings.get(receipt.key)
+        found = self._pairing(receipt)
+        if found is None and receipt.alt and not receipt.forwarded:
+            self._forward(msg, receipt)
+            return
         if found is None:
             self.stats.parked += 1
             self.parked.setdefault(receipt.key, []).append((msg, receipt, time.monotonic()))
             return
         self._emit(msg, found[1], receipt)
+
+    def _pairing(self, r: InboundReceipt) -> tuple[int, Pairing] | None:
+        """The pairing a receipt answers, if this correlator knows it.
+
+        When the receipt's two ids disagree, the TLV's key is trusted (SMPP 3.4
+        §5.3.2.12); the text's key is taken only for a message sent to the very
+        handset the receipt comes from, so an id read in the wrong base never
+        pairs with another message.
+        """
+        trusted, other = (r.alt, r.key) if r.forwarded else (r.key, r.alt)
+        found = self.pairings.get(trusted or "")
+        if found is None and other:
+            found = self.pairings.get(other)
+            if found is not None and not _same_handset(found[1], r):
+                found = None
+        if found is not None and r.alt:
+            self._disagreeing_ids(r, found[1].key)
+        return found
+
+    def _forward(self, msg: Message, receipt: InboundReceipt) -> None:
+        """The receipt's TLV and text ids disagree and neither pairs here: try the other
+        id's partition (once), where its pairing is read."""
+        self.stats.forwarded += 1
+        there = dataclasses.replace(receipt, key=receipt.alt or "", alt=receipt.key, forwarded=True)
+        fut = self.producer.produce(self.topics.inbound, there.encode(), there.key.encode())
+        fut.add_done_callback(lambda f: self._durable(f, msg))
+
+    def _disagreeing_ids(self, receipt: InboundReceipt, paired: str) -> None:
+        """Log once per provider: its receipts carry two different ids."""
+        if receipt.provider in self._warned_ids:
+            return
+        self._warned_ids.add(receipt.provider)
+        self.log.warning(
+            "receipt TLV and text ids disagree; using the one that pairs",
+            provider=receipt.provider,
+            keys=[receipt.key, receipt.alt],
+            paired=paired,
+        )
 
     def _emit(self, msg: Message, pairing: Pairing, receipt: InboundReceipt) -> None:
         self.stats.matched += 1
@@ -186,6 +246,7 @@ class Correlator:
                 "receipt",
             )
             futures.append(p.produce(self.topics.message_state, state.encode(), mid.encode()))
+            count_final(self.stats.final, receipt.state, "provider-receipt")
             if wanted:
                 self.stats.to_customer += 1
                 delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s, mid)
@@ -196,7 +257,7 @@ class Correlator:
             # The pairing has done its job. Its tombstone waits until this receipt's
             # offset is long committed: a crash before that re-reads the receipt,
             # which must still find its pairing.
-            self._finals.append((time.monotonic(), receipt.key))
+            self._finals.append((time.monotonic(), pairing.key))
         gathered = asyncio.gather(*futures)
         gathered.add_done_callback(lambda f: self._durable(f, msg))
 

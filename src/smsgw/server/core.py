@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from smsgw.auth import BindGuard
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
@@ -36,6 +37,8 @@ class NodeCore:
     # (event, customer, status) -> count; the Ray metrics layer reads these.
     counters: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     connections: set[Any] = field(default_factory=set)  # every open SmppConnection
+    connections_per_ip: Counter[str] = field(default_factory=Counter)
+    bind_guard: BindGuard = field(default_factory=BindGuard)
     # Called with a customer's system_id when it can take deliver_sm again
     # (a receiver bind appeared, or a window slot freed).
     delivery_wakers: list[Callable[[str], None]] = field(default_factory=list)
@@ -85,6 +88,14 @@ class NodeCore:
     def drain_e2e(self) -> list[float]:
         out, self.e2e_ms = self.e2e_ms, []
         return out
+
+    def customer_label(self, system_id: str) -> str:
+        """A metric label: configured customers by name, anything else one ``unknown``.
+
+        Peer-chosen strings as labels grew the metrics endpoint without bound
+        (300 binds with 20,000-character system_ids: +6 MB, for good).
+        """
+        return system_id if system_id in self.config.customers else "unknown"
 
     def count(self, event: str, customer: str = "", status: str = "") -> None:
         self.counters[(event, customer, status)] += 1

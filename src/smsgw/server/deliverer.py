@@ -1,17 +1,24 @@
 """Deliverer: receipts and MO from the ``deliver`` topic to customers' receiving binds.
 
 Store and forward: a record waits (its offset uncommitted) until the customer
-has a receiver or transceiver bind, and is retried until the customer answers
-``deliver_sm_resp`` with status 0, or its TTL runs out (counted). After a 0,
-the record's id goes to the compacted ``delivered`` topic before the offset
-is committed; every deliverer follows that topic, so a record replayed after
-a crash or a rebalance is recognised and not delivered twice.
+has a receiver or transceiver bind. The customer's answer decides its fate
+(`classify`): status 0 delivers it; a temporary error (or no answer) retries
+it with back-off, on its own timer, while the customer's other deliveries
+flow on (no head-of-line blocking); a permanent error or a ``generic_nack``
+ends it as failed (counted, logged once). A retried record whose TTL runs out
+expires (counted). A finished record's id (delivered or failed) goes to the
+compacted ``delivered`` topic before the offset is committed; every deliverer
+follows that topic, so a record replayed after a crash or a rebalance is
+recognised and not delivered again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import enum
+import heapq
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
@@ -28,6 +36,49 @@ from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 
 DEDUP_HORIZON_S = 3600.0  # replays after a crash are seconds old; keep an hour
+
+
+class Nacked(Exception):
+    """The customer answered a deliver_sm with ``generic_nack`` (whatever its status)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"generic_nack 0x{status:08X}")
+        self.status = status
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+# Statuses that say "not now" rather than "never" (SMPP 3.4 §5.1.3: ESME_RX_T_APPN
+# is the ESME's temporary application error; throttling, a full queue and a
+# system error pass with time). Every other error status is permanent, above all
+# ESME_RX_P_APPN (0x65) and ESME_RX_R_APPN (0x66, "reject the message").
+TEMPORARY: frozenset[S] = frozenset(
+    {S.ESME_RX_T_APPN, S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR}
+)
+
+
+def classify(status: S | None, *, nacked: bool = False) -> Outcome:
+    """What a customer's answer to a deliver_sm means for that delivery.
+
+    `status` None is no answer at all (a timeout or a lost bind): the outcome is
+    unknown, so it is retried. A ``generic_nack`` is a failure whatever its
+    status, 0 included (SMPP 3.4 §4.3: it answers a PDU the peer could not take);
+    resending the same PDU would only be refused again.
+    """
+    if nacked:
+        return Outcome.FAILED
+    if status is None or status in TEMPORARY:
+        return Outcome.RETRY
+    return Outcome.DELIVERED if status == S.ESME_ROK else Outcome.FAILED
+
+
+def backoff_s(attempts: int) -> float:
+    """Delay before the next attempt of a delivery temporarily refused `attempts` times."""
+    return float(min(2**attempts, 60))
 
 
 @dataclass
@@ -47,6 +98,7 @@ class RemoteBinds(Protocol):
 
 
 REMOTE_BATCH = 200
+NACKED = -2  # deliver_here's status for a delivery answered with generic_nack
 # Deliveries live for days (SMSGW_DELIVERY_TTL_S): a scan of every waiting queue
 # every few seconds is precise enough, and at 0.2 s it was a fifth of the
 # listener's time under a backlog.
@@ -57,6 +109,7 @@ NO_BIND = -1
 @dataclass
 class DelivererStats:
     delivered: int = 0
+    failed: int = 0  # permanent error or generic_nack: not retried
     duplicates_skipped: int = 0
     expired: int = 0
     retries: int = 0
@@ -98,7 +151,12 @@ class Deliverer:
             collections.deque
         )
         self.sending: set[str] = set()  # delivery ids on the wire now
+        # Temporarily refused deliveries, per customer: a heap on the retry time,
+        # aside from the queue so the customer's other deliveries go on meanwhile.
+        self.retrying: dict[str, list[tuple[float, int, _Pending]]] = {}
+        self._retry_seq = itertools.count()
         self.stats = DelivererStats()
+        self.dead_letters = DeadLetters(bootstrap, topics, "deliverer")
         self._dirty: set[str] = set()
         self._paused = False
         self.log = log.get("smsgw.deliverer")
@@ -131,6 +189,19 @@ class Deliverer:
                 self.waiting[customer] = kept
             else:
                 del self.waiting[customer]
+        for customer, heap in list(self.retrying.items()):
+            heap[:] = [e for e in heap if (e[2].msg.partition() or 0) not in gone]
+            heapq.heapify(heap)
+            if not heap:
+                del self.retrying[customer]
+
+    def _due(self, customer: str, now: float) -> None:
+        """Move the customer's retries whose time has come to the front of its queue."""
+        heap = self.retrying.get(customer)
+        while heap and heap[0][0] <= now:
+            self.waiting[customer].appendleft(heapq.heappop(heap)[2])
+        if heap is not None and not heap:
+            del self.retrying[customer]
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -148,7 +219,8 @@ class Deliverer:
                     last = now
                     self.consumer.commit()
                     self._flow_control()
-                    self._dirty |= set(self.waiting)  # retry timers, binds on other paths
+                    # retry timers, binds on other paths
+                    self._dirty |= set(self.waiting) | set(self.retrying)
                 if now - last_expiry > EXPIRY_SCAN_S:
                     last_expiry = now
                     self._expire()
@@ -159,8 +231,8 @@ class Deliverer:
     def _take(self, msg: Message) -> None:
         try:
             d = Delivery.decode(msg.value() or b"")
-        except (ValueError, KeyError) as exc:
-            self.log.error("unreadable delivery skipped", error=str(exc))
+        except UNDECODABLE as exc:
+            self.dead_letters.put(msg, exc)
             self.consumer.done(msg)
             return
         if d.id in self.delivered:
@@ -176,8 +248,12 @@ class Deliverer:
             self._dispatch(customer)
 
     def _dispatch(self, customer: str) -> None:
+        now = time.time()
+        if customer in self.retrying:
+            self._due(customer, now)
         queue = self.waiting.get(customer)
         if not queue:
+            self.waiting.pop(customer, None)
             return
         receivers = [
             c for c in self.core.binds.receivers(customer) if getattr(c, "can_deliver", False)
@@ -185,7 +261,6 @@ class Deliverer:
         if not receivers and not self.core.binds.receivers(customer):
             self._forward(customer, queue)
             return
-        now = time.time()
         while queue and receivers:
             item = queue[0]
             if item.delivery.id in self.delivered:
@@ -193,8 +268,12 @@ class Deliverer:
                 self.stats.duplicates_skipped += 1
                 self.consumer.done(item.msg)
                 continue
-            if item.not_before > now or item.delivery.id in self.sending:
-                break  # keep order: the head is waiting for a retry
+            if item.delivery.id in self.sending:
+                # A replayed copy of one on the wire: look again once that one is
+                # answered (then it is a duplicate), without holding up the rest.
+                queue.popleft()
+                self._later(item, now + 1.0)
+                continue
             conn = receivers[0]
             fut = conn.send_deliver(item.delivery)  # type: ignore[attr-defined]
             if fut is None:
@@ -217,10 +296,7 @@ class Deliverer:
         now = time.time()
         batch: list[_Pending] = []
         while queue and len(batch) < REMOTE_BATCH:
-            item = queue[0]
-            if item.not_before > now:
-                break
-            queue.popleft()
+            item = queue.popleft()
             if item.delivery.id in self.delivered:
                 self.stats.duplicates_skipped += 1
                 self.consumer.done(item.msg)
@@ -245,7 +321,12 @@ class Deliverer:
         loop = asyncio.get_running_loop()
         for item, status in zip(batch, statuses, strict=False):
             fut: asyncio.Future[Any] = loop.create_future()
-            fut.set_result(S.ESME_ROK if status == 0 else S.ESME_RSYSERR)
+            if status == NACKED:
+                fut.set_exception(Nacked(0))
+            elif status == NO_BIND:
+                fut.set_exception(ConnectionError("not delivered on the other node"))
+            else:
+                fut.set_result(S.for_code(status))
             if status == 0:
                 self.stats.forwarded += 1
             self.sending.add(item.delivery.id)
@@ -287,7 +368,14 @@ class Deliverer:
             await asyncio.wait(pending, timeout=left)
         out: list[int] = []
         for f in futures:
-            if f is None or not f.done() or f.cancelled() or f.exception() is not None:
+            if (
+                f is not None
+                and f.done()
+                and not f.cancelled()
+                and isinstance(f.exception(), Nacked)
+            ):
+                out.append(NACKED)
+            elif f is None or not f.done() or f.cancelled() or f.exception() is not None:
                 out.append(NO_BIND)
             else:
                 out.append(int(f.result()))
@@ -296,23 +384,44 @@ class Deliverer:
     def _answered(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         d = item.delivery
         self.sending.discard(d.id)
-        ok = not fut.cancelled() and fut.exception() is None and fut.result() == S.ESME_ROK
-        if not ok:
+        exc = None if fut.cancelled() else fut.exception()
+        status: S | None = None if fut.cancelled() or exc is not None else fut.result()
+        outcome = classify(status, nacked=isinstance(exc, Nacked))
+        if outcome is Outcome.RETRY:
             item.attempts += 1
-            item.not_before = time.time() + min(2**item.attempts, 60)
             self.stats.retries += 1
-            self.waiting[d.customer].appendleft(item)
-            self._dirty.add(d.customer)
+            self._later(item, time.time() + backoff_s(item.attempts))
+            self._dirty.add(d.customer)  # its window slot is free for the next one
             return
-        self.stats.delivered += 1
         self._dirty.add(d.customer)  # a window slot is free: send the next one now
         self.delivered[d.id] = time.time()
+        if outcome is Outcome.FAILED:
+            answer = str(exc) if exc is not None else f"0x{int(status or 0):08X}"
+            self.stats.failed += 1
+            self.core.count("delivery_failed", d.customer, d.kind)
+            self.log.warning(
+                "customer refused a delivery for good: not retried",
+                customer=d.customer,
+                delivery=d.id,
+                kind=d.kind,
+                answer=answer,
+            )
+            mark = self.producer.produce(self.topics.delivered, b"failed", d.id.encode())
+            mark.add_done_callback(lambda f: self._marked(f, item))
+            return
+        self.stats.delivered += 1
         accepted_at = d.extra.get("accepted_at")
         if accepted_at:
             self.core.record_e2e((time.time() - float(accepted_at)) * 1000)
         self.core.count("delivered", d.customer, d.kind)
         mark = self.producer.produce(self.topics.delivered, b"1", d.id.encode())
         mark.add_done_callback(lambda f: self._marked(f, item))
+
+    def _later(self, item: _Pending, when: float) -> None:
+        """Set a delivery aside on its own timer; the customer's queue goes on without it."""
+        item.not_before = when
+        heap = self.retrying.setdefault(item.delivery.customer, [])
+        heapq.heappush(heap, (when, next(self._retry_seq), item))
 
     def _marked(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         if fut.exception() is None:
@@ -323,25 +432,35 @@ class Deliverer:
     def _expire(self) -> None:
         now = time.time()
         for customer, queue in list(self.waiting.items()):
-            kept: collections.deque[_Pending] = collections.deque()
-            for item in queue:
-                if item.delivery.expires_at and item.delivery.expires_at < now:
-                    self.stats.expired += 1
-                    self.core.count("delivery_expired", customer, item.delivery.kind)
-                    self.consumer.done(item.msg)
-                else:
-                    kept.append(item)
+            kept = collections.deque(i for i in queue if not self._expired(customer, i, now))
             if kept:
                 self.waiting[customer] = kept
             else:
                 del self.waiting[customer]
+        for customer, heap in list(self.retrying.items()):
+            live = [e for e in heap if not self._expired(customer, e[2], now)]
+            heapq.heapify(live)
+            if live:
+                self.retrying[customer] = live
+            else:
+                del self.retrying[customer]
         horizon = now - DEDUP_HORIZON_S
         if len(self.delivered) > 100_000:
             self.delivered = {k: t for k, t in self.delivered.items() if t > horizon}
 
+    def _expired(self, customer: str, item: _Pending, now: float) -> bool:
+        """Count and let go of a delivery whose TTL ran out."""
+        if not item.delivery.expires_at or item.delivery.expires_at >= now:
+            return False
+        self.stats.expired += 1
+        self.core.count("delivery_expired", customer, item.delivery.kind)
+        self.consumer.done(item.msg)
+        return True
+
     def _flow_control(self) -> None:
         """Bound memory: stop fetching while too much waits for offline customers."""
         waiting = sum(len(q) for q in self.waiting.values())
+        waiting += sum(len(h) for h in self.retrying.values())
         self.stats.waiting = waiting
         parts = [TopicPartition(t, p) for t, p in self.consumer.assigned]
         if not self._paused and waiting > self.max_waiting:

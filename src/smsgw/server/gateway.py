@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 
 import psycopg
 
 from smsgw import log
+from smsgw.auth import BindGuard
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
-from smsgw.kafka.producer import AsyncProducer
+from smsgw.kafka.dlq import DeadLetters
 from smsgw.msgid import IdGenerator
 from smsgw.pipeline.node import PipelineNode
 from smsgw.pipeline.supervise import supervise
@@ -18,8 +20,27 @@ from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
+from smsgw.server.withdraw import WithdrawingProducer
 from smsgw.settings import Settings
 from smsgw.topics import Topics
+
+
+def raise_nofile_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one; returns the new soft limit.
+
+    Every SMPP connection is a descriptor: the common soft default of 1024
+    would let a few hundred idle connections lock out new customers long
+    before ``smpp_max_connections`` refuses them cleanly.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class Gateway:
@@ -58,8 +79,11 @@ class Gateway:
         instance = await asyncio.to_thread(self._lease_instance, s.database_url)
         config = ConfigWatcher(s.database_url)
         await config.start()
-        producer = AsyncProducer(
-            s.kafka_bootstrap, timeout_s=s.produce_timeout_s, max_backlog=s.max_backlog
+        producer = WithdrawingProducer(
+            s.kafka_bootstrap,
+            timeout_s=s.produce_timeout_s,
+            max_backlog=s.max_backlog,
+            submit_topic=self.topics.submit,
         )
         self.core = core = NodeCore(
             settings=s,
@@ -67,10 +91,22 @@ class Gateway:
             config=config,
             producer=producer,
             ids=IdGenerator(instance),
+            bind_guard=BindGuard(
+                free=s.bind_failures_before_lockout,
+                max_lock_s=s.bind_lockout_max_s,
+                window_s=s.bind_failure_window_s,
+            ),
         )
         if self.remote is not None and hasattr(self.remote, "binds_elsewhere"):
             core.peers = self.remote  # type: ignore[assignment]
         config.on_change(self._enforce_config)
+        nofile = raise_nofile_limit()
+        if nofile < s.smpp_max_connections + 256:
+            self.log.warning(
+                "file descriptor limit below smpp_max_connections",
+                nofile=nofile,
+                smpp_max_connections=s.smpp_max_connections,
+            )
         host, port = s.smpp_host_port
         self.server = await asyncio.get_running_loop().create_server(
             lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
@@ -81,7 +117,10 @@ class Gateway:
             supervise(
                 "state-follower",
                 lambda: StateFollower(
-                    s.kafka_bootstrap or "", self.topics.message_state, core.states
+                    s.kafka_bootstrap or "",
+                    self.topics.message_state,
+                    core.states,
+                    DeadLetters(s.kafka_bootstrap or "", self.topics, "state-follower"),
                 ),
                 follower_stop,
             )

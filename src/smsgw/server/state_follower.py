@@ -13,23 +13,30 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from smsgw import log
+from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
+from smsgw.kafka.security import client_config
 from smsgw.state import StateRecord, StateStore
 
 IDLE_SLEEP = 0.02
 
 
 class StateFollower:
-    def __init__(self, bootstrap: str, topic: str, store: StateStore) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, store: StateStore, dead_letters: DeadLetters
+    ) -> None:
         self.topic = topic
         self.store = store
+        self.dead_letters = dead_letters
         self.applied = 0
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"state-follower-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_uncommitted",
-            }
+            client_config(
+                bootstrap,
+                {
+                    "group.id": f"state-follower-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_uncommitted",
+                },
+            )
         )
         self.log = log.get("smsgw.state")
 
@@ -47,8 +54,8 @@ class StateFollower:
                     try:
                         self.store.apply(StateRecord.decode(value))
                         self.applied += 1
-                    except (ValueError, KeyError) as exc:
-                        self.log.warning("unreadable state record", error=str(exc))
+                    except UNDECODABLE as exc:
+                        self.dead_letters.put(m, exc)
                 if not msgs:
                     await asyncio.sleep(IDLE_SLEEP)
         finally:

@@ -84,6 +84,7 @@ class DeliverResponse:
     command: str
     status: CommandStatus
     message_id: str
+    nacked: bool = False  # the answer was generic_nack: a failure whatever its status (§4.3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,9 @@ class Session:
                 self.state = State.OPEN
             return [ev.BindResponse(seq, status, pdu.get_str("system_id"))]
         if command in WINDOWED and self.role is Role.SERVER:
-            return [ev.DeliverResponse(seq, command, status, pdu.get_str("message_id"))]
+            nacked = pdu.command == "generic_nack"
+            message_id = "" if nacked else pdu.get_str("message_id")
+            return [ev.DeliverResponse(seq, command, status, message_id, nacked)]
         if command in WINDOWED:
             message_id = pdu.get_str("message_id")
             return [ev.SubmitResponse(seq, command, status, message_id, pdu)]

@@ -22,10 +22,22 @@ Status choices (SMPP 3.4 leaves some to the implementer):
 - a body that does not decode in its declared alphabet (e.g. GSM octets
   > 0x7F, odd-length UCS2) is *accepted* with text=None: many SMSCs pass
   such bodies on, and refusing would break customers that mislabel data.
+
+Whatever is accepted must encode in the submit_sm the provider bind sends
+(invariant 9), whichever command it came in: so every field is held to the
+*submit_sm* limits (SMPP 3.4 §4.4.1), not the incoming command's. data_sm
+allows 64-character addresses, submit_sm 20; a longer one is refused here
+rather than accepted and then unsendable. TLVs: a known TLV with a length
+other than §5.3.2's is ESME_RINVPARLEN (0xC2), an impossible value
+ESME_RINVOPTPARAMVAL (0xC4); only TLVs submit_sm defines (and vendor-specific
+ones, 0x1400-0x3FFF) are forwarded, the rest are ignored as §3.2.4 allows.
+tests/unit/test_smpp_submission.py proves (a property test) that every
+accepted submission encodes through the provider's encoder.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -47,10 +59,74 @@ _SAR = (TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ)
 VALID_TON = frozenset(range(7))
 VALID_NPI = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})
 TON_INTERNATIONAL, TON_ALPHANUMERIC, NPI_ISDN = 1, 5, 1
-MAX_ADDR = {"submit_sm": 20, "submit_multi": 20, "data_sm": 64}  # C-Octet max - NUL
+# C-Octet max - NUL of the submit_sm we send the provider (§4.4.1), for every
+# incoming command: a data_sm address may be 64, but it leaves as submit_sm.
+MAX_ADDR = {"submit_sm": 20, "submit_multi": 20, "data_sm": 20}
+MAX_SERVICE_TYPE = 5  # §5.2.11: C-Octet String of max 6 incl. NUL
 MAX_SHORT_MESSAGE = 254
 MAX_DESTS = 254
-_TIME = re.compile(rb"\d{12}[0-9][0-4]\d[+\-R]")
+# §7.1.1: YYMMDDhhmmss t nn p, 16 characters (17 with the NUL).
+_TIME = re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)\d(\d\d)([+\-R])")
+
+# §5.3.2 value lengths: tag -> (min, max) octets. Listed: every TLV submit_sm
+# may carry (§4.4.1) plus data_sm's, so a wrong length is caught whichever it is.
+TLV_LENGTHS: Final[dict[int, tuple[int, int]]] = {
+    0x0005: (1, 1),  # dest_addr_subunit
+    0x0006: (1, 1),  # dest_network_type
+    0x0007: (1, 1),  # dest_bearer_type
+    0x0008: (2, 2),  # dest_telematics_id
+    0x000D: (1, 1),  # source_addr_subunit
+    0x000E: (1, 1),  # source_network_type
+    0x000F: (1, 1),  # source_bearer_type
+    0x0010: (1, 1),  # source_telematics_id
+    0x0017: (4, 4),  # qos_time_to_live
+    0x0019: (1, 1),  # payload_type
+    0x0030: (1, 1),  # ms_msg_wait_facilities
+    0x0201: (1, 1),  # privacy_indicator
+    0x0202: (2, 23),  # source_subaddress
+    0x0203: (2, 23),  # dest_subaddress
+    0x0204: (2, 2),  # user_message_reference
+    0x0205: (1, 1),  # user_response_code
+    0x020A: (2, 2),  # source_port
+    0x020B: (2, 2),  # destination_port
+    0x020C: (2, 2),  # sar_msg_ref_num
+    0x020D: (1, 1),  # language_indicator
+    0x020E: (1, 1),  # sar_total_segments
+    0x020F: (1, 1),  # sar_segment_seqnum
+    0x0302: (1, 1),  # callback_num_pres_ind
+    0x0303: (0, 65),  # callback_num_atag
+    0x0304: (1, 1),  # number_of_messages
+    0x0381: (4, 19),  # callback_num
+    0x0421: (1, 1),  # set_dpf
+    0x0424: (0, 0xFFFF),  # message_payload
+    0x0426: (1, 1),  # more_messages_to_send
+    0x0501: (1, 1),  # ussd_service_op
+    0x1201: (1, 1),  # display_time
+    0x1203: (2, 2),  # sms_signal
+    0x1204: (1, 1),  # ms_validity
+    0x130C: (0, 0),  # alert_on_message_delivery
+    0x1380: (1, 1),  # its_reply_type
+    0x1383: (2, 2),  # its_session_info
+}
+# §4.4.1: the optional parameters of submit_sm, what we may forward.
+SUBMIT_SM_TLVS: Final = frozenset(
+    {
+        0x0204, 0x020A, 0x000D, 0x020B, 0x0005, 0x020C, 0x020E, 0x020F, 0x0426, 0x0019,
+        0x0424, 0x0201, 0x0381, 0x0302, 0x0303, 0x0202, 0x0203, 0x0205, 0x1201, 0x1203,
+        0x1204, 0x0030, 0x0304, 0x130C, 0x020D, 0x1380, 0x1383, 0x0501,
+    }
+)  # fmt: skip
+VENDOR_TLVS: Final = range(0x1400, 0x4000)  # §5.3.2: vendor-specific, forwarded as they are
+# One-octet TLVs whose values §5.3.2 enumerates: tag -> largest defined value.
+TLV_MAX_VALUE: Final[dict[int, int]] = {
+    0x0019: 1,  # payload_type: 0 WDP, 1 WCMP
+    0x0201: 3,  # privacy_indicator
+    0x0302: 0x0F,  # callback_num_pres_ind: bits 0-3 used
+    0x0426: 1,  # more_messages_to_send
+    0x1201: 2,  # display_time
+    0x1204: 3,  # ms_validity
+    0x1380: 8,  # its_reply_type
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +194,9 @@ def _parse(command: str, pdu: Pdu) -> Submission:
     if command not in MAX_ADDR:
         raise _Reject(S.ESME_RINVCMDID, f"{command} is not a submission")
     max_addr = MAX_ADDR[command]
+    service_type = pdu.get_bytes("service_type")
+    if len(service_type) > MAX_SERVICE_TYPE:
+        raise _Reject(S.ESME_RINVSERTYP, f"service_type of {len(service_type)} characters")
     source = _address(
         pdu, "source_addr", "source_addr_ton", "source_addr_npi", max_addr, is_source=True
     )
@@ -141,6 +220,7 @@ def _parse(command: str, pdu: Pdu) -> Submission:
     data_coding = pdu.get_int("data_coding")
     alphabet = _alphabet(data_coding)
 
+    tlvs = _tlvs(pdu)
     short_message = pdu.get_bytes("short_message")
     payload = pdu.tlv(TAG_MESSAGE_PAYLOAD)
     if len(short_message) > MAX_SHORT_MESSAGE:
@@ -164,7 +244,7 @@ def _parse(command: str, pdu: Pdu) -> Submission:
 
     return Submission(
         command=command,
-        service_type=pdu.get_str("service_type"),
+        service_type=service_type.decode("latin-1"),
         source=source,
         destinations=destinations,
         esm_class=esm_class,
@@ -181,7 +261,7 @@ def _parse(command: str, pdu: Pdu) -> Submission:
         udh=udh,
         concat=concat,
         text=decode_text(body, alphabet),
-        tlvs={tag: value for tag, value in pdu.tlvs if tag not in (TAG_MESSAGE_PAYLOAD, *_SAR)},
+        tlvs=tlvs,
     )
 
 
@@ -234,10 +314,39 @@ def _destinations(command: str, pdu: Pdu, max_len: int) -> tuple[Address, ...]:
 
 
 def _time(pdu: Pdu, name: str, status: S) -> str:
+    """§7.1.1: empty, absolute (a real date, UTC offset nn <= 48 quarter hours) or relative."""
     raw = pdu.get_bytes(name)
-    if raw and not _TIME.fullmatch(raw):
+    if not raw:
+        return ""
+    match = _TIME.fullmatch(raw)
+    if match is None:
         raise _Reject(status, f"{name} {raw!r} is not YYMMDDhhmmsstnnp")
+    yy, mo, dd, hh, mi, ss, nn = (int(g) for g in match.groups()[:7])
+    if match.group(8) != b"R":
+        try:
+            datetime.datetime(2000 + yy, mo, dd, hh, mi, ss)
+        except ValueError:
+            raise _Reject(status, f"{name} {raw!r} is not a date") from None
+        if nn > 48:
+            raise _Reject(status, f"{name} {raw!r}: UTC offset over 12 hours")
     return raw.decode("ascii")
+
+
+def _tlvs(pdu: Pdu) -> dict[int, bytes]:
+    """Check every TLV against §5.3.2; return those to forward (not payload/SAR)."""
+    out: dict[int, bytes] = {}
+    for tag, value in pdu.tlvs:
+        limits = TLV_LENGTHS.get(tag)
+        if limits is not None and not limits[0] <= len(value) <= limits[1]:
+            raise _Reject(S.ESME_RINVPARLEN, f"TLV 0x{tag:04X} of {len(value)} octets")
+        top = TLV_MAX_VALUE.get(tag)
+        if top is not None and value[0] > top:
+            raise _Reject(S.ESME_RINVOPTPARAMVAL, f"TLV 0x{tag:04X} value {value[0]}")
+        if tag in (TAG_MESSAGE_PAYLOAD, *_SAR):
+            continue
+        if tag in SUBMIT_SM_TLVS or tag in VENDOR_TLVS:
+            out.setdefault(tag, value)
+    return out
 
 
 def _sar(pdu: Pdu) -> Concat | None:
