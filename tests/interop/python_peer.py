@@ -167,6 +167,8 @@ def unbind(peer: str, cmd: dict[str, Any]) -> None:
 
 _servers: dict[str, Smsc] = {}
 TAG_MESSAGE_PAYLOAD = 0x0424
+TAG_RECEIPTED_MESSAGE_ID = 0x001E
+TAG_MESSAGE_STATE = 0x0427
 
 
 @functools.cache
@@ -178,8 +180,9 @@ def loop() -> asyncio.AbstractEventLoop:
 
 
 class Smsc:
-    """Answers submit_sm with hex ids and receipts them with the same number in decimal:
-    after the submit_sm_resp, or before it for the destinations in ``receipt_before``."""
+    """Answers submit_sm with hex ids and receipts them with the same number in decimal (the
+    hex id in receipted_message_id): after the submit_sm_resp, or before it for the
+    destinations in ``receipt_before``."""
 
     def __init__(self, peer: str, cmd: dict[str, Any]) -> None:
         self.peer, self.cmd = peer, cmd
@@ -243,7 +246,15 @@ class Smsc:
         )
         try:
             resp = await self.receiver().deliver_sm(
-                sm.source_addr, text.encode(), source_addr=sm.destination_addr, esm_class=0x04
+                sm.source_addr,
+                text.encode(),
+                source_addr=sm.destination_addr,
+                esm_class=0x04,
+                # SMPP 3.4 §5.3.2.12: the TLV carries the submit_sm_resp id (hex here).
+                tlvs=[
+                    smpp34.Tlv(TAG_RECEIPTED_MESSAGE_ID, f"{n:X}".encode() + b"\0"),
+                    smpp34.Tlv(TAG_MESSAGE_STATE, b"\x02"),
+                ],
             )
             emit(self.peer, "receipt_sent", decimal_id=str(n), status=resp.command_status)
         except Exception as exc:

@@ -1,13 +1,15 @@
 """Third-party SMSCs as the gateway's providers: node-smpp, jsmpp and smpp34 servers.
 
-node-smpp's ``createServer``, jsmpp's server session and smpp34's ``Server``
-(a Rust core). Each SMSC answers ``submit_sm`` with a hex id and receipts it with the same
-number in decimal (configured ``--submit-id-format hex --receipt-id-format
-dec``, as the README suggests), sends some receipts before its
+node-smpp's ``createServer``, jsmpp's server session and smpp34's ``Server`` (a
+Rust core). Each SMSC answers ``submit_sm`` with a hex id and receipts it with
+that id in ``receipted_message_id`` (SMPP 3.4 §5.3.2.12) and the same number in
+decimal in the text (configured ``--submit-id-format hex --receipt-id-format
+dec``, as the README suggests: issue 12 item 3), sends some receipts before its
 ``submit_sm_resp`` and some after, and sends MO in ``short_message`` and in
 ``message_payload``. node-smpp and jsmpp also run as SMSCs that refuse
-transceiver binds (``--bind-mode tx+rx``: issue 12 item 1). Stopping a provider on purpose
-must unbind it (item 5).
+transceiver binds (``--bind-mode tx+rx``: item 1). ``--enquire-link 1`` is
+honoured on every link (item 2). Stopping a provider on purpose unbinds it
+(item 5).
 """
 
 from __future__ import annotations

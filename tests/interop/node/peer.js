@@ -110,7 +110,8 @@ function unbind(peer) {
 
 // ---- the provider side: an SMSC on smpp.createServer -------------------------------
 
-// Answers submit_sm with hex ids and receipts them with the same number in decimal: after
+// Answers submit_sm with hex ids and receipts them with the same number in decimal (the hex
+// id in receipted_message_id): after
 // the submit_sm_resp, or before it for the destinations in cmd.receipt_before.
 function serve(peer, cmd) {
 	const state = {sessions: [], next: 0xB0000000, cmd: cmd};
@@ -188,6 +189,8 @@ function receipt(peer, state, n, submitPdu, then) {
 	receiver(state).deliver_sm({
 		source_addr: submitPdu.destination_addr, destination_addr: submitPdu.source_addr,
 		esm_class: 0x04, data_coding: 0, short_message: text,
+		// SMPP 3.4 §5.3.2.12: the TLV carries the submit_sm_resp id (hex here), the text decimal.
+		receipted_message_id: n.toString(16).toUpperCase(), message_state: 2,
 	}, (resp) => {
 		emit(peer, 'receipt_sent', {decimal_id: String(n), status: resp.command_status});
 		if (then) then();

@@ -295,7 +295,8 @@ public final class Peer {
 
   /**
    * An SMSC answering submit_sm with hex ids and receipting them with the same number in
-   * decimal (the mismatch that --submit-id-format hex --receipt-id-format dec is for).
+   * decimal in the text, the hex id in receipted_message_id (the mismatch that
+   * --submit-id-format hex --receipt-id-format dec is for).
    */
   static final class Server implements ServerMessageReceiverListener {
     final String peer;
@@ -441,7 +442,12 @@ public final class Peer {
                 (byte) 0,
                 new RegisteredDelivery(0),
                 GeneralDataCoding.DEFAULT,
-                r.toString().getBytes(StandardCharsets.ISO_8859_1));
+                r.toString().getBytes(StandardCharsets.ISO_8859_1),
+                // SMPP 3.4 §5.3.2.12: the TLV carries the submit_sm_resp id (hex here).
+                new OptionalParameter.COctetString(
+                    OptionalParameter.Tag.RECEIPTED_MESSAGE_ID.code(),
+                    Long.toHexString(n).toUpperCase()),
+                new OptionalParameter.Byte(OptionalParameter.Tag.MESSAGE_STATE, (byte) 2));
         emit(peer, "receipt_sent", kv("decimal_id", decimalId));
       } catch (Exception e) {
         emit(peer, "error", kv("op", "receipt", "error", e.toString()));
