@@ -95,6 +95,16 @@ def _receipt_id(lang: str, e: Event) -> str:
     return str(e["receipted_message_id"])
 
 
+def _receipt_text(lang: str, e: Event) -> str:
+    """The receipt's ``text:`` as the library shows it: jsmpp's parser, else the decoded text."""
+    if lang == "java":
+        return str(e["receipt_text"])
+    body = (
+        str(e["text"]) if lang == "node" else bytes.fromhex(e["short_message"]).decode("gsm03.38")
+    )
+    return body.split(" text:", 1)[1]
+
+
 def _mo_text(lang: str, e: Event) -> str:
     if lang == "node":
         return str(e["text"])
@@ -148,6 +158,22 @@ def test_customer_library_transceiver(
     # One receipt per submitted part, under the id its submit_sm_resp gave.
     receipts = peers.wait_for(peer, "receipt", count=len(submits), timeout=90)
     assert sorted(_receipt_id(lang, e) for e in receipts) == sorted(ids.values())
+    # Their text: is the first 20 characters of the message or part (Appendix B), its UDH
+    # skipped, in the GSM 03.38 alphabet the receipt declares (item 4: it was raw octets, the
+    # UDH with them). jsmpp reads receipt text as ASCII, so it is shown the ASCII texts only.
+    texts = {
+        tag: _receipt_text(lang, e)
+        for e in receipts
+        for tag, mid in ids.items()
+        if _receipt_id(lang, e) == mid
+    }
+    expected = {
+        f"{kind}{i}": part[:20] for kind in ("udh", "sar") for i, part in enumerate(PARTS, 1)
+    }
+    if lang != "java":
+        expected["gsm"] = gsm_text[:20]
+        expected["ucs2"] = UCS2_TEXT[:20].encode("gsm03.38", "replace").decode("gsm03.38")
+    assert {tag: texts[tag] for tag in expected} == expected
 
     # What the library encoded reached the provider unchanged (the UDH's reference is the bind's
     # own, the SAR reference likewise: only the text and the framing are compared).
