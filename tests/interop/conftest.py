@@ -11,6 +11,7 @@ started, every test of the tier fails with the reason.
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,31 @@ def interop_sims() -> Iterator[Sims]:
     s = Sims()
     yield s
     s.stop()
+
+
+def wait_configured(
+    gw: GatewayNode, customer: str, dest: str, mo_dest: str, timeout: float = 30.0
+) -> None:
+    """Wait until the gateway's configuration has the customer, its route and its MO route.
+
+    A version bump is not enough: it may be an earlier change's notification.
+    """
+
+    def ready() -> bool:
+        core = gw.gateway.core
+        if core is None:
+            return False
+        c = core.config
+        mo = c.mo_routing.route(mo_dest)
+        return (
+            customer in c.customers
+            and c.routing.route(customer, "", dest) is not None
+            and mo is not None
+            and mo.customer == customer
+        )
+
+    deadline = time.monotonic() + timeout
+    while not gw.call(ready):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{customer}'s configuration not loaded within {timeout} s")
+        time.sleep(0.05)

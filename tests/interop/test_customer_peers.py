@@ -11,6 +11,7 @@ which records what reached it: the octets the library encoded arrive intact.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mo_route, add_mt_route
 from tests.helpers.gateway import GatewayNode
 from tests.integration.test_message_path import Sims
+from tests.interop.conftest import wait_configured
 from tests.interop.peers import Event, PeerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
@@ -38,7 +40,7 @@ LIBS = ["node", "java", "python"]
 # other interop modules, so that the shared gateway keeps every test's traffic apart.
 PREFIX = {("node", "trx"): "4931", ("java", "trx"): "4932", ("python", "trx"): "4933",
           ("node", "tx+rx"): "4934", ("java", "tx+rx"): "4935",
-          ("python", "tx+rx"): "4936"}  # fmt: skip
+          ("python", "tx+rx"): "4936", ("node", "nack"): "4937"}  # fmt: skip
 MO_PREFIX = {k: "5553" + v[-1] for k, v in PREFIX.items()}
 TAG_RECEIPTED_MESSAGE_ID = 0x001E
 TAG_SAR = (0x020C, 0x020E, 0x020F)
@@ -67,12 +69,11 @@ def lib(request: pytest.FixtureRequest) -> Iterator[tuple[str, PeerProcess]]:
 
 def _customer(gw: GatewayNode, key: tuple[str, str]) -> str:
     name = f"{key[0][:2]}{uuid.uuid4().hex[:8]}"
-    before = gw.call(lambda: gw.gateway.core.config.version if gw.gateway.core else 0)
     gw.add_customer(name, "pw", tps=200)
     with psycopg.connect(gw.db_url) as conn:
         add_mt_route(conn, prefix=PREFIX[key], provider=SIM)
         add_mo_route(conn, MO_PREFIX[key], name)
-    gw.wait_config(before)
+    wait_configured(gw, name, f"{PREFIX[key]}0000001", f"{MO_PREFIX[key]}1")
     return name
 
 
@@ -244,3 +245,34 @@ def test_customer_library_transmitter_and_receiver(
         peers.send(peer, "unbind")
         [unbound] = peers.wait_for(peer, "unbound", timeout=30)
         assert unbound["status"] == 0
+
+
+def test_a_generic_nack_answering_a_receipt_is_a_failure(
+    interop_gateway: GatewayNode, sim: SmscSimulator, node_peers: PeerProcess
+) -> None:
+    """Item 6: node-smpp answers the receipt's deliver_sm with generic_nack, status 0: the
+    gateway counts a failed delivery, not a delivered one (SMPP 3.4 §4.3)."""
+    gw = interop_gateway
+    key = ("node", "nack")
+    customer = _customer(gw, key)
+
+    def counts() -> tuple[int, int]:
+        stats: Any = gw.pipeline_stats()["deliverer"]
+        return int(stats["delivered"]), int(stats.get("failed", 0))
+
+    delivered, failed = counts()
+    node_peers.send(
+        customer, "bind", host=gw.host, port=gw.port, system_id=customer, password="pw",
+        type="trx", nack_deliveries=True,
+    )  # fmt: skip
+    node_peers.wait_for(customer, "bound", timeout=60)
+    node_peers.send(customer, "submit", tag="m", dest=f"{PREFIX[key]}0000001", text="nacked")
+    [resp] = node_peers.wait_for(customer, "submit_resp", timeout=60)
+    [receipt] = node_peers.wait_for(customer, "receipt", timeout=90)
+    assert _receipt_id("node", receipt) == resp["message_id"]
+    deadline = time.monotonic() + 30
+    while counts() == (delivered, failed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counts() == (delivered, failed + 1)
+    node_peers.send(customer, "unbind")
+    node_peers.wait_for(customer, "unbound", timeout=30)

@@ -25,6 +25,7 @@ from smsgw.db.providers import add_provider, update_provider
 from smsgw.db.routes import add_mo_route, add_mt_route
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
+from tests.interop.conftest import wait_configured
 from tests.interop.peers import PeerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
@@ -40,7 +41,6 @@ MO_PREFIX = {k: "5552" + v[-1] for k, v in PREFIX.items()}
 def _config(
     gw: GatewayNode, customer: str, name: str, port: int, mode: str, key: tuple[str, str]
 ) -> None:
-    before = gw.call(lambda: gw.gateway.core.config.version if gw.gateway.core else 0)
     gw.add_customer(customer, "pw", tps=100)
     with psycopg.connect(gw.db_url) as conn:
         add_provider(
@@ -58,7 +58,7 @@ def _config(
         )
         add_mt_route(conn, prefix=PREFIX[key], provider=name)
         add_mo_route(conn, MO_PREFIX[key], customer)
-    gw.wait_config(before)
+    wait_configured(gw, customer, f"{PREFIX[key]}00000001", f"{MO_PREFIX[key]}1")
 
 
 def _wait(cond: object, timeout: float, what: str) -> None:

@@ -58,7 +58,12 @@ function bind(peer, cmd) {
 	session.on('deliver_sm', (pdu) => {
 		const f = describe(pdu);
 		emit(peer, pdu.esm_class & 0x3C ? 'receipt' : 'mo', f);
-		session.send(pdu.response());
+		if (cmd.nack_deliveries) {
+			// A generic_nack with status 0: a PDU this ESME could not take (SMPP 3.4 §4.3).
+			session.send(new smpp.PDU('generic_nack', {sequence_number: pdu.sequence_number}));
+		} else {
+			session.send(pdu.response());
+		}
 	});
 	session.on('enquire_link', (pdu) => session.send(pdu.response()));
 	session.on('unbind', (pdu) => {
