@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smsgw-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench
+.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench interop-peers
 
 setup: system-deps $(STAMP) kafka-jars
 
@@ -21,6 +21,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 kafka-jars: $(STAMP)
 	@$(BIN)/python -c "from smsgw.cluster.kafka_dist import ensure_kafka_jars as e; from smsgw.settings import Settings as S; print('kafka jars:', e(S().kafka_version))"
+
+# Third-party SMPP peers of the interop tier (tests/interop): node-smpp from npm, jsmpp from
+# Maven Central, into ~/.cache/smsgw/interop (python-smpplib is a dependency already).
+interop-peers: $(STAMP)
+	@$(BIN)/python -m tests.interop.peers
 
 run: setup
 	$(BIN)/smsgw run
@@ -40,7 +45,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 # pytest exits 5 when it collected no test; make treats that as a failure too.
-test: setup lint typecheck
+test: setup interop-peers lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -2,11 +2,16 @@
 # Installs the Debian packages smsgw runs on, only those missing:
 # Java (Kafka broker), Maven (fetches the broker's jars), PostgreSQL server,
 # Kannel (an independent SMPP peer for the interop tests), Prometheus (`make
-# observe` and the dashboard test), Chromium and its WebDriver (the console test).
+# observe` and the dashboard test), Chromium and its WebDriver (the console test),
+# Node.js with npm and a JDK (node-smpp and jsmpp, third-party SMPP peers of the
+# interop tier).
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ "${SMSGW_SKIP_KANNEL:-0}" != 1 ]; then
   command -v bearerbox >/dev/null || [ -x /usr/sbin/bearerbox ] || need+=(kannel)
