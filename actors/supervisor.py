@@ -26,6 +26,7 @@ from smsgw import log
 from smsgw.actors.host import LoopHost
 from smsgw.actors.workers import (
     CorrelatorActor,
+    HistoryActor,
     ListenerActor,
     ProviderBindActor,
     RouterActor,
@@ -85,6 +86,9 @@ def plan(
         for kind in ("router", "correlator"):
             name = f"{kind}#{i}"
             specs[name] = Spec(name, kind, ids[i % len(ids)], False, (settings,))
+    # One history writer: a batch per half second keeps up with far more than a
+    # node's traffic, and one writer means one PostgreSQL connection.
+    specs["history#0"] = Spec("history#0", "history", ids[0], False, (settings,))
     slot = 0
     for pname, binds, pfp in sorted(providers):
         for i in range(binds):
@@ -100,6 +104,7 @@ _CLASSES = {
     "listener": ListenerActor,
     "router": RouterActor,
     "correlator": CorrelatorActor,
+    "history": HistoryActor,
     "provider": ProviderBindActor,
 }
 

@@ -225,4 +225,5 @@ def customer_remove(ctx: click.Context, system_id: str) -> None:
     click.echo(f"customer {system_id} removed")
 
 
+from smsgw import cli_message  # noqa: E402,F401,I001  (registers the message commands)
 from smsgw import cli_routing  # noqa: E402,F401  (registers provider/route/mo-route commands)

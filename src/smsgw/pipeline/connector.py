@@ -479,6 +479,7 @@ class ProviderBind:
             text,
             m.received_at,
             tuple(also),
+            self.name,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         for mid in item.ids:
