@@ -7,6 +7,7 @@ crash adds nothing). Retention drops whole day partitions.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from smsgw.history import COLUMNS, Event
+from smsgw.provider_ids import FORMATS, receipt_key
 
 _PART = re.compile(r"^message_event_(\d{8})$")
 
@@ -118,11 +120,20 @@ def history(conn: psycopg.Connection[Any], message_id: str) -> list[Event]:
 
 
 def by_provider_id(conn: psycopg.Connection[Any], provider: str, provider_id: str) -> list[str]:
-    """Gateway ids the provider's message id was given to (as the provider wrote it)."""
+    """Gateway ids the provider's message id was given to, the id as the provider wrote it.
+
+    The pairing key holds the id normalised by the provider's id format; every
+    format's reading is a candidate key (an index lookup), and the id as sent
+    must match too, so a hex id read as decimal never finds another message.
+    """
+    keys = {f"{provider}:{provider_id.strip()}"}
+    for fmt in FORMATS:
+        with contextlib.suppress(ValueError):
+            keys.add(receipt_key(provider, provider_id, fmt))
     rows = conn.execute(
-        "SELECT DISTINCT message_id FROM message_event WHERE kind = 'sent'"
-        " AND provider = %s AND (ref = %s OR detail->>'provider_id' = %s)",
-        (provider, f"{provider}:{provider_id}", provider_id),
+        "SELECT DISTINCT message_id FROM message_event WHERE ref = ANY(%s)"
+        " AND kind = 'sent' AND detail->>'provider_id' = %s",
+        (sorted(keys), provider_id.strip()),
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -138,24 +149,26 @@ def find(
     """The customer's messages accepted since ``since``, newest first, with their
     latest state (final states win over later non-final ones); ``states``
     keeps only those whose state is one of them."""
+    # One range scan of the (customer, at) index: the acceptances and state rows of
+    # the window, folded per message in SQL.
     sql = """
-        WITH msgs AS (
-            SELECT message_id, at AS accepted_at, detail->>'dst' AS dst
+        SELECT * FROM (
+            SELECT message_id,
+                   min(at) FILTER (WHERE kind = 'accepted') AS accepted_at,
+                   max(detail->>'dst') FILTER (WHERE kind = 'accepted') AS dst,
+                   (array_agg(ARRAY[state::int, error]
+                              ORDER BY state NOT IN (1, 6, 7) DESC, at DESC)
+                        FILTER (WHERE kind = 'state'))[1:1] AS latest,
+                   (array_agg(detail->>'stage' ORDER BY state NOT IN (1, 6, 7) DESC, at DESC)
+                        FILTER (WHERE kind = 'state'))[1] AS stage,
+                   max(at) FILTER (WHERE kind = 'state') AS updated_at
             FROM message_event
-            WHERE customer = %(c)s AND kind = 'accepted' AND at >= %(since)s
-        ), latest AS (
-            SELECT DISTINCT ON (s.message_id) s.message_id, s.state, s.error, s.detail->>'stage'
-                AS stage, s.at
-            FROM message_event s JOIN msgs USING (message_id)
-            WHERE s.kind = 'state' AND s.at >= %(since)s
-            ORDER BY s.message_id, (s.state NOT IN (1, 6, 7)) DESC, s.at DESC
-        )
-        SELECT msgs.message_id, msgs.accepted_at, msgs.dst,
-               coalesce(latest.state, 1), coalesce(latest.error, 0),
-               coalesce(latest.stage, 'accepted'), latest.at
-        FROM msgs LEFT JOIN latest USING (message_id)
-        WHERE (%(any)s OR coalesce(latest.state, 1) = ANY(%(states)s))
-        ORDER BY msgs.accepted_at DESC
+            WHERE customer = %(c)s AND at >= %(since)s AND kind IN ('accepted', 'state')
+            GROUP BY message_id
+            HAVING bool_or(kind = 'accepted')
+        ) m
+        WHERE %(any)s OR coalesce(latest[1][1], 1) = ANY(%(states)s)
+        ORDER BY accepted_at DESC
         LIMIT %(limit)s
     """
     params = {
@@ -170,10 +183,10 @@ def find(
             "id": r[0],
             "accepted_at": r[1].timestamp(),
             "destination": r[2] or "",
-            "state": r[3],
-            "error": r[4],
-            "stage": r[5],
-            "updated_at": r[6].timestamp() if r[6] else None,
+            "state": r[3][0][0] if r[3] else 1,
+            "error": r[3][0][1] if r[3] else 0,
+            "stage": r[4] or "accepted",
+            "updated_at": r[5].timestamp() if r[5] else None,
         }
         for r in conn.execute(sql, params)
     ]
