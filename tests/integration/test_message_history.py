@@ -21,10 +21,13 @@ import pytest
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
+from smsgw.cluster.procs import free_port
+from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route
 from smsgw.smpp import CommandStatus
 from smsgw.topics import Topics
+from tests.helpers.cluster import Runtime
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
 from tests.helpers.loop_thread import LoopThread
@@ -165,4 +168,39 @@ def test_message_show_and_find_tell_each_fate(history_gateway: GatewayNode, db_u
             customer.close()
         for sim in sims.values():
             loop.run(sim.stop())
+        loop.close()
+
+
+def test_the_history_actor_writes_under_ray_and_survives_a_kill(
+    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
+) -> None:
+    """The supervisor runs `history#0`; a SIGKILLed writer resumes from its committed offset."""
+    loop = LoopThread("history-ray-sim")
+    sim = SmscSimulator(SimConfig(system_id="hp", receipt_delay=0.2))
+    loop.run(sim.start())
+    runtime = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
+    customer: Customer | None = None
+    try:
+        runtime.configure(
+            customers=["hc"],
+            providers={"hp": {"port": sim.port, "tps": 100, "binds": 1}},
+            routes=[{"prefix": "4917", "provider": "hp"}],
+        )
+        runtime.start(providers=1)
+        assert runtime.actor("history#0")["state"] == "ALIVE"
+        customer = Customer("127.0.0.1", runtime.port, "hc", "pw").bind()
+        c = customer
+        first = c.submit("491701111111")
+        c.wait(lambda: len(c.receipts) >= 1, 60, "first receipt")
+        wait_state(db_url, c.accepted_ids()[first], "delivered")
+        old = runtime.kill("history#0")
+        runtime.wait_restarted("history#0", old)
+        second = c.submit("491702222222")
+        c.wait(lambda: len(c.receipts) >= 2, 60, "second receipt")
+        wait_state(db_url, c.accepted_ids()[second], "delivered")
+    finally:
+        if customer is not None:
+            customer.close()
+        runtime.stop()
+        loop.run(sim.stop())
         loop.close()
