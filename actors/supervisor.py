@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -32,10 +33,12 @@ from smsgw.actors.workers import (
     RouterActor,
     namespace_for,
 )
+from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
 from smsgw.kafka.lag import consumer_lag
 from smsgw.settings import Settings
+from smsgw.status import StatusBook
 from smsgw.topics import Topics
 
 NAMESPACE = "smsgw"
@@ -43,6 +46,7 @@ SUPERVISOR = "supervisor"
 # A provider bind stopped on purpose gets this long to unbind (it waits at most
 # 2 s for unbind_resp) and leave its consumer group before it is killed.
 STOP_GRACE_S = 8.0
+PUBLISH_S = 2.0  # the report for `smsgw status` goes to PostgreSQL this often
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class SupervisorImpl:
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
         self._topics_made: set[str] = set()
+        self.book = StatusBook()
         self.host = LoopHost("supervisor", self._main)
 
     # ------------------------------------------------------------ loop
@@ -133,7 +138,8 @@ class SupervisorImpl:
         await config.start()
         self._wake = asyncio.Event()
         config.on_change(self._wake.set)
-        last_lag = 0.0
+        self.book = await asyncio.to_thread(self._resume_book)
+        last_lag = last_publish = 0.0
         # Each step runs as a task of its own and is started again only once the
         # previous run ended: a call stuck in a thread (a Kafka or GCS request to
         # a node going away) delays that one step, never the loop. (wait_for
@@ -154,6 +160,9 @@ class SupervisorImpl:
             if time.monotonic() - last_lag > 5:
                 last_lag = time.monotonic()
                 launch("lag", lambda: self._lag(config))
+            if time.monotonic() - last_publish > PUBLISH_S:
+                last_publish = time.monotonic()
+                launch("publish", self._publish)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -253,6 +262,7 @@ class SupervisorImpl:
         answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in current))
         self.snapshot["actors"] = dict(answers)
         self.snapshot["updated_at"] = time.time()
+        self.book.observe(self.snapshot["actors"])
 
     async def _lag(self, config: ConfigWatcher) -> None:
         t, prefix = self.topics, self.topics.prefix
@@ -267,6 +277,30 @@ class SupervisorImpl:
         self.snapshot["lag"] = await asyncio.to_thread(
             consumer_lag, self.settings.kafka_bootstrap, groups
         )
+        self.book.observe_lag(self.snapshot["lag"])
+
+    def _resume_book(self) -> StatusBook:
+        """Counter totals continue from the previous supervisor's last report."""
+        assert self.settings.database_url
+        try:
+            with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+                got = status_row.read(conn, self.namespace)
+        except psycopg.Error as exc:
+            self.log.warning("previous status not readable; totals start at 0", error=str(exc))
+            return StatusBook()
+        totals = (got[1].get("totals") or {}) if got else {}
+        return StatusBook.resumed({k: float(v) for k, v in totals.items()})
+
+    async def _publish(self) -> None:
+        report = self.book.report(dict(self.snapshot.get("actors") or {}))
+        self.snapshot["report"] = report
+        await asyncio.to_thread(self._write_status, dict(self.snapshot), report)
+
+    def _write_status(self, snapshot: dict[str, Any], report: dict[str, Any]) -> None:
+        assert self.settings.database_url
+        snapshot = {k: v for k, v in snapshot.items() if k != "report"}
+        with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+            status_row.publish(conn, self.namespace, snapshot, report)
 
     async def _kill_all(self) -> None:
         going = [(name, handle) for name, (handle, _fp) in self.actors.items()]

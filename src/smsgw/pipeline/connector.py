@@ -110,6 +110,7 @@ class BindStats:
     connects: int = 0
     bound: bool = False
     errors: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""  # why the last connection or bind failed (`smsgw status`)
 
 
 def submit_fields(
@@ -219,6 +220,7 @@ class ProviderBind:
                     delay = 0.5
                 except (OSError, TimeoutError, BindRefused, ConnectionError) as exc:
                     self.log.warning("provider connection failed", error=str(exc))
+                    self.stats.last_error = str(exc) or type(exc).__name__
                 if self.stats.bound:
                     self.unbound_since = time.monotonic()
                 self.stats.bound = False
