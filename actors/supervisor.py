@@ -119,6 +119,8 @@ class SupervisorImpl:
         self.settings = Settings(**settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.namespace = namespace_for(self.settings.topic_prefix)
+        # The same level and format as every worker (SMSGW_LOG_LEVEL, SMSGW_LOG_JSON).
+        log.configure(self.settings.log_level, self.settings.log_json)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
         self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
         self.log = log.get("smsgw.supervisor")
