@@ -251,7 +251,12 @@ class RouterImpl(_Base):
         await self._supervised(stop, make, config.stop)
 
     def _stats(self) -> dict[str, Any]:
-        return {"router": dict(self.router.counts)} if self.router else {}
+        if self.router is None:
+            return {}
+        return {
+            "router": dict(self.router.counts),
+            "no_route_by_customer": dict(self.router.no_route_by_customer),
+        }
 
 
 class CorrelatorImpl(_Base):
