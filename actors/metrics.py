@@ -49,7 +49,7 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("stage", "topic"),
     ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
-    "smsgw_no_route_total": ("Messages without a route", ("router",)),
+    "smsgw_no_route_total": ("Messages without a route, per customer", ("router", "customer")),
     "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
     "smsgw_multipart_expired_total": (
         "Multipart messages whose parts did not all arrive in time (err:904)",
@@ -72,6 +72,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_messages_final_total": (
         "Messages that reached a final state, by state and why",
         ("state", "reason"),
+    ),
+    "smsgw_receipt_outcomes_total": (
+        "Provider receipts by outcome (DELIVRD, UNDELIV, EXPIRED...), customer and provider",
+        ("customer", "provider", "stat"),
     ),
 }
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -201,7 +205,8 @@ class MetricsExporter:
     def _router(self, s: dict[str, Any]) -> None:
         r = s.get("router", {})
         self._inc("smsgw_routed_total", r.get("routed", 0), router=self.name)
-        self._inc("smsgw_no_route_total", r.get("no_route", 0), router=self.name)
+        for customer, n in (s.get("no_route_by_customer") or {}).items():
+            self._inc("smsgw_no_route_total", n, router=self.name, customer=customer)
         for what in ("routed", "expired", "duplicates"):
             self._inc(
                 f"smsgw_multipart_{what}_total", r.get(f"multipart_{what}", 0), router=self.name
@@ -216,6 +221,11 @@ class MetricsExporter:
         self._inc("smsgw_receipts_matched_total", c.get("matched", 0), correlator=self.name)
         self._inc("smsgw_receipts_orphaned_total", c.get("orphans", 0), correlator=self.name)
         self._finals(c.get("final") or {})
+        for key, n in (c.get("outcomes") or {}).items():
+            customer, provider, stat = key.split("|", 2)
+            self._inc(
+                "smsgw_receipt_outcomes_total", n, customer=customer, provider=provider, stat=stat
+            )
 
     def _provider(self, s: dict[str, Any]) -> None:
         b, p = s.get("bind", {}), s.get("provider", "")

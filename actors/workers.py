@@ -24,6 +24,7 @@ from smsgw.kafka.consumer import use_static_membership
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
+from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.server.gateway import Gateway
@@ -264,7 +265,11 @@ class RouterImpl(_Base):
     def _stats(self) -> dict[str, Any]:
         if self.router is None:
             return {}
-        return {"router": dict(self.router.counts), "final": dict(self.router.final)}
+        return {
+            "router": dict(self.router.counts),
+            "final": dict(self.router.final),
+            "no_route_by_customer": dict(self.router.no_route_by_customer),
+        }
 
 
 class CorrelatorImpl(_Base):
@@ -291,6 +296,29 @@ class CorrelatorImpl(_Base):
 
     def _stats(self) -> dict[str, Any]:
         return {"correlator": vars(self.correlator.stats).copy()} if self.correlator else {}
+
+
+class HistoryImpl(_Base):
+    """Writes every message's events to PostgreSQL in batches (``smsgw message``)."""
+
+    kind = "history"
+    writer: HistoryWriter | None = None
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        assert s.database_url and s.kafka_bootstrap
+        bootstrap, url = s.kafka_bootstrap, s.database_url
+
+        def make() -> HistoryWriter:
+            self.writer = HistoryWriter(
+                bootstrap, self.topics, url, retention_days=s.history_retention_days
+            )
+            return self.writer
+
+        await self._supervised(stop, make)
+
+    def _stats(self) -> dict[str, Any]:
+        return {"history": vars(self.writer.stats).copy()} if self.writer else {}
 
 
 class ProviderBindImpl(_Base):
@@ -352,4 +380,5 @@ class ProviderBindImpl(_Base):
 ListenerActor = ray.remote(**{**ACTOR_OPTIONS, "max_concurrency": 16})(ListenerImpl)
 RouterActor = ray.remote(**ACTOR_OPTIONS)(RouterImpl)
 CorrelatorActor = ray.remote(**ACTOR_OPTIONS)(CorrelatorImpl)
+HistoryActor = ray.remote(**ACTOR_OPTIONS)(HistoryImpl)
 ProviderBindActor = ray.remote(**ACTOR_OPTIONS)(ProviderBindImpl)

@@ -12,7 +12,7 @@ import click
 
 from smsgw import cli_dlq  # noqa: F401  (registers the dlq commands, which need Kafka)
 from smsgw.cli import load_settings, main, raw_settings
-from smsgw.settings import Settings, read_runtime
+from smsgw.settings import read_runtime
 
 
 @main.command()
@@ -71,11 +71,20 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+STALE_S = 15.0  # the supervisor publishes every 2 s; older than this, it is not running
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Report the health of Kafka, PostgreSQL, Ray and the SMPP listener."""
+    """Report the health of Kafka, PostgreSQL, Ray, the SMPP listener and the gateway's actors.
+
+    Per provider and customer: the last minute's rates, totals, errors by status and
+    why a bind is down. Exits 1 when something is unhealthy (a service, a provider
+    with no bind up, growing lag, a stage restarting in a loop, no supervisor report).
+    It reads the supervisor's report from PostgreSQL: no Ray driver, no Ray job.
+    """
     from smsgw.cluster.health import all_health
 
     settings = load_settings(ctx)
@@ -87,11 +96,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
         runtime.get("metrics"),
         runtime.get("console"),
     )
-    cluster = _cluster_status(settings) if report[2].healthy else None
+    cluster = _cluster_status(settings) if report[1].healthy else None
+    problems = [f"{h.part}: {h.detail}" for h in report if not h.healthy]
+    if cluster is not None:
+        problems += list(cluster.get("problems", []))
     if as_json:
         click.echo(
             json.dumps(
-                {"health": [h.__dict__ for h in report], "cluster": cluster}, indent=2, default=str
+                {"health": [h.__dict__ for h in report], "cluster": cluster, "problems": problems},
+                indent=2,
+                default=str,
             )
         )
     else:
@@ -104,19 +118,32 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{h.part:<9} {mark} {h.detail}")
         if cluster:
             _print_cluster(cluster)
-    sys.exit(0 if all(h.healthy for h in report) else 1)
+        for p in problems:
+            click.echo(click.style("problem: ", fg="red") + p)
+    sys.exit(1 if problems else 0)
 
 
-def _cluster_status(settings: Settings) -> dict[str, Any] | None:
-    if not settings.ray_address:
-        return None
+def _cluster_status(settings: Any) -> dict[str, Any]:
+    """The supervisor's last report (PostgreSQL), with its problems; never a Ray driver."""
+    import psycopg
+
+    from smsgw.actors.workers import namespace_for
+    from smsgw.db import status as status_row
+
     try:
-        from smsgw.actors import runtime as rt
-
-        rt.connect(settings.ray_address, settings.ray_auth_token_file)
-        return rt.status(settings.topic_prefix)
-    except Exception as exc:
-        return {"error": repr(exc)}
+        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+            got = status_row.read(conn, namespace_for(settings.topic_prefix))
+    except psycopg.Error as exc:
+        return {"error": str(exc), "problems": [f"status not readable: {exc}"]}
+    if got is None:
+        return {"problems": ["no supervisor has reported (is `smsgw run` running?)"]}
+    snapshot, rep, age = got
+    out = {**snapshot, "report": rep, "age_s": round(age, 1)}
+    problems = list(rep.get("problems", []))
+    if age > STALE_S:
+        problems.insert(0, f"the supervisor's last report is {age:.0f} s old (not running?)")
+    out["problems"] = problems
+    return out
 
 
 def _print_cluster(c: dict[str, Any]) -> None:
@@ -130,36 +157,38 @@ def _print_cluster(c: dict[str, Any]) -> None:
     actors = c.get("actors", {})
     click.echo(f"actors ({len(actors)}):")
     for name, a in sorted(actors.items()):
-        extra = ""
-        if name.startswith("provider:"):
-            b = a.get("bind") or {}
-            extra = (
-                f"bound={b.get('bound')} sent={b.get('accepted', 0)} tps_share={a.get('tps_share')}"
-            )
-        elif name.startswith("listener@"):
-            extra = f"smpp={a.get('listen')} binds={a.get('binds')}"
         node = str(a.get("node", ""))[:12]
-        click.echo(f"  {name:<32} {a.get('state', '?'):<12} pid={a.get('pid')} node={node} {extra}")
+        click.echo(f"  {name:<32} {a.get('state', '?'):<12} pid={a.get('pid')} node={node}")
+    rep = c.get("report") or {}
+    click.echo("providers (per second over the last minute; totals since the first start):")
+    for name, p in sorted((rep.get("provider") or {}).items()):
+        click.echo(f"  {name}: binds {p.get('binds_up', 0)}/{p.get('binds', 0)} up  {_figures(p)}")
+        if p.get("last_bind_error") and p.get("binds_up", 0) < p.get("binds", 0):
+            click.echo(f"    last bind error: {p['last_bind_error']}")
+    click.echo("customers:")
     binds: dict[str, int] = {}
     for name, a in actors.items():
         if name.startswith("listener@"):
             for cust, n in (a.get("binds") or {}).items():
                 binds[cust] = binds.get(cust, 0) + n
-    click.echo(
-        "customer binds: " + (", ".join(f"{k}={v}" for k, v in sorted(binds.items())) or "none")
-    )
-    providers: dict[str, list[int]] = {}
-    for name, a in actors.items():
-        if name.startswith("provider:"):
-            p = providers.setdefault(str(a.get("provider", name)), [0, 0])
-            p[1] += 1
-            p[0] += 1 if (a.get("bind") or {}).get("bound") else 0
-    click.echo(
-        "provider binds: "
-        + (", ".join(f"{k}={u}/{t} up" for k, (u, t) in sorted(providers.items())) or "none")
-    )
+    for name, cust in sorted((rep.get("customer") or {}).items()):
+        click.echo(f"  {name}: binds {binds.get(name, 0)}  {_figures(cust)}")
     lag = c.get("lag", {})
-    click.echo("consumer lag: " + (", ".join(f"{k}={v}" for k, v in sorted(lag.items())) or "-"))
+    click.echo(
+        "consumer lag (records): " + (", ".join(f"{k}={v}" for k, v in sorted(lag.items())) or "-")
+    )
+
+
+def _figures(entry: dict[str, Any]) -> str:
+    """``accepted 12.5/s (1000)`` for each counter that moved, then errors by status."""
+    totals, per_s = entry.get("totals", {}), entry.get("per_s", {})
+    parts = [
+        f"{k} {per_s.get(k, 0):g}/s ({v})" for k, v in sorted(totals.items()) if v or per_s.get(k)
+    ]
+    errors = entry.get("errors") or {}
+    if errors:
+        parts.append("errors " + ", ".join(f"{s}={n}" for s, n in sorted(errors.items())))
+    return "  ".join(parts) or "no traffic"
 
 
 @main.command()

@@ -84,7 +84,13 @@ def main(**opts: Any) -> None:
         record_received=False,
         seed=opts["seed"],
     )
-    summary = asyncio.run(_run(config, opts["duration"], opts["quiet"]))
+    try:
+        summary = asyncio.run(_run(config, opts["duration"], opts["quiet"]))
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            " (another simulator or SMSC there? choose --port)"
+        ) from None
     text = json.dumps(summary, indent=2)
     if opts["json_out"] is not None:
         opts["json_out"].write_text(text + "\n")

@@ -116,6 +116,18 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
         click.echo("  ".join(_cell(r[c]).ljust(widths[c]) for c in cols))
 
 
+def _print_one(data: dict[str, Any], as_json: bool) -> None:
+    """One object: ``key  value`` lines for a person, JSON with ``--json``."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    width = max((len(k) for k in data), default=0)
+    for k, v in data.items():
+        click.echo(f"{k.replace('_', ' '):<{width}}  {_cell(v) if v is not None else '-'}")
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
@@ -209,15 +221,14 @@ def customer_list(ctx: click.Context, as_json: bool) -> None:
 
 @customer.command("show")
 @click.argument("system_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def customer_show(ctx: click.Context, system_id: str) -> None:
+def customer_show(ctx: click.Context, system_id: str, as_json: bool) -> None:
     """Show one customer (never its password)."""
-    import json
-
     from smsgw.db.customers import get_customer
 
     with _config_errors(), _db(ctx) as conn:
-        click.echo(json.dumps(get_customer(conn, system_id).public(), indent=2))
+        _print_one(get_customer(conn, system_id).public(), as_json)
 
 
 @customer.command("remove")
@@ -232,4 +243,5 @@ def customer_remove(ctx: click.Context, system_id: str) -> None:
     click.echo(f"customer {system_id} removed")
 
 
+from smsgw import cli_message  # noqa: E402,F401,I001  (registers the message commands)
 from smsgw import cli_routing  # noqa: E402,F401  (registers provider/route/mo-route commands)

@@ -6,13 +6,12 @@ module at its end (after the helpers below are defined there).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from smsgw.cli import _config_errors, _db, _print_rows, main
+from smsgw.cli import _config_errors, _db, _print_one, _print_rows, main
 from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
@@ -28,8 +27,8 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
-def _show(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, indent=2))
+def _show(data: dict[str, Any], as_json: bool) -> None:
+    _print_one(data if as_json else _for_table(data), as_json)
 
 
 def _for_table(row: dict[str, Any]) -> dict[str, Any]:
@@ -179,18 +178,35 @@ def provider_list(ctx: click.Context, as_json: bool) -> None:
     from smsgw.db.providers import list_providers
 
     with _db(ctx) as conn:
-        _print_rows([p.public() for p in list_providers(conn)], as_json)
+        providers = [p.public() for p in list_providers(conn)]
+    _print_rows(providers if as_json else [_provider_cells(p) for p in providers], as_json)
+
+
+def _provider_cells(p: dict[str, Any]) -> dict[str, Any]:
+    """The table's columns, within 100 characters (`provider show` has every field)."""
+    return {
+        "name": p["name"],
+        "address": f"{p['host']}:{p['port']}",
+        "system_id": p["system_id"],
+        "mode": p["bind_mode"],
+        "binds": p["binds"],
+        "tps": p["tps"],
+        "ids": f"{p['submit_id_format']}/{p['receipt_id_format']}",
+        "receipts": p["request_receipts"],
+        "on": "yes" if p["enabled"] else "no",
+    }
 
 
 @provider.command("show")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def provider_show(ctx: click.Context, name: str) -> None:
+def provider_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one provider (never its password)."""
     from smsgw.db.providers import get_provider
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_provider(conn, name).public())
+        _show(get_provider(conn, name).public(), as_json)
 
 
 @provider.command("remove")
@@ -356,13 +372,14 @@ def route_list(ctx: click.Context, as_json: bool) -> None:
 
 @route.command("show")
 @click.argument("route_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def route_show(ctx: click.Context, route_id: int) -> None:
+def route_show(ctx: click.Context, route_id: int, as_json: bool) -> None:
     """Show one MT route."""
     from smsgw.db.routes import get_mt_route
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_mt_route(conn, route_id).public())
+        _show(get_mt_route(conn, route_id).public(), as_json)
 
 
 @route.command("remove")
@@ -433,13 +450,14 @@ def mo_route_list(ctx: click.Context, as_json: bool) -> None:
 
 @mo_route.command("show")
 @click.argument("route_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def mo_route_show(ctx: click.Context, route_id: int) -> None:
+def mo_route_show(ctx: click.Context, route_id: int, as_json: bool) -> None:
     """Show one MO route."""
     from smsgw.db.routes import get_mo_route
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_mo_route(conn, route_id).public())
+        _show(get_mo_route(conn, route_id).public(), as_json)
 
 
 @mo_route.command("remove")

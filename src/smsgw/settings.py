@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # An incomplete multipart message fails (err:904 receipts) this long after
     # its first part arrived; operators use 5-30 minutes.
     multipart_expiry_s: float = Field(default=600.0, gt=0)
+    # `smsgw message show|find` keeps each message's events this many days
+    # (whole day partitions of message_event are dropped after it).
+    history_retention_days: int = Field(default=7, ge=1)
 
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092

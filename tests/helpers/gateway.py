@@ -25,14 +25,21 @@ T = TypeVar("T")
 
 
 class GatewayNode:
-    def __init__(self, settings: Settings, topics: Topics, *, with_pipeline: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        *,
+        with_pipeline: bool = False,
+        roles: frozenset[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.topics = topics
         self.host = "127.0.0.1"
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="gateway")
-        self.gateway = Gateway(settings, topics, with_pipeline=with_pipeline)
+        self.gateway = Gateway(settings, topics, with_pipeline=with_pipeline, roles=roles)
 
     @property
     def bootstrap(self) -> str:

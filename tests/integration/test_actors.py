@@ -265,7 +265,9 @@ def test_metrics_show_known_counts(
     want = {
         ("ray_smsgw_submits_accepted_total", "customer", "m2"): 30,
         ("ray_smsgw_provider_accepted_total", "provider", "pm"): 25,
-        ("ray_smsgw_no_route_total", None, None): 5,
+        ("ray_smsgw_no_route_total", "customer", "m2"): 5,
+        # Receipt outcomes per customer and provider (the simulator delivers every one).
+        ("ray_smsgw_receipt_outcomes_total", "customer", "m2"): 25,
         ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
         ("ray_smsgw_receipts_matched_total", None, None): 25,
         # Receipts from the provider carry the acceptance time: 25 end-to-end samples.

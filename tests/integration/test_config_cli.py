@@ -50,7 +50,7 @@ def add_customer(db_url: str, system_id: str) -> None:
 
 def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     add_provider(db_url, "acme-uk", "--binds", "2", "--tps", "50", "--submit-id-format", "hex")
-    shown = json.loads(cli(db_url, "provider", "show", "acme-uk"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme-uk", "--json"))
     assert shown["binds"] == 2 and shown["tps"] == 50 and shown["window"] == 10
     assert shown["submit_id_format"] == "hex" and shown["receipt_id_format"] == "str"
     assert shown["bind_mode"] == "trx" and shown["enabled"] is True
@@ -89,7 +89,7 @@ def test_provider_update_and_unknown(db_url: str) -> None:
     add_provider(db_url, "acme")
     cli(db_url, "provider", "update", "acme", "--tps", "80", "--disable", "--bind-mode", "tx+rx")
     cli(db_url, "provider", "update", "acme", "--segmentation", "sar")
-    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
     assert (shown["tps"], shown["enabled"], shown["bind_mode"]) == (80, False, "tx+rx")
     assert shown["segmentation"] == "sar"
     bad = CliRunner().invoke(main, ["--database-url", db_url, "provider", "update", "acme",
@@ -174,20 +174,20 @@ def test_routes_add_list_show_update_and_duplicates(db_url: str) -> None:
         (4, "4479", None, "backup"),
         (2, "4479", None, "acme"),
     ]
-    shown = json.loads(cli(db_url, "route", "show", "2"))
+    shown = json.loads(cli(db_url, "route", "show", "2", "--json"))
     assert shown["prefix"] == "4479" and shown["failover"] == ["third", "backup"]
     table = cli(db_url, "route", "list")
     assert "(all)" in table and "(any)" in table and "BANK" in table and "third,backup" in table
 
     cli(db_url, "route", "update", "2", "--provider", "backup", "--failover", "acme")
-    shown = json.loads(cli(db_url, "route", "show", "2"))
+    shown = json.loads(cli(db_url, "route", "show", "2", "--json"))
     assert (shown["provider"], shown["failover"]) == ("backup", ["acme"])
     out = cli(db_url, "route", "update", "2", "--failover", "backup", ok=False)
     assert "names the primary provider 'backup'" in out
     out = cli(db_url, "route", "update", "2", "--priority", "1", ok=False)
     assert "another route already has priority 1" in out
     cli(db_url, "route", "update", "2", "--failover", "")
-    assert json.loads(cli(db_url, "route", "show", "2"))["failover"] == []
+    assert json.loads(cli(db_url, "route", "show", "2", "--json"))["failover"] == []
     cli(db_url, "route", "remove", "4")
     assert "no route 4" in cli(db_url, "route", "show", "4", ok=False)
 
@@ -225,19 +225,9 @@ def test_mo_routes(db_url: str) -> None:
         {"id": 2, "prefix": "447700900123", "customer": "shop"},
     ]
     cli(db_url, "mo-route", "update", "1", "--customer", "shop")
-    assert json.loads(cli(db_url, "mo-route", "show", "1"))["customer"] == "shop"
+    assert json.loads(cli(db_url, "mo-route", "show", "1", "--json"))["customer"] == "shop"
     cli(db_url, "mo-route", "remove", "2")
     assert "no mo-route 2" in cli(db_url, "mo-route", "show", "2", ok=False)
-
-
-def test_removing_a_customer_removes_its_routes(db_url: str) -> None:
-    add_provider(db_url, "acme")
-    add_customer(db_url, "shop")
-    cli(db_url, "route", "add", "--prefix", "44", "--provider", "acme", "--customer", "shop")
-    cli(db_url, "mo-route", "add", "--prefix", "4477", "--customer", "shop")
-    cli(db_url, "customer", "remove", "shop")
-    assert cli(db_url, "route", "list") == "(none)\n"
-    assert cli(db_url, "mo-route", "list") == "(none)\n"
 
 
 def test_every_table_change_is_notified(db_url: str) -> None:
@@ -294,3 +284,41 @@ async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
     assert other is not None and other.provider == "backup"
     mo_found = MoRoutingTable(mo).route("447700900123")
     assert mo_found is not None and mo_found.customer == "shop"
+
+
+def test_customer_in_use_cannot_be_removed(db_url: str) -> None:
+    """It used to delete the customer's routes with it, silently (ON DELETE CASCADE)."""
+    add_provider(db_url, "acme")
+    add_customer(db_url, "shop")
+    cli(db_url, "route", "add", "--prefix", "44", "--provider", "acme", "--customer", "shop")
+    cli(db_url, "mo-route", "add", "--prefix", "4477009", "--customer", "shop")
+    out = cli(db_url, "customer", "remove", "shop", ok=False)
+    assert "customer 'shop' is used by route(s) 1 (`smsgw route remove ID`)" in out
+    assert "mo-route(s) 1 (`smsgw mo-route remove ID`)" in out
+    assert "--disable" in out
+    assert len(json.loads(cli(db_url, "route", "list", "--json"))) == 1, "routes kept"
+    cli(db_url, "route", "remove", "1")
+    cli(db_url, "mo-route", "remove", "1")
+    assert cli(db_url, "customer", "remove", "shop") == "customer shop removed\n"
+    assert "no customer 'shop'" in cli(db_url, "customer", "remove", "shop", ok=False)
+
+
+def test_every_show_reads_as_text_or_json_and_provider_list_fits_100_columns(
+    db_url: str,
+) -> None:
+    add_provider(db_url, "a-provider-with-a-long-name", "--submit-id-format", "hex")
+    add_customer(db_url, "shop")
+    cli(db_url, "route", "add", "--prefix", "44", "--provider", "a-provider-with-a-long-name")
+    cli(db_url, "mo-route", "add", "--prefix", "4477009", "--customer", "shop")
+    for what, key in (
+        (("customer", "show", "shop"), "system_id"),
+        (("provider", "show", "a-provider-with-a-long-name"), "host"),
+        (("route", "show", "1"), "prefix"),
+        (("mo-route", "show", "1"), "customer"),
+    ):
+        assert key in json.loads(cli(db_url, *what, "--json")), what
+        text = cli(db_url, *what)
+        assert text.splitlines()[0].split()[0] == "id", text
+    listed = cli(db_url, "provider", "list")
+    assert max(len(line) for line in listed.splitlines()) <= 100, listed
+    assert "smsc.example:2775" in listed and "hex/str" in listed

@@ -165,10 +165,39 @@ def update_customer(
 
 
 def remove_customer(conn: psycopg.Connection[Any], system_id: str) -> None:
-    cur = conn.execute("DELETE FROM customers WHERE system_id = %s", (system_id,))
+    """Delete a customer no route names; like `provider remove`, never its routes silently
+    (the foreign keys would cascade and traffic would quietly take another route)."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT id FROM customers WHERE system_id = %s FOR UPDATE", (system_id,)
+        ).fetchone()
+        if row is None:
+            raise ConfigError(f"no customer {system_id!r}; `smsgw customer list` shows them")
+        mt = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM mt_routes WHERE customer_id = %s ORDER BY id", (row[0],)
+            )
+        ]
+        mo = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM mo_routes WHERE customer_id = %s ORDER BY id", (row[0],)
+            )
+        ]
+        if mt or mo:
+            used = []
+            if mt:
+                used.append(f"route(s) {', '.join(map(str, mt))} (`smsgw route remove ID`)")
+            if mo:
+                used.append(f"mo-route(s) {', '.join(map(str, mo))} (`smsgw mo-route remove ID`)")
+            raise ConfigError(
+                f"customer {system_id!r} is used by {' and '.join(used)}; "
+                "remove or change those first, or `smsgw customer update "
+                f"{system_id} --disable` to refuse its binds and keep its routes"
+            )
+        conn.execute("DELETE FROM customers WHERE id = %s", (row[0],))
     conn.commit()
-    if cur.rowcount == 0:
-        raise ConfigError(f"no customer {system_id!r}; `smsgw customer list` shows them")
 
 
 def list_customers(conn: psycopg.Connection[Any]) -> list[Customer]:

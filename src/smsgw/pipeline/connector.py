@@ -145,6 +145,7 @@ class BindStats:
     bound: bool = False
     errors: dict[str, int] = field(default_factory=dict)
     final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
+    last_error: str = ""  # why the last connection or bind failed (`smsgw status`)
 
 
 def submit_fields(
@@ -269,6 +270,7 @@ class ProviderBind:
                     delay = 0.5
                 except (OSError, TimeoutError, BindRefused, ConnectionError) as exc:
                     self.log.warning("provider connection failed", error=str(exc))
+                    self.stats.last_error = str(exc) or type(exc).__name__
                 if self.stats.bound:
                     self.unbound_since = time.monotonic()
                 self.stats.bound = False
@@ -683,6 +685,7 @@ class ProviderBind:
             text,
             m.received_at,
             tuple(also),
+            self.name,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         for mid in item.ids:

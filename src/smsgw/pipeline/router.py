@@ -29,6 +29,7 @@ have one ("late": read more than the produce timeout after acceptance).
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from collections import OrderedDict
@@ -198,6 +199,7 @@ class Router:
         self._to_restore: set[int] = set()
         self._ready: list[Assembled] = []  # complete after a restore, routed next batch
         self._known_topics: set[str] = set()
+        self.no_route_by_customer: collections.Counter[str] = collections.Counter()
         self.counts: dict[str, int] = {
             "routed": 0,
             "no_route": 0,
@@ -291,6 +293,7 @@ class Router:
             self.counts["routed"] += len(parts) + len(duplicates)
             return [(self.topics.outbound(provider), first.kafka_key, routed.encode(), None)]
         self.counts["no_route"] += len(parts) + len(duplicates)
+        self.no_route_by_customer[first.customer] += len(parts) + len(duplicates)
         self.log.info("no route", id=first.id, customer=first.customer, dest=first.destination.addr)
         return self._failed([*parts, *duplicates], ERR_NO_ROUTE, "no-route")
 
