@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from smsgw.kafka.consumer import consumer_config
 from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.security import client_config
 from smsgw.message import AcceptedMessage, encode
 from smsgw.pipeline.router import failure_receipt
 from smsgw.receipts import ERR_PROVIDER_REMOVED, customer_wants
@@ -54,7 +55,7 @@ def queued(bootstrap: str, topics: Topics, provider: str, timeout: float = 15.0)
 
 def wait_group_empty(bootstrap: str, group: str, timeout: float = 30.0) -> None:
     """Wait until no bind of the provider is left in its consumer group."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     deadline = time.monotonic() + timeout
     left: object = "?"
     while True:
@@ -144,7 +145,7 @@ def drain(
     if mode not in DRAIN_MODES:
         raise ValueError(f"drain mode {mode!r}: use one of {', '.join(DRAIN_MODES)}")
     reader = Consumer(consumer_config(bootstrap, group_of(topics, provider)))
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all"}))
     done = 0
     try:
         for routed in _read(reader, topics.outbound(provider), timeout):
@@ -178,7 +179,7 @@ def _act(producer: Producer, topics: Topics, routed: Routed, mode: str, ttl_s: f
 
 def forget(bootstrap: str, topics: Topics, provider: str) -> None:
     """Delete the provider's topic and group: a provider re-added later starts empty."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     topic = topics.outbound(provider)
     if topic in admin.list_topics(timeout=10).topics:
         for fut in admin.delete_topics([topic], operation_timeout=30).values():

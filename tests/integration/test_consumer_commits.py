@@ -59,7 +59,7 @@ def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:
     marker takes an offset); an aborted transaction's records wait for nobody."""
     topic = new_topic(bootstrap, partitions=2)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
     )
     producer.init_transactions(30)
     for i in range(10):
@@ -82,7 +82,7 @@ def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:
 def test_a_long_backlog_is_estimated_from_the_part_counted(bootstrap: str) -> None:
     topic = new_topic(bootstrap, partitions=1)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
     )
     producer.init_transactions(30)
     for _ in range(20):

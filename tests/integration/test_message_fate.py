@@ -29,6 +29,7 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route, remove_mt_route
 from smsgw.drain import count
+from smsgw.kafka.security import client_config
 from smsgw.message import Withdrawal
 from smsgw.message import encode as encode_message
 from smsgw.records import Routed
@@ -474,7 +475,7 @@ def test_a_withdrawal_behind_a_routed_message_stops_it_at_the_bind(
     kept = accepted_message(
         "late-2", customer="w", destination=Address("49170000002", 1, 1), received_at=late
     )
-    producer = Producer({"bootstrap.servers": gw.bootstrap, "enable.idempotence": True})
+    producer = Producer(client_config(gw.bootstrap, {"enable.idempotence": True}))
     for m in (withdrawn, kept):
         producer.produce(gw.topics.submit, value=encode_message(m), key=m.kafka_key)
     assert producer.flush(30) == 0
