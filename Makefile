@@ -22,8 +22,8 @@ $(STAMP): setup.cfg pyproject.toml
 kafka-jars: $(STAMP)
 	@$(BIN)/python -c "from smsgw.cluster.kafka_dist import ensure_kafka_jars as e; from smsgw.settings import Settings as S; print('kafka jars:', e(S().kafka_version))"
 
-run: setup
-	$(BIN)/smsgw run
+run: setup  # SMPP over TLS on 3550 too (self-signed on first start; SMSGW_SMPP_TLS_LISTEN= turns it off)
+	SMSGW_SMPP_TLS_LISTEN=$${SMSGW_SMPP_TLS_LISTEN-0.0.0.0:3550} $(BIN)/smsgw run
 
 lint: $(STAMP)
 	$(BIN)/ruff check src actors cluster tests benchmarks

@@ -13,12 +13,14 @@ from smsgw import log
 from smsgw.settings import Settings
 
 NODE_LISTEN_ENV = "SMSGW_NODE_SMPP_LISTEN"  # per-node listen address (several nodes, one host)
+NODE_TLS_LISTEN_ENV = "SMSGW_NODE_SMPP_TLS_LISTEN"  # ... and its TLS listener's
 
 
 def settings_from(values: dict[str, Any]) -> Settings:
-    listen = os.environ.get(NODE_LISTEN_ENV)
-    if listen:
-        values = {**values, "smpp_listen": listen}
+    for env, key in ((NODE_LISTEN_ENV, "smpp_listen"), (NODE_TLS_LISTEN_ENV, "smpp_tls_listen")):
+        listen = os.environ.get(env)
+        if listen:
+            values = {**values, key: listen}
     return Settings(**values)
 
 

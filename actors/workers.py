@@ -215,6 +215,8 @@ class ListenerImpl(_Base):
         core = gw.core
         out: dict[str, Any] = {
             "listen": self.settings.smpp_listen,
+            "tls_listen": self.settings.smpp_tls_listen,
+            "tls_sha256": gw.tls_fingerprint,
             "binds": core.binds.customers(),
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,

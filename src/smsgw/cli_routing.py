@@ -62,6 +62,7 @@ def provider() -> None:
       smsgw provider add hexco --host 10.0.0.7 --port 2775 --system-id gw \\
           --password pw --submit-id-format hex --receipt-id-format dec
       smsgw provider update acme-uk --tps 80
+      smsgw provider update acme-uk --tls --port 3550 --tls-ca /etc/smsgw/acme-ca.pem
       smsgw provider list --json
     """
 
@@ -98,6 +99,21 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             default="always",
             help="Ask the provider for a receipt on every message (the gateway's message"
             " states need it), or only when the customer asked for one.",
+        ),
+        opt("--tls/--no-tls", "tls", default=False, help="SMPP over TLS to the provider."),
+        opt(
+            "--tls-ca",
+            "tls_ca_file",
+            type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+            default=None,
+            help="PEM CA file the provider's certificate must chain to (default: system CAs).",
+        ),
+        opt(
+            "--verify-hostname/--no-verify-hostname",
+            "tls_verify_hostname",
+            default=True,
+            help="Check that the certificate names --host (opt out only for an SMSC whose"
+            " certificate does not; its chain is still verified).",
         ),
     ]
 

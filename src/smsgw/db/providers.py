@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import psycopg
@@ -41,6 +42,11 @@ class Provider:
     enabled: bool
     segmentation: str = "keep"
     request_receipts: str = "always"
+    # SMPP over TLS (issue 11): chain checked against the system CAs or tls_ca_file,
+    # the host name against the certificate unless tls_verify_hostname is off.
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_verify_hostname: bool = True
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Provider:
@@ -64,6 +70,9 @@ class Provider:
             "receipt_id_format": self.receipt_id_format,
             "segmentation": self.segmentation,
             "request_receipts": self.request_receipts,
+            "tls": self.tls,
+            "tls_ca_file": self.tls_ca_file,
+            "tls_verify_hostname": self.tls_verify_hostname,
             "enabled": self.enabled,
         }
 
@@ -71,7 +80,7 @@ class Provider:
 _COLUMNS = (
     "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
     " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled,"
-    " segmentation, request_receipts"
+    " segmentation, request_receipts, tls, tls_ca_file, tls_verify_hostname"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM providers"
 # Option name (as the CLI spells it) -> column, for add and update alike.
@@ -90,6 +99,9 @@ _OPTION_COLUMNS: Final = {
     "receipt_id_format": "receipt_id_format",
     "segmentation": "segmentation",
     "request_receipts": "request_receipts",
+    "tls": "tls",
+    "tls_ca_file": "tls_ca_file",
+    "tls_verify_hostname": "tls_verify_hostname",
     "enabled": "enabled",
 }
 
@@ -127,6 +139,8 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(SEGMENTATION_MODES)}")
     if option == "request_receipts" and value not in REQUEST_RECEIPTS:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(REQUEST_RECEIPTS)}")
+    if option == "tls_ca_file" and value and not Path(value).is_file():
+        raise ConfigError(f"{flag} {value!r}: no such file (give a PEM file of CA certificates)")
     if option.endswith("_id_format") and value not in FORMATS:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(FORMATS)}")
 
@@ -149,6 +163,9 @@ def add_provider(
     receipt_id_format: str = "str",
     segmentation: str = "keep",
     request_receipts: str = "always",
+    tls: bool = False,
+    tls_ca_file: str | None = None,
+    tls_verify_hostname: bool = True,
     enabled: bool = True,
 ) -> Provider:
     check_name(name)
@@ -167,6 +184,9 @@ def add_provider(
         "receipt_id_format": receipt_id_format,
         "segmentation": segmentation,
         "request_receipts": request_receipts,
+        "tls": tls,
+        "tls_ca_file": tls_ca_file,
+        "tls_verify_hostname": tls_verify_hostname,
         "enabled": enabled,
     }
     for option, value in values.items():

@@ -60,6 +60,7 @@ from smsgw.smpp.pdu import FieldValue, Pdu, Tlv
 from smsgw.smpp.session import WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.state import MessageState, StateRecord
+from smsgw.tls import client_context
 from smsgw.topics import Topics
 
 TAG_MESSAGE_PAYLOAD = 0x0424
@@ -287,6 +288,9 @@ class ProviderBind:
             on_event,
             window=p.window,
             enquire_link_interval=float(p.enquire_link_s),
+            ssl=client_context(p.tls_ca_file, verify_hostname=p.tls_verify_hostname)
+            if p.tls
+            else None,
         )
         links.append(link)
         # Before the bind: a deliver_sm can arrive right behind the bind_resp.

@@ -47,6 +47,7 @@ from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Rejection, parse_submission
 from smsgw.state import smpp_date
+from smsgw.tls import peer_fingerprint, peer_subject_cn
 
 SLICE_PDUS = 32  # PDUs one connection handles before the loop serves the others
 
@@ -410,6 +411,10 @@ class SmppConnection(asyncio.Protocol):
         if not ip_allowed(self.peer_ip, parse_networks(customer.allow_ips)):
             self._bind_failed(None)
             return await self._bind_refused(start, e, "source outside the allowlist")
+        cert_refusal = self._client_cert_refusal(customer)
+        if cert_refusal is not None:
+            self._bind_failed(None)
+            return await self._bind_refused(start, e, cert_refusal)
         guard.started(self.peer_ip)
         try:  # hash check off the loop: Argon2 takes tens of ms by design
             ok = await asyncio.to_thread(verify_password, customer.password_hash, e.password)
@@ -422,6 +427,28 @@ class SmppConnection(asyncio.Protocol):
             return await self._bind_refused(start, e, "max_binds reached")
         guard.succeeded(self.peer_ip, customer.system_id)
         return S.ESME_ROK, customer
+
+    def _client_cert_refusal(self, customer: Customer) -> str | None:
+        """Why this connection may not bind as `customer` for want of its certificate.
+
+        The handshake verified any certificate presented against
+        ``smpp_tls_client_ca``; here the customer's own rule applies: over TLS,
+        with a certificate, and the pinned one if a fingerprint or name is set.
+        """
+        if not customer.require_client_cert:
+            return None
+        t = self.transport
+        ssl_object = t.get_extra_info("ssl_object") if t is not None else None
+        if ssl_object is None:
+            return "client certificate required: not over TLS"
+        fp = peer_fingerprint(ssl_object)
+        if fp is None:
+            return "client certificate required: none presented"
+        if customer.client_cert_sha256 and fp != customer.client_cert_sha256:
+            return f"client certificate {fp} is not the pinned one"
+        if customer.client_cert_cn and peer_subject_cn(ssl_object) != customer.client_cert_cn:
+            return "client certificate subject is not the pinned one"
+        return None
 
     def _bind_failed(self, system_id: str | None) -> None:
         """Count a failure against the source IP (and the known system_id); log lockouts."""

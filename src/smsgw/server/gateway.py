@@ -22,6 +22,7 @@ from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
 from smsgw.settings import Settings
+from smsgw.tls import ensure_self_signed, file_fingerprint, server_context
 from smsgw.topics import Topics
 
 
@@ -65,6 +66,8 @@ class Gateway:
         self._follower: asyncio.Task[None] | None = None
         self._follower_stop: asyncio.Event | None = None
         self.server: asyncio.Server | None = None
+        self.tls_server: asyncio.Server | None = None
+        self.tls_fingerprint: str | None = None
         self.log = log.get("smsgw.gateway")
 
     @property
@@ -72,6 +75,11 @@ class Gateway:
         assert self.server is not None
         sock = self.server.sockets[0]
         return int(sock.getsockname()[1])
+
+    @property
+    def tls_port(self) -> int:
+        assert self.tls_server is not None
+        return int(self.tls_server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         s = self.settings
@@ -109,6 +117,7 @@ class Gateway:
             lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
         )
         self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
+        await self._start_tls(core)
         follower_stop = self._follower_stop = asyncio.Event()
         self._follower = asyncio.create_task(
             supervise(
@@ -130,6 +139,33 @@ class Gateway:
                     s, self.topics, config, producer, core, self.roles, self.remote
                 )
             await self.pipeline.start()
+
+    async def _start_tls(self, core: NodeCore) -> None:
+        """SMPP over TLS beside the plain listener, same sessions inside (issue 11)."""
+        s = self.settings
+        where = s.smpp_tls_host_port
+        if where is None:
+            return
+        if s.tls_self_signed:
+            fp, made = await asyncio.to_thread(
+                ensure_self_signed, s.tls_cert_file, s.tls_key_file, s.node_name
+            )
+            if made:
+                self.log.warning("made a self-signed TLS certificate", cert=str(s.tls_cert_file))
+        else:
+            fp = await asyncio.to_thread(file_fingerprint, s.tls_cert_file)
+        self.tls_fingerprint = fp
+        ctx = server_context(s.tls_cert_file, s.tls_key_file, s.smpp_tls_client_ca)
+        self.tls_server = await asyncio.get_running_loop().create_server(
+            lambda: SmppConnection(core),
+            where[0],
+            where[1],
+            ssl=ctx,
+            ssl_handshake_timeout=s.smpp_tls_handshake_timeout_s,
+            reuse_address=True,
+            backlog=512,
+        )
+        self.log.info("listening", smpp_tls=f"{where[0]}:{self.tls_port}", sha256=fp)
 
     def _lease_instance(self, url: str) -> int:
         with psycopg.connect(url) as conn:
@@ -153,6 +189,8 @@ class Gateway:
             await asyncio.gather(self._follower, return_exceptions=True)
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.tls_server is not None:
+            self.tls_server.close()
         if self.server is not None:
             self.server.close()
             if self.core:
@@ -163,6 +201,8 @@ class Gateway:
             for conn in list(self.core.connections if self.core else ()):
                 conn.abort()
             await self.server.wait_closed()
+            if self.tls_server is not None:
+                await self.tls_server.wait_closed()
         if self.core is not None:
             await self.core.producer.close()
             await self.core.config.stop()
