@@ -26,6 +26,7 @@ from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
+from smsgw.sealing import Sealer
 from smsgw.server.gateway import Gateway
 from smsgw.topics import Topics
 
@@ -51,7 +52,9 @@ class _Base:
         self.settings = settings_from(settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.started = time.time()
-        log.configure(self.settings.log_level, self.settings.log_json)
+        log.configure(
+            self.settings.log_level, self.settings.log_json, unmasked=self.settings.log_unmasked
+        )
         use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
@@ -301,7 +304,7 @@ class ProviderBindImpl(_Base):
     async def _main(self, stop: asyncio.Event) -> None:
         s = self.settings
         assert s.database_url and s.kafka_bootstrap
-        config = ConfigWatcher(s.database_url)
+        config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
         producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
         provider = config.providers.get(self.provider_name)

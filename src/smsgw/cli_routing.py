@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from smsgw.cli import _config_errors, _db, _print_rows, main
+from smsgw.cli import _config_errors, _db, _print_rows, load_settings, main
 from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
@@ -125,6 +125,13 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
     return decorate
 
 
+def _sealer(ctx: click.Context) -> Any:
+    """Provider passwords are stored encrypted with the key in $SMSGW_HOME (issue 11)."""
+    from smsgw.sealing import Sealer
+
+    return Sealer.for_home(load_settings(ctx).home)
+
+
 @provider.command("add")
 @click.argument("name")
 @click.option("--host", required=True, help="SMSC host name or IP.")
@@ -134,7 +141,8 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
     "--password",
     prompt=True,
     hide_input=True,
-    help="Our password (≤ 8 chars); prompted if omitted.",
+    help="Our password (≤ 8 chars; stored encrypted), or file:/PATH of a secret file read"
+    " at bind time; prompted if omitted.",
 )
 @_provider_options(adding=True)
 @click.option("--disabled", is_flag=True, help="Create it disabled (no binds).")
@@ -144,7 +152,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
     from smsgw.db.providers import add_provider
 
     with _config_errors(), _db(ctx) as conn:
-        p = add_provider(conn, name, enabled=not disabled, **settings)
+        p = add_provider(conn, name, enabled=not disabled, sealer=_sealer(ctx), **settings)
     click.echo(f"provider {p.name} added (id {p.id})")
 
 
@@ -153,7 +161,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
 @click.option("--host", help="SMSC host name or IP.")
 @click.option("--port", type=int, help="SMSC SMPP port.")
 @click.option("--system-id", help="Our system_id at the provider.")
-@click.option("--password", help="Our password (≤ 8 chars).")
+@click.option("--password", help="Our password (≤ 8 chars), or file:/PATH of a secret file.")
 @_provider_options(adding=False)
 @click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it.")
 @click.pass_context
@@ -162,7 +170,7 @@ def provider_update(ctx: click.Context, /, name: str, **changes: Any) -> None:
     from smsgw.db.providers import update_provider
 
     with _config_errors(), _db(ctx) as conn:
-        update_provider(conn, name, **changes)
+        update_provider(conn, name, sealer=_sealer(ctx), **changes)
     click.echo(f"provider {name} updated")
 
 

@@ -114,6 +114,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+    log_unmasked: bool = False  # show whole phone numbers in logs (default: last 3 digits)
 
     @field_validator("smpp_listen", "smpp_tls_listen")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,10 +14,18 @@ from smsgw.cli import main
 from smsgw.db.providers import load_providers
 from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.routing import MoRoutingTable, RoutingTable
+from smsgw.sealing import Sealer
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Pw7#xq9z"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI keeps the key sealing provider passwords here, not in the real home."""
+    monkeypatch.setenv("SMSGW_HOME", str(tmp_path))
+    return tmp_path
 
 
 def cli(db_url: str, *args: str, ok: bool = True) -> str:
@@ -51,6 +60,10 @@ def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     as_json = cli(db_url, "provider", "list", "--json")
     for out in (json.dumps(shown), listed, as_json):
         assert PASSWORD not in out and "password" not in out
+    # Nor does the database hold it (issue 11): only a token for the key in $SMSGW_HOME.
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT password FROM providers WHERE name = 'acme-uk'").fetchone()
+    assert row is not None and row[0].startswith("fernet:") and PASSWORD not in row[0]
     assert [p["name"] for p in json.loads(as_json)] == ["acme-uk"]
     assert "acme-uk" in listed and "smsc.example" in listed
 
@@ -239,7 +252,7 @@ def test_every_table_change_is_notified(db_url: str) -> None:
     ]
 
 
-async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
+async def test_loaders_feed_the_routing_tables(db_url: str, home: Path) -> None:
     add_customer(db_url, "shop")
     add_provider(db_url, "acme", "--receipt-id-format", "dec")
     add_provider(db_url, "backup", "--disabled")
@@ -248,7 +261,7 @@ async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
         "--customer", "shop")  # fmt: skip
     cli(db_url, "mo-route", "add", "--prefix", "4477", "--customer", "shop")
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        providers = await load_providers(conn)
+        providers = await load_providers(conn, Sealer.for_home(home))
         mt = await load_mt_routes(conn)
         mo = await load_mo_routes(conn)
     assert providers["acme"].password == PASSWORD

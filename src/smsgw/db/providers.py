@@ -10,9 +10,11 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
+from smsgw import log
 from smsgw.db.customers import ConfigError
 from smsgw.provider_ids import FORMATS
 from smsgw.reframe import SEGMENTATION_MODES
+from smsgw.sealing import FILE, Sealer, SecretError, is_stored_safely
 
 NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 BIND_MODES: Final = ("trx", "tx+rx")
@@ -125,6 +127,11 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: give a host name or IP address")
     if option == "port" and not 1 <= value <= 65535:
         raise ConfigError(f"{flag} {value}: use a TCP port from 1 to 65535")
+    if option == "password" and value.startswith(FILE):
+        path = Path(value[len(FILE) :])
+        if not path.is_absolute() or not path.is_file():
+            raise ConfigError(f"--password-file {path}: give the absolute path of a file")
+        return
     if option in _SMPP_MAX:
         limit = _SMPP_MAX[option]
         if not value.isascii() or len(value) > limit:
@@ -167,7 +174,9 @@ def add_provider(
     tls_ca_file: str | None = None,
     tls_verify_hostname: bool = True,
     enabled: bool = True,
+    sealer: Sealer | None = None,
 ) -> Provider:
+    """Add a provider; with `sealer` its password is stored encrypted (or as a file: ref)."""
     check_name(name)
     values = {
         "host": host,
@@ -191,6 +200,8 @@ def add_provider(
     }
     for option, value in values.items():
         _check(option, value)
+    if sealer is not None and not is_stored_safely(password):
+        values["password"] = sealer.seal(password)
     cols = ", ".join(_OPTION_COLUMNS[o] for o in values)
     marks = ", ".join(["%s"] * (len(values) + 1))
     try:
@@ -208,7 +219,9 @@ def add_provider(
     return Provider.from_row(row)
 
 
-def update_provider(conn: psycopg.Connection[Any], name: str, **changes: Any) -> Provider:
+def update_provider(
+    conn: psycopg.Connection[Any], name: str, *, sealer: Sealer | None = None, **changes: Any
+) -> Provider:
     """Change the given settings (keyword names as in `add_provider`); None = keep."""
     given = {k: v for k, v in changes.items() if v is not None}
     unknown = set(given) - set(_OPTION_COLUMNS)
@@ -218,6 +231,9 @@ def update_provider(conn: psycopg.Connection[Any], name: str, **changes: Any) ->
         raise ConfigError("nothing to change: give at least one option")
     for option, value in given.items():
         _check(option, value)
+    pw = given.get("password")
+    if sealer is not None and pw is not None and not is_stored_safely(pw):
+        given["password"] = sealer.seal(pw)
     sets = [f"{_OPTION_COLUMNS[o]} = %s" for o in given] + ["updated_at = now()"]
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
@@ -273,11 +289,30 @@ def get_provider(conn: psycopg.Connection[Any], name: str) -> Provider:
     return Provider.from_row(row)
 
 
-async def load_providers(conn: psycopg.AsyncConnection[Any]) -> dict[str, Provider]:
-    """Every provider by name, disabled ones too (the caller decides)."""
+async def load_providers(
+    conn: psycopg.AsyncConnection[Any], sealer: Sealer | None = None
+) -> dict[str, Provider]:
+    """Every provider by name, disabled ones too (the caller decides).
+
+    With `sealer`, passwords are opened (decrypted, or read from their file);
+    one that cannot be is logged and left empty (its binds are refused), so a
+    missing key stops that provider, not the configuration of every other.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_SELECT)
-        return {r["name"]: Provider.from_row(r) for r in await cur.fetchall()}
+        rows = await cur.fetchall()
+    out = {}
+    for r in rows:
+        if sealer is not None:
+            try:
+                r["password"] = sealer.open(r["password"])
+            except SecretError as exc:
+                log.get("smsgw.config").error(
+                    "provider password unreadable", provider=r["name"], error=str(exc)
+                )
+                r["password"] = ""
+        out[r["name"]] = Provider.from_row(r)
+    return out
 
 
 def _unknown(name: str) -> ConfigError:

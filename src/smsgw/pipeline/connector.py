@@ -598,7 +598,7 @@ class ProviderBind:
         dest = pdu.get_str("destination_addr")
         route = self.config.mo_routing.route(dest)
         if route is None or route.customer not in self.config.customers:
-            self.log.warning("MO without a route", dest=dest)
+            self.log.warning("MO without a route", dest=log.mask_number(dest))
             return None
         self.stats.mo += 1
         from smsgw.smpp.submission import Address

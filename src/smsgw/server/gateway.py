@@ -17,6 +17,7 @@ from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
 from smsgw.pipeline.node import PipelineNode
 from smsgw.pipeline.supervise import supervise
+from smsgw.sealing import Sealer, seal_plaintext
 from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
@@ -85,7 +86,7 @@ class Gateway:
         s = self.settings
         assert s.database_url and s.kafka_bootstrap
         instance = await asyncio.to_thread(self._lease_instance, s.database_url)
-        config = ConfigWatcher(s.database_url)
+        config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
         producer = AsyncProducer(
             s.kafka_bootstrap, timeout_s=s.produce_timeout_s, max_backlog=s.max_backlog
@@ -169,6 +170,9 @@ class Gateway:
 
     def _lease_instance(self, url: str) -> int:
         with psycopg.connect(url) as conn:
+            sealed = seal_plaintext(conn, Sealer.for_home(self.settings.home))
+            if sealed:
+                self.log.warning("sealed provider passwords stored in plaintext", count=sealed)
             return lease_instance(conn, self.settings.node_name, os.getpid())
 
     def _enforce_config(self) -> None:

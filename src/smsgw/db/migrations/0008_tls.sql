@@ -15,3 +15,9 @@ ALTER TABLE providers
     ADD COLUMN tls BOOLEAN NOT NULL DEFAULT FALSE,
     ADD COLUMN tls_ca_file TEXT,
     ADD COLUMN tls_verify_hostname BOOLEAN NOT NULL DEFAULT TRUE;
+
+-- Provider passwords at rest (issue 11): stored sealed ('fernet:<token>', the key in
+-- $SMSGW_HOME/secrets.key) or as a reference to a secret file ('file:<path>'), which
+-- need more room than SMPP's 8 characters. Rows still in plaintext are sealed by the
+-- gateway at start (smsgw.sealing.seal_plaintext: the key is not in the database).
+ALTER TABLE providers ALTER COLUMN password TYPE TEXT;
