@@ -294,3 +294,67 @@ def test_provider_tls_with_untrusted_ca_never_binds(
     finally:
         node.stop()
         sim_loop.run(sim.stop())
+
+
+def test_smsgw_run_makes_the_pair_prints_its_fingerprint_and_serves_tls() -> None:
+    """`smsgw run` with SMSGW_SMPP_TLS_LISTEN: the listener actor serves TLS with the
+    pair made in $SMSGW_HOME on first start, whose fingerprint the command printed."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import tempfile
+    import threading
+
+    from smsgw.cluster.procs import free_port
+    from smsgw.db.customers import add_customer
+    from smsgw.settings import read_runtime
+    from tests.integration.test_run_command import SMSGW, _env
+
+    home = Path(tempfile.mkdtemp(prefix="smsgw-test-tls-run-"))
+    env = _env(home)
+    tls_port = free_port()
+    env["SMSGW_SMPP_TLS_LISTEN"] = f"127.0.0.1:{tls_port}"
+    lines: list[str] = []
+    proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        _wait(
+            lambda: any("smsgw: ready" in x for x in list(lines)) or proc.poll() is not None,
+            240,
+            "smsgw run ready",
+        )
+        assert proc.poll() is None, "".join(lines[-20:])
+        printed = "".join(lines)
+        made = re.search(
+            r"self-signed SMPP TLS certificate (\S+) \(SHA-256 ([0-9A-F:]+)\)", printed
+        )
+        assert made, printed[-2000:]
+        cert = Path(made.group(1))
+        assert cert == home / "tls" / "smpp.crt"
+        assert stat.S_IMODE((home / "tls" / "smpp.key").stat().st_mode) == 0o600
+        assert f"127.0.0.1:{tls_port} (certificate SHA-256 {made.group(2)})" in printed
+        url = read_runtime(home / "runtime.json")["database_url"]
+        with psycopg.connect(url) as conn:
+            add_customer(conn, "runtls", "pw")
+        c = Customer("127.0.0.1", tls_port, "runtls", "pw", ssl_context=_client_ctx(cert))
+        _wait(lambda: _try_bind(c), 30, "bind over TLS to the listener actor")
+        der = c.client._socket.getpeercert(binary_form=True)
+        assert fingerprint(der) == made.group(2)
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+
+
+def _try_bind(c: Customer) -> bool:
+    try:
+        c.bind()
+    except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError):
+        return False
+    return True
