@@ -147,6 +147,9 @@ def _client_cert_kwargs(tls: dict[str, Any], adding: bool) -> dict[str, Any]:
 
     from smsgw.tls import file_fingerprint
 
+    ca_file = tls.pop("client_ca_file", None)
+    if ca_file:
+        tls["client_ca_pem"] = Path(ca_file).read_text()
     cert_file = tls.pop("client_cert_file", None)
     if cert_file:
         tls["client_cert_sha256"] = file_fingerprint(Path(cert_file))

@@ -18,6 +18,8 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -171,3 +173,64 @@ def peer_subject_cn(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | N
     names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else None
     return value if isinstance(value, str) else None
+
+
+def ca_pem(pem: str) -> str:
+    """Check that `pem` holds one CA certificate; return it as PEM (ValueError: why not)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise ValueError("not a PEM certificate") from exc
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        ca = False
+    if not ca:
+        raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate")
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ca_subject(pem: str) -> str:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pem.encode()).subject.rfc4514_string()
+
+
+def issued_by(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, pem: str) -> bool:
+    """Whether the peer's certificate was signed directly by the CA in `pem`.
+
+    The handshake verified the chain against every trusted CA; this says it
+    was this customer's own CA, not another customer's.
+    """
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return False
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def trust_client_cas(ctx: ssl.SSLContext, pems: list[str], loaded: set[str]) -> int:
+    """Add client CAs not yet trusted by `ctx` (new connections see them); returns how many.
+
+    Asking for client certificates (CERT_OPTIONAL) starts with the first CA.
+    A CA removed from a customer stays trusted at the handshake until restart,
+    but no longer admits that customer's binds (checked at the bind).
+    """
+    added = 0
+    for pem in pems:
+        if pem not in loaded:
+            ctx.load_verify_locations(cadata=pem)
+            loaded.add(pem)
+            added += 1
+    if loaded and ctx.verify_mode == ssl.CERT_NONE:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return added

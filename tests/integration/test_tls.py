@@ -188,6 +188,17 @@ def test_client_certificate_required_and_pinned(
         # Pinned by subject name: any certificate of the trusted CA with that name.
         assert status("bycn", other) == refused
         assert status("bycn", good) == 0
+        # A customer with its own CA (added while running: the handshake trusts it
+        # from the next connection), and only certificates that CA issued.
+        own_ca = trustme.CA()
+        own = own_ca.issue_cert("branch", common_name="branch")
+        assert status("pinned", own) == "handshake", "not trusted yet"
+        node.add_customer(
+            "ownca", "pw", require_client_cert=True, client_ca_pem=own_ca.cert_pem.bytes().decode()
+        )
+        assert status("ownca", own) == 0
+        assert status("ownca", good) == refused, "the gateway-wide CA's is not this customer's"
+        assert status("pinned", own) == refused, "another customer's CA admits only its own"
         # Dropping the requirement opens plain binds again.
         node.update_customer("pinned", require_client_cert=False)
         assert status("pinned", None, tls=False) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smsgw.db.customers import ConfigError, check_client_cert
+from smsgw.db.customers import ConfigError, check_client_ca, check_client_cert
 from smsgw.settings import Settings
 from smsgw.tls import (
     client_context,
@@ -119,3 +119,15 @@ def test_client_cert_pins_need_the_requirement() -> None:
         check_client_cert(True, "nope", None)
     with pytest.raises(ConfigError, match="--client-cert-cn"):
         check_client_cert(True, None, "")
+
+
+def test_customer_ca_must_be_a_ca_certificate() -> None:
+    ca = trustme.CA()
+    assert check_client_ca(ca.cert_pem.bytes().decode()).startswith("-----BEGIN CERTIFICATE")
+    leaf = ca.issue_cert("x.example").cert_chain_pems[0].bytes().decode()
+    with pytest.raises(ConfigError, match="not a CA certificate"):
+        check_client_ca(leaf)
+    with pytest.raises(ConfigError, match="not a PEM certificate"):
+        check_client_ca("hello")
+    with pytest.raises(ConfigError, match="--require-client-cert"):
+        check_client_cert(False, None, None, ca.cert_pem.bytes().decode())

@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from smsgw.auth import hash_password
-from smsgw.tls import normalize_fingerprint
+from smsgw.tls import ca_pem, ca_subject, normalize_fingerprint
 
 SYSTEM_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -34,6 +34,7 @@ class Customer:
     require_client_cert: bool = False
     client_cert_sha256: str | None = None
     client_cert_cn: str | None = None
+    client_ca_pem: str | None = field(default=None, repr=False)  # its own client CA
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Customer:
@@ -48,6 +49,7 @@ class Customer:
             require_client_cert=row["require_client_cert"],
             client_cert_sha256=row["client_cert_sha256"],
             client_cert_cn=row["client_cert_cn"],
+            client_ca_pem=row["client_ca_pem"],
         )
 
     def public(self) -> dict[str, Any]:
@@ -62,12 +64,13 @@ class Customer:
             "require_client_cert": self.require_client_cert,
             "client_cert_sha256": self.client_cert_sha256,
             "client_cert_cn": self.client_cert_cn,
+            "client_ca": ca_subject(self.client_ca_pem) if self.client_ca_pem else None,
         }
 
 
 _COLUMNS = (
     "id, system_id, password_hash, enabled, max_binds, tps, allow_ips,"
-    " require_client_cert, client_cert_sha256, client_cert_cn"
+    " require_client_cert, client_cert_sha256, client_cert_cn, client_ca_pem"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM customers"
 
@@ -90,13 +93,21 @@ def _check_cidrs(cidrs: Sequence[str]) -> list[str]:
     return out
 
 
+def check_client_ca(pem: str) -> str:
+    """A customer's own client CA: one PEM certificate that can sign (a CA)."""
+    try:
+        return ca_pem(pem)
+    except ValueError as exc:
+        raise ConfigError(f"--tls-client-ca: {exc}") from exc
+
+
 def check_client_cert(
-    require: bool, sha256: str | None, cn: str | None
+    require: bool, sha256: str | None, cn: str | None, ca: str | None = None
 ) -> tuple[str | None, str | None]:
     """A pin makes sense only with the requirement; returns the normalised pins."""
-    if (sha256 or cn) and not require:
+    if (sha256 or cn or ca) and not require:
         raise ConfigError(
-            "--client-cert-sha256/--client-cert-cn pin a client certificate: "
+            "--client-cert-sha256/--client-cert-cn/--tls-client-ca pin a client certificate: "
             "add --require-client-cert"
         )
     fp = None
@@ -127,9 +138,13 @@ def add_customer(
     require_client_cert: bool = False,
     client_cert_sha256: str | None = None,
     client_cert_cn: str | None = None,
+    client_ca_pem: str | None = None,
 ) -> Customer:
     _check_system_id(system_id)
-    fp, cn = check_client_cert(require_client_cert, client_cert_sha256, client_cert_cn)
+    fp, cn = check_client_cert(
+        require_client_cert, client_cert_sha256, client_cert_cn, client_ca_pem
+    )
+    ca = check_client_ca(client_ca_pem) if client_ca_pem else None
     _positive("--tps", tps)
     _positive("--max-binds", max_binds)
     nets = _check_cidrs(allow_ips)
@@ -141,10 +156,21 @@ def add_customer(
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "INSERT INTO customers (system_id, password_hash, enabled, max_binds, tps,"
-                " allow_ips, require_client_cert, client_cert_sha256, client_cert_cn)"
-                " VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s)"
+                " allow_ips, require_client_cert, client_cert_sha256, client_cert_cn,"
+                " client_ca_pem) VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s, %s)"
                 f" RETURNING {_COLUMNS}",
-                (system_id, pw_hash, enabled, max_binds, tps, nets, require_client_cert, fp, cn),
+                (
+                    system_id,
+                    pw_hash,
+                    enabled,
+                    max_binds,
+                    tps,
+                    nets,
+                    require_client_cert,
+                    fp,
+                    cn,
+                    ca,
+                ),
             )
             row = cur.fetchone()
         conn.commit()
@@ -167,13 +193,17 @@ def update_customer(
     require_client_cert: bool | None = None,
     client_cert_sha256: str | None = None,
     client_cert_cn: str | None = None,
+    client_ca_pem: str | None = None,
 ) -> Customer:
     """Change what is given (None: keep). ``require_client_cert=False`` drops the pins."""
     sets: list[str] = []
     args: list[Any] = []
-    if require_client_cert is not None or client_cert_sha256 or client_cert_cn:
+    if require_client_cert is not None or client_cert_sha256 or client_cert_cn or client_ca_pem:
         require = require_client_cert is not False
-        fp, cn = check_client_cert(require, client_cert_sha256, client_cert_cn)
+        fp, cn = check_client_cert(require, client_cert_sha256, client_cert_cn, client_ca_pem)
+        if not require or client_ca_pem:
+            sets.append("client_ca_pem = %s")
+            args.append(check_client_ca(client_ca_pem) if client_ca_pem else None)
         sets.append("require_client_cert = %s")
         args.append(require)
         if not require or fp:

@@ -47,7 +47,7 @@ from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Rejection, parse_submission
 from smsgw.state import smpp_date
-from smsgw.tls import peer_fingerprint, peer_subject_cn
+from smsgw.tls import issued_by, peer_fingerprint, peer_subject_cn
 
 SLICE_PDUS = 32  # PDUs one connection handles before the loop serves the others
 
@@ -444,6 +444,8 @@ class SmppConnection(asyncio.Protocol):
         fp = peer_fingerprint(ssl_object)
         if fp is None:
             return "client certificate required: none presented"
+        if customer.client_ca_pem and not issued_by(ssl_object, customer.client_ca_pem):
+            return "client certificate not issued by the customer's CA"
         if customer.client_cert_sha256 and fp != customer.client_cert_sha256:
             return f"client certificate {fp} is not the pinned one"
         if customer.client_cert_cn and peer_subject_cn(ssl_object) != customer.client_cert_cn:

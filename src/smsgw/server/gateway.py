@@ -23,7 +23,7 @@ from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
 from smsgw.settings import Settings
-from smsgw.tls import ensure_self_signed, file_fingerprint, server_context
+from smsgw.tls import ensure_self_signed, file_fingerprint, server_context, trust_client_cas
 from smsgw.topics import Topics
 
 
@@ -157,6 +157,15 @@ class Gateway:
             fp = await asyncio.to_thread(file_fingerprint, s.tls_cert_file)
         self.tls_fingerprint = fp
         ctx = server_context(s.tls_cert_file, s.tls_key_file, s.smpp_tls_client_ca)
+        loaded: set[str] = set()
+
+        def trust_customers() -> None:
+            cas = [c.client_ca_pem for c in core.config.customers.values() if c.client_ca_pem]
+            if trust_client_cas(ctx, cas, loaded):
+                self.log.info("trusting customers' client CAs", count=len(loaded))
+
+        trust_customers()
+        core.config.on_change(trust_customers)
         self.tls_server = await asyncio.get_running_loop().create_server(
             lambda: SmppConnection(core),
             where[0],

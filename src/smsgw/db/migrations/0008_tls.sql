@@ -1,9 +1,11 @@
 -- TLS (issue 11).
 -- Customers: whether a bind must come over TLS with a verified client certificate
--- (checked against SMSGW_SMPP_TLS_CLIENT_CA at the handshake), and optionally which
--- one: its SHA-256 fingerprint and/or its subject's common name.
+-- (checked against SMSGW_SMPP_TLS_CLIENT_CA and every customer's own CA at the
+-- handshake), and optionally which one: issued by the customer's own CA (PEM kept
+-- here), its SHA-256 fingerprint and/or its subject's common name.
 ALTER TABLE customers
     ADD COLUMN require_client_cert BOOLEAN NOT NULL DEFAULT FALSE,
+    ADD COLUMN client_ca_pem TEXT,
     ADD COLUMN client_cert_sha256 TEXT
         CHECK (client_cert_sha256 ~ '^([0-9A-F]{2}:){31}[0-9A-F]{2}$'),
     ADD COLUMN client_cert_cn TEXT;
