@@ -134,11 +134,17 @@ def _client_cert_options(fn: Any) -> Any:
     fn = click.option("--client-cert-sha256", help="Pin the certificate by SHA-256 fingerprint.")(
         fn
     )
+    fn = click.option(
+        "--tls-client-ca",
+        "client_ca_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="The customer's own CA (PEM): its client certificate must be issued by it.",
+    )(fn)
     return click.option(
         "--require-client-cert/--no-require-client-cert",
         default=None,
         help="Binds only over TLS with a client certificate verified against "
-        "SMSGW_SMPP_TLS_CLIENT_CA (--no-...: drop the requirement and its pins).",
+        "SMSGW_SMPP_TLS_CLIENT_CA or --tls-client-ca (--no-...: drop it and its pins).",
     )(fn)
 
 

@@ -275,3 +275,41 @@ async def test_loaders_feed_the_routing_tables(db_url: str, home: Path) -> None:
     assert other is not None and other.provider == "backup"
     mo_found = MoRoutingTable(mo).route("447700900123")
     assert mo_found is not None and mo_found.customer == "shop"
+
+
+def test_tls_settings_of_customers_and_providers(db_url: str, home: Path) -> None:
+    import trustme
+
+    from smsgw.tls import file_fingerprint
+
+    ca = trustme.CA()
+    cert, ca_file = home / "client.pem", home / "ca.pem"
+    ca.issue_cert("acme", common_name="acme").cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cli(db_url, "customer", "add", "acme", "--password", "pw", "--require-client-cert",
+        "--client-cert", str(cert), "--tls-client-ca", str(ca_file))  # fmt: skip
+    shown = json.loads(cli(db_url, "customer", "show", "acme"))
+    assert shown["require_client_cert"] is True
+    assert shown["client_cert_sha256"] == file_fingerprint(cert)
+    assert shown["client_ca"] and "-----BEGIN" not in json.dumps(shown)
+    out = cli(db_url, "customer", "add", "b", "--password", "pw", "--client-cert-cn", "x", ok=False)
+    assert "--require-client-cert" in out
+    cli(db_url, "customer", "update", "acme", "--client-cert-cn", "acme")  # a pin keeps it on
+    assert json.loads(cli(db_url, "customer", "show", "acme"))["client_cert_cn"] == "acme"
+    cli(db_url, "customer", "update", "acme", "--no-require-client-cert")
+    shown = json.loads(cli(db_url, "customer", "show", "acme"))
+    assert shown["require_client_cert"] is False
+    assert shown["client_cert_sha256"] is None and shown["client_ca"] is None
+
+    add_provider(db_url, "secure", "--tls", "--tls-ca", str(ca_file), "--no-verify-hostname")
+    shown = json.loads(cli(db_url, "provider", "show", "secure"))
+    assert (shown["tls"], shown["tls_ca_file"], shown["tls_verify_hostname"]) == (
+        True,
+        str(ca_file),
+        False,
+    )
+    cli(db_url, "provider", "update", "secure", "--verify-hostname")
+    assert json.loads(cli(db_url, "provider", "show", "secure"))["tls_verify_hostname"] is True
+    add_provider(db_url, "plain")
+    shown = json.loads(cli(db_url, "provider", "show", "plain"))
+    assert (shown["tls"], shown["tls_verify_hostname"]) == (False, True), "defaults"
