@@ -7,6 +7,7 @@ behind TLS.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import stat
 import time
@@ -369,3 +370,53 @@ def _try_bind(c: Customer) -> bool:
     except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError):
         return False
     return True
+
+
+def test_tls_port_keeps_the_connection_limits_before_the_handshake(
+    bootstrap: str, db_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    """Was (asyncio's ssl= server): a connection was counted only once its handshake
+    finished, so TCP connections that never sent a ClientHello escaped the per-IP limit
+    and the bind deadline until the handshake timeout."""
+    import socket
+
+    node = GatewayNode(
+        gateway_settings(
+            bootstrap,
+            db_url,
+            home=tmp_path,
+            smpp_tls_listen="127.0.0.1:0",
+            smpp_max_connections_per_ip=3,
+            smpp_bind_timeout_s=2.0,
+            smpp_tls_handshake_timeout_s=60.0,
+        ),
+        topics,
+    )
+    node.start()
+    held: list[socket.socket] = []
+    try:
+        port = node.gateway.tls_port
+        for _ in range(3):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        core = node.gateway.core
+        assert core is not None
+        _wait(lambda: node.call(lambda: len(core.connections)) == 3, 10, "3 connections counted")
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            assert extra.recv(1) == b"", "the 4th from one address is closed at once"
+        except ConnectionResetError:
+            pass
+        finally:
+            extra.close()
+        assert node.counters()[("connections_refused", "", "per_ip")] == 1
+        # No ClientHello: closed at the bind deadline, long before the handshake timeout.
+        started = time.monotonic()
+        for s in held:
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(1) == b""
+        assert time.monotonic() - started < 20
+        assert node.counters()[("bind_timeouts", "", "")] == 3
+    finally:
+        for s in held:
+            s.close()
+        node.stop()

@@ -25,6 +25,7 @@ or total limit are closed at once and counted.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -71,8 +72,12 @@ def _pdu_limiter(rate: float) -> AsyncLimiter | None:
 
 
 class SmppConnection(asyncio.Protocol):
-    def __init__(self, core: NodeCore) -> None:
+    def __init__(self, core: NodeCore, tls: ssl.SSLContext | None = None) -> None:
         self.core = core
+        # SMPP over TLS: the connection is counted and limited as a TCP connection
+        # first, then upgraded (a handshake never finished still holds its place
+        # and meets the bind deadline, so TLS is no way around the limits).
+        self.tls = tls
         self.loop = asyncio.get_running_loop()
         self.bind_id = core.new_bind_id()
         self.system_id: str | None = None
@@ -131,10 +136,40 @@ class SmppConnection(asyncio.Protocol):
         core.connections.add(self)
         core.connections_per_ip[self.peer_ip] += 1
         self._counted_ip = self.peer_ip
-        transport.set_write_buffer_limits(high=s.smpp_output_high_water)
         self._bind_timer = self.loop.call_later(s.smpp_bind_timeout_s, self._bind_deadline)
+        if self.tls is not None:
+            transport.pause_reading()  # the ClientHello is for the TLS layer, read by it
+            self._reader = self.loop.create_task(self._start_tls(transport, self.tls))
+            return
+        self._start_reading(transport)
+
+    def _start_reading(self, transport: asyncio.Transport) -> None:
+        transport.set_write_buffer_limits(high=self.core.settings.smpp_output_high_water)
         self._reader = self.loop.create_task(self._read_loop())
         self._arm_timer()
+
+    async def _start_tls(self, raw: asyncio.Transport, ctx: ssl.SSLContext) -> None:
+        """TLS handshake on the counted TCP connection, then the SMPP session over it."""
+        try:
+            transport = await self.loop.start_tls(
+                raw,
+                self,
+                ctx,
+                server_side=True,
+                ssl_handshake_timeout=self.core.settings.smpp_tls_handshake_timeout_s,
+            )
+        except Exception as exc:  # handshake refused, timed out, or the peer left
+            self.core.count("tls_handshake_failed")
+            self.log.debug("TLS handshake failed", error=clip(repr(exc)))
+            raw.abort()
+            self.connection_lost(None)
+            return
+        if transport is None or self._closed:
+            if transport is not None:
+                transport.abort()
+            return
+        self.transport = transport
+        self._start_reading(transport)
 
     def data_received(self, data: bytes) -> None:
         self._inbuf += data

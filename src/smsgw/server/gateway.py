@@ -166,12 +166,12 @@ class Gateway:
 
         trust_customers()
         core.config.on_change(trust_customers)
+        # Plain TCP accept: SmppConnection counts and limits the connection, then
+        # upgrades it (asyncio's ssl= would call it only after the handshake).
         self.tls_server = await asyncio.get_running_loop().create_server(
-            lambda: SmppConnection(core),
+            lambda: SmppConnection(core, tls=ctx),
             where[0],
             where[1],
-            ssl=ctx,
-            ssl_handshake_timeout=s.smpp_tls_handshake_timeout_s,
             reuse_address=True,
             backlog=512,
         )
