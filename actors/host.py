@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from smsgw import log
+from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 
 NODE_LISTEN_ENV = "SMSGW_NODE_SMPP_LISTEN"  # per-node listen address (several nodes, one host)
@@ -21,7 +22,9 @@ def settings_from(values: dict[str, Any]) -> Settings:
         listen = os.environ.get(env)
         if listen:
             values = {**values, key: listen}
-    return Settings(**values)
+    settings = Settings(**values)
+    use_kafka_settings(settings)  # this actor's process: every Kafka client authenticates
+    return settings
 
 
 class LoopHost:

@@ -69,6 +69,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_mo_received_total": ("MO received from providers", ("provider",)),
     "smsgw_receipts_matched_total": ("Receipts matched to a gateway id", ("correlator",)),
     "smsgw_receipts_orphaned_total": ("Receipts never matched", ("correlator",)),
+    "smsgw_messages_final_total": (
+        "Messages that reached a final state, by state and why",
+        ("state", "reason"),
+    ),
 }
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_customer_binds": ("Open customer binds on this listener", ("customer", "listener")),
@@ -138,6 +142,12 @@ class MetricsExporter:
         for (stage, topic), n in list(dlq.dead_lettered.items()):
             self._inc("smsgw_dead_letters_total", n, stage=stage, topic=topic)
 
+    def _finals(self, counts: dict[str, int]) -> None:
+        """``"STATE|reason"`` tallies (smsgw.state.count_final) as smsgw_messages_final_total."""
+        for key, n in counts.items():
+            state, _, reason = key.partition("|")
+            self._inc("smsgw_messages_final_total", n, state=state, reason=reason)
+
     def _listener(self, s: dict[str, Any]) -> None:
         names = {
             "accepted": "smsgw_submits_accepted_total",
@@ -196,6 +206,7 @@ class MetricsExporter:
             self._inc(
                 f"smsgw_multipart_{what}_total", r.get(f"multipart_{what}", 0), router=self.name
             )
+        self._finals(s.get("final") or {})
         _gauge("smsgw_multipart_parts_held").set(
             r.get("multipart_held", 0), tags={"router": self.name}
         )
@@ -204,6 +215,7 @@ class MetricsExporter:
         c = s.get("correlator", {})
         self._inc("smsgw_receipts_matched_total", c.get("matched", 0), correlator=self.name)
         self._inc("smsgw_receipts_orphaned_total", c.get("orphans", 0), correlator=self.name)
+        self._finals(c.get("final") or {})
 
     def _provider(self, s: dict[str, Any]) -> None:
         b, p = s.get("bind", {}), s.get("provider", "")
@@ -214,6 +226,7 @@ class MetricsExporter:
         self._inc("smsgw_provider_failover_total", b.get("failed_over", 0), provider=p)
         self._inc("smsgw_receipts_received_total", b.get("receipts", 0), provider=p)
         self._inc("smsgw_mo_received_total", b.get("mo", 0), provider=p)
+        self._finals(b.get("final") or {})
         for status, n in b.get("errors", {}).items():
             self._inc("smsgw_provider_errors_total", n, provider=p, status=status)
         _gauge("smsgw_provider_bound").set(

@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from smsgw.actors.loopback import keep_loopback
 from smsgw.actors.supervisor import NAMESPACE, SUPERVISOR, Supervisor
 from smsgw.actors.workers import namespace_for
 from smsgw.settings import Settings
 
 
-def connect(address: str) -> None:
+def use_auth_token(token_path: Path | None) -> None:
+    """Make this driver present the cluster's token (before ``ray.init``).
+
+    A token named in the environment (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``:
+    an external cluster's) wins; else the one ``smsgw run`` generated into
+    ``$SMSGW_HOME``. Ray reads these at ``ray.init``; an explicit address never
+    turns token mode on by itself, hence ``RAY_AUTH_MODE``.
+    """
+    named = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not named and token_path is not None and token_path.is_file():
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+        named = str(token_path)
+    if named:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray caches its config and token when it is imported, which in a CLI or a
+    # test process is before this: reload both (what Ray's own
+    # ``authentication_token_setup._enable_token_auth`` does).
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def connect(address: str, token_path: Path | None = None) -> None:
     if not ray.is_initialized():
+        use_auth_token(token_path)
+        keep_loopback()
         ray.init(
             address=address,
             namespace=NAMESPACE,

@@ -23,6 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from smsgw import log
+from smsgw.actors.console import ConsoleServer
 from smsgw.actors.host import LoopHost
 from smsgw.actors.workers import (
     CorrelatorActor,
@@ -34,6 +35,7 @@ from smsgw.actors.workers import (
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
 from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 
@@ -108,6 +110,7 @@ class SupervisorImpl:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings_dict = settings
         self.settings = Settings(**settings)
+        use_kafka_settings(self.settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.namespace = namespace_for(self.settings.topic_prefix)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
@@ -115,6 +118,7 @@ class SupervisorImpl:
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
         self._topics_made: set[str] = set()
+        self.console: ConsoleServer | None = None
         self.host = LoopHost("supervisor", self._main)
 
     # ------------------------------------------------------------ loop
@@ -128,6 +132,12 @@ class SupervisorImpl:
         await config.start()
         self._wake = asyncio.Event()
         config.on_change(self._wake.set)
+        try:
+            self.console = ConsoleServer(self.settings, self.status, self._lookup)
+            await self.console.start()
+        except OSError as exc:  # no token file (home not writable here): run without it
+            self.log.error("console not started", error=repr(exc))
+            self.console = None
         last_lag = 0.0
         # Each step runs as a task of its own and is started again only once the
         # previous run ended: a call stuck in a thread (a Kafka or GCS request to
@@ -152,6 +162,8 @@ class SupervisorImpl:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+        if self.console is not None:
+            await self.console.stop()
         await self._kill_all()
         await config.stop()
 
@@ -248,6 +260,21 @@ class SupervisorImpl:
         answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in current))
         self.snapshot["actors"] = dict(answers)
         self.snapshot["updated_at"] = time.time()
+        if self.console is not None:
+            self.console.sample()
+
+    async def _lookup(self, message_id: str) -> dict[str, Any] | None:
+        """A message's state as the listeners' state stores know it (each node has all)."""
+        listeners = [h for n, (h, _fp) in list(self.actors.items()) if n.startswith("listener@")]
+        for handle in listeners:
+            with contextlib.suppress(Exception):
+                answer = asyncio.wrap_future(handle.message.remote(message_id).future())
+                done, _ = await asyncio.wait({answer}, timeout=5)
+                if done:
+                    found: dict[str, Any] | None = answer.result()
+                    if found is not None:
+                        return found
+        return None
 
     async def _lag(self, config: ConfigWatcher) -> None:
         t, prefix = self.topics, self.topics.prefix

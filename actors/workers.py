@@ -203,6 +203,15 @@ class ListenerImpl(_Base):
             "lag": self.peers.lag if self.peers else {},
         }
 
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """What this node's state store knows of one message (the console's lookup)."""
+        gw = self.gateway
+        if gw is None or gw.core is None:
+            return None
+        core = gw.core
+        record = self.host.call(lambda: core.states.get(message_id), timeout=5)
+        return None if record is None else dict(record.public())
+
     def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
         """Another node's deliverer hands over deliveries for binds on this node."""
         gw = self.gateway
@@ -224,6 +233,7 @@ class ListenerImpl(_Base):
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
+            "failures": [r.public() for r in list(core.states.failures)[-20:]],
         }
         if gw.pipeline and gw.pipeline.deliverer:
             out["deliverer"] = vars(gw.pipeline.deliverer.stats).copy()
@@ -249,13 +259,17 @@ class RouterImpl(_Base):
                 transactional_id=f"{self.topics.prefix}{self.name}",
                 outbound_partitions=self.settings.topic_partitions,
                 multipart_expiry_s=self.settings.multipart_expiry_s,
+                message_ttl_s=self.settings.message_ttl_s,
+                produce_timeout_s=self.settings.produce_timeout_s,
             )
             return self.router
 
         await self._supervised(stop, make, config.stop)
 
     def _stats(self) -> dict[str, Any]:
-        return {"router": dict(self.router.counts)} if self.router else {}
+        if self.router is None:
+            return {}
+        return {"router": dict(self.router.counts), "final": dict(self.router.final)}
 
 
 class CorrelatorImpl(_Base):
@@ -322,6 +336,8 @@ class ProviderBindImpl(_Base):
                 config=config,
                 receipt_ttl_s=s.delivery_ttl_s,
                 failover_after_s=s.provider_failover_after_s,
+                message_ttl_s=s.message_ttl_s,
+                produce_timeout_s=s.produce_timeout_s,
             )
             return self.bind
 

@@ -39,24 +39,45 @@ def stack() -> Iterator[tuple[str, str]]:
     """(kafka bootstrap, database url) of a running smsgw, or of services started here."""
     running = Settings().with_runtime()
     if running.kafka_bootstrap and running.database_url:
+        _use_kafka_security(running)
         yield running.kafka_bootstrap, running.database_url
         return
     from smsgw.cluster.kafka import EmbeddedKafka
     from smsgw.cluster.postgres import EmbeddedPostgres
+    from smsgw.kafka.security import KafkaCredentials
 
+    kafka_dir = Path(tempfile.mkdtemp(prefix="smsgw-bench-kafka-"))
+    creds = KafkaCredentials.load_or_create(kafka_dir / "credentials.json")
     kafka = EmbeddedKafka(
-        Path(tempfile.mkdtemp(prefix="smsgw-bench-kafka-")),
-        port=free_port(),
-        controller_port=free_port(),
+        kafka_dir, port=free_port(), controller_port=free_port(), credentials=creds
     )
     pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="smsgw-bench-pg-")), port=free_port())
     kafka.start()
     pg.start()
+    _use_kafka_security(
+        Settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism=creds.mechanism,
+            kafka_sasl_username=creds.username,
+            kafka_sasl_password=creds.password,
+        )
+    )
     try:
         yield kafka.bootstrap, pg.url()
     finally:
         kafka.stop()
         pg.stop()
+
+
+def _use_kafka_security(settings: Settings) -> None:
+    """This process's Kafka clients, and the gateway process (its environment), authenticate."""
+    from smsgw.kafka.security import use_settings
+
+    use_settings(settings)
+    for key in ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password"):
+        value = getattr(settings, f"kafka_{key}")
+        if value is not None:
+            os.environ[f"SMSGW_KAFKA_{key.upper()}"] = value
 
 
 def prepare(bootstrap: str, db_url: str, prefix: str, partitions: int) -> None:
@@ -77,10 +98,12 @@ def prepare(bootstrap: str, db_url: str, prefix: str, partitions: int) -> None:
 def serve() -> None:
     """The gateway process (acceptance only): settings come from the environment."""
     from smsgw import log
+    from smsgw.kafka.security import use_settings
     from smsgw.server.gateway import Gateway
     from smsgw.topics import Topics
 
     settings = Settings()
+    use_settings(settings)
     log.configure("WARNING")
 
     async def main() -> None:

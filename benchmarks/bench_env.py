@@ -113,6 +113,7 @@ class BenchEnv:
                 postgres_port=free_port(),
                 ray_port=free_port(),
                 ray_dashboard_port=free_port(),
+                metrics_port=free_port(),
                 smpp_listen=f"127.0.0.1:{free_port()}",
                 log_level="WARNING",
             )
@@ -127,7 +128,7 @@ class BenchEnv:
                 SMSGW_HOME=str(self.settings.home),
                 SMSGW_TOPIC_PREFIX=self.settings.topic_prefix,
             )
-            rt.connect(self.settings.ray_address)
+            rt.connect(self.settings.ray_address, self.settings.ray_auth_token_file)
             if self.embedded:
                 rt.start_supervisor(self.settings)
             self.ensure_customer()

@@ -12,7 +12,7 @@ import click
 
 from smsgw import cli_dlq  # noqa: F401  (registers the dlq commands, which need Kafka)
 from smsgw.cli import load_settings, main, raw_settings
-from smsgw.settings import read_runtime
+from smsgw.settings import Settings, read_runtime
 
 
 @main.command()
@@ -82,11 +82,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     runtime = read_runtime(settings.runtime_file)
     listen = runtime.get("smpp_listen") or settings.smpp_listen
     report = all_health(
-        settings.model_copy(update={"smpp_listen": listen}), runtime.get("ray_dashboard")
+        settings.model_copy(update={"smpp_listen": listen}),
+        runtime.get("ray_dashboard"),
+        runtime.get("metrics"),
+        runtime.get("console"),
     )
-    cluster = (
-        _cluster_status(settings.ray_address, settings.topic_prefix) if report[2].healthy else None
-    )
+    cluster = _cluster_status(settings) if report[2].healthy else None
     if as_json:
         click.echo(
             json.dumps(
@@ -106,14 +107,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     sys.exit(0 if all(h.healthy for h in report) else 1)
 
 
-def _cluster_status(address: str | None, topic_prefix: str) -> dict[str, Any] | None:
-    if not address:
+def _cluster_status(settings: Settings) -> dict[str, Any] | None:
+    if not settings.ray_address:
         return None
     try:
         from smsgw.actors import runtime as rt
 
-        rt.connect(address)
-        return rt.status(topic_prefix)
+        rt.connect(settings.ray_address, settings.ray_auth_token_file)
+        return rt.status(settings.topic_prefix)
     except Exception as exc:
         return {"error": repr(exc)}
 
@@ -170,8 +171,65 @@ def stop(ctx: click.Context) -> None:
         raise click.ClickException("no Ray cluster: set RAY_ADDRESS or start `smsgw run`")
     from smsgw.actors import runtime as rt
 
-    rt.connect(settings.ray_address)
+    rt.connect(settings.ray_address, settings.ray_auth_token_file)
     if rt.stop_all(settings.topic_prefix):
         click.echo("smsgw: actors stopped")
     else:
         click.echo("smsgw: no gateway actors were running")
+
+
+@main.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:9090",
+    show_default=True,
+    envvar="SMSGW_PROMETHEUS_LISTEN",
+    help="Prometheus' web address (env SMSGW_PROMETHEUS_LISTEN); loopback unless you say so.",
+)
+@click.pass_context
+def observe(ctx: click.Context, listen: str) -> None:
+    """Run Prometheus (Debian's) against the running gateway, with the shipped scrape config.
+
+    Scrapes every Ray node's metrics endpoint; the Grafana dashboard to import
+    is cluster/observe/grafana-dashboard.json. Runs in the foreground.
+    """
+    from smsgw.cluster.procs import ServiceError
+    from smsgw.cluster.prometheus import DASHBOARD, EmbeddedPrometheus, ray_metrics_targets
+    from smsgw.settings import parse_hostport
+
+    settings = load_settings(ctx)
+    runtime = read_runtime(settings.runtime_file)
+    targets: list[str] = []
+    local = None
+    if runtime.get("metrics"):
+        local = str(runtime["metrics"]).removeprefix("http://").removesuffix("/metrics")
+    if settings.ray_address:
+        import ray
+
+        from smsgw.actors import runtime as rt
+
+        rt.connect(settings.ray_address)
+        targets = ray_metrics_targets(ray.nodes(), local)  # type: ignore[no-untyped-call]
+    if not targets and local:
+        targets = [local]
+    if not targets:
+        raise click.ClickException("no gateway to observe: start it with `make run` first")
+    _host, port = parse_hostport(listen, 9090)
+    prom = EmbeddedPrometheus(settings.home / "prometheus", targets, port=port)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        prom.start()
+        click.echo(
+            f"smsgw: Prometheus on {prom.url} scraping {', '.join(targets)}; "
+            f"Grafana dashboard: {DASHBOARD} (Ctrl-C stops)",
+            err=True,
+        )
+        while not stop.wait(0.5):
+            if prom.process is None or not prom.process.alive():
+                raise click.ClickException(f"Prometheus exited; see {prom.data_dir}/prometheus.log")
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        prom.stop()

@@ -16,7 +16,7 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
 
     logger = log.get("smsgw.run")
     assert settings.ray_address
-    rt.connect(settings.ray_address)
+    rt.connect(settings.ray_address, settings.ray_auth_token_file)
     rt.start_supervisor(settings)
     try:
         state = rt.wait_ready(timeout=180, topic_prefix=settings.topic_prefix)
@@ -29,6 +29,7 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
             nodes=len(state.get("nodes", [])),
             actors=len(state.get("actors", {})),
             dashboard=runtime.get("ray_dashboard"),
+            metrics=runtime.get("metrics"),
         )
         tls = sorted(
             f"{a['tls_listen']} (certificate SHA-256 {a.get('tls_sha256')})"
@@ -39,7 +40,9 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
             click.echo(f"smsgw: SMPP over TLS on {', '.join(tls)}", err=True)
         click.echo(
             f"smsgw: ready — SMPP on {', '.join(listeners)}; "
-            f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}",
+            f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}; "
+            f"metrics {runtime.get('metrics') or '(set by the external Ray cluster)'}; "
+            f"console {runtime.get('console')} (token in {settings.home / 'console.token'})",
             err=True,
         )
         while not stop.wait(0.5):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.request
 from dataclasses import dataclass
 
 from smsgw.cluster.procs import port_open
-from smsgw.cluster.ray_local import dashboard_ok
+from smsgw.cluster.ray_local import auth_token, dashboard_ok
+from smsgw.kafka.security import client_config
 from smsgw.settings import Settings, parse_hostport
 
 
@@ -22,7 +24,7 @@ def kafka_health(bootstrap: str | None) -> Health:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+        md = AdminClient(client_config(bootstrap)).list_topics(timeout=3)
     except Exception as exc:
         return Health("kafka", False, f"{bootstrap}: {exc}")
     if not md.brokers:
@@ -52,7 +54,7 @@ def postgres_health(url: str | None) -> Health:
     return Health("postgres", True, f"{where}: schema v{version}")
 
 
-def ray_health(address: str | None, dashboard: str | None) -> Health:
+def ray_health(address: str | None, dashboard: str | None, token: str | None = None) -> Health:
     if not address:
         return Health("ray", False, "no Ray address (is `smsgw run` running?)")
     host, port = parse_hostport(address, 6379)
@@ -60,7 +62,7 @@ def ray_health(address: str | None, dashboard: str | None) -> Health:
         return Health("ray", False, f"{address}: GCS not reachable")
     if dashboard:
         dhost, dport = parse_hostport(dashboard.removeprefix("http://"), 8265)
-        if not dashboard_ok(dhost, dport):
+        if not dashboard_ok(dhost, dport, token):
             return Health("ray", False, f"{address}: dashboard {dashboard} not answering")
         return Health("ray", True, f"{address}, dashboard {dashboard}")
     return Health("ray", True, address)
@@ -75,10 +77,43 @@ def listener_health(listen: str) -> Health:
     )
 
 
-def all_health(settings: Settings, dashboard: str | None) -> list[Health]:
+def metrics_health(url: str | None, ray_address: str | None) -> Health:
+    """Ray's metrics agent, where Prometheus scrapes the gateway (``ray_smsgw_*``)."""
+    if not url:
+        if ray_address:
+            return Health("metrics", True, "on each node of the external Ray cluster")
+        return Health("metrics", False, "no metrics endpoint (is `smsgw run` running?)")
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            ok = resp.status == 200
+    except OSError as exc:
+        return Health("metrics", False, f"{url}: {exc}")
+    return Health("metrics", ok, f"{url} (Prometheus: `make observe`)")
+
+
+def console_health(url: str | None) -> Health:
+    """The operator console answers (its login form needs no token; every other page does)."""
+    if not url:
+        return Health("console", False, "no console address (is `smsgw run` running?)")
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/login", timeout=3) as resp:
+            ok = resp.status == 200
+    except OSError as exc:
+        return Health("console", False, f"{url}: {exc}")
+    return Health("console", ok, f"{url} (token in $SMSGW_HOME/console.token)")
+
+
+def all_health(
+    settings: Settings,
+    dashboard: str | None,
+    metrics: str | None = None,
+    console: str | None = None,
+) -> list[Health]:
     return [
         kafka_health(settings.kafka_bootstrap),
         postgres_health(settings.database_url),
-        ray_health(settings.ray_address, dashboard),
+        ray_health(settings.ray_address, dashboard, auth_token(settings.ray_auth_token_file)),
         listener_health(settings.smpp_listen),
+        metrics_health(metrics, settings.ray_address),
+        console_health(console),
     ]

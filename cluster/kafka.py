@@ -3,18 +3,26 @@
 Listeners are on 127.0.0.1 only. Internal topics get replication factor 1 and
 min ISR 1 — on one node anything higher leaves consumer groups and
 transactions unable to work.
+
+Loopback is not a boundary between local users: with credentials the client
+listener requires SASL/SCRAM (the user is created when the storage is
+formatted, ``--add-scram``), and the data, logs and config (which holds the
+password) are readable by the broker's user only. The controller listener stays
+PLAINTEXT on loopback: only the broker itself talks to it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
 
 from smsgw.cluster.kafka_dist import ensure_kafka_jars, resource_path
 from smsgw.cluster.procs import ManagedProcess, ServiceError, port_open, wait_for
+from smsgw.kafka.security import KafkaCredentials, client_config
 
 
 def _kafka_uuid() -> str:
@@ -43,8 +51,10 @@ class EmbeddedKafka:
         version: str = "4.3.1",
         heap: str = "768m",
         extra_config: dict[str, str] | None = None,
+        credentials: KafkaCredentials | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.credentials = credentials  # None: PLAINTEXT, anyone on the host may connect
         self.port = port
         self.controller_port = controller_port
         self.version = version
@@ -60,16 +70,43 @@ class EmbeddedKafka:
     def log_dir(self) -> Path:
         return self.data_dir / "data"
 
+    @property
+    def client_security(self) -> dict[str, str]:
+        """What a client of this broker adds to its config (``client_config(security=)``)."""
+        return self.credentials.client_security() if self.credentials else {}
+
+    def _listener_properties(self) -> dict[str, str]:
+        client = f"127.0.0.1:{self.port}"
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.credentials is None:
+            return {
+                "listeners": f"PLAINTEXT://{client},{controller}",
+                "advertised.listeners": f"PLAINTEXT://{client}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        c = self.credentials
+        login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{c.username}" password="{c.password}";'
+        )
+        return {
+            "listeners": f"SASL_PLAINTEXT://{client},{controller}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{client}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": c.mechanism,
+            "sasl.mechanism.inter.broker.protocol": c.mechanism,
+            f"listener.name.sasl_plaintext.{c.mechanism.lower()}.sasl.jaas.config": login,
+        }
+
     def server_properties(self) -> dict[str, str]:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            **self._listener_properties(),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.log_dir),
             "num.partitions": "6",
             "default.replication.factor": "1",
@@ -93,10 +130,19 @@ class EmbeddedKafka:
         props.update(self.extra_config)
         return props
 
+    def _private_dirs(self) -> None:
+        """Data, logs and config (with the SCRAM password): the broker's user only."""
+        for d in (self.data_dir, self.log_dir, self.data_dir / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+
     def _write_config(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._private_dirs()
         path = self.data_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        os.chmod(path, 0o600)
         return path
 
     def _classpath(self) -> str:
@@ -119,9 +165,22 @@ class EmbeddedKafka:
         ]
 
     def format_once(self, config: Path) -> None:
-        """``kafka-storage.sh format --standalone`` on a new data dir only."""
+        """``kafka-storage.sh format --standalone`` on a new data dir only.
+
+        The SCRAM user goes into the metadata log here (``--add-scram``): a
+        broker whose clients must authenticate has a user before its first start.
+        """
         if (self.log_dir / "meta.properties").exists():
+            if self.credentials is not None and not (self.data_dir / "scram").exists():
+                raise ServiceError(
+                    f"Kafka data in {self.data_dir} was formatted without SASL users; "
+                    "move it away to start a new broker that requires authentication"
+                )
             return
+        scram: list[str] = []
+        if self.credentials is not None:
+            c = self.credentials
+            scram = ["--add-scram", f"{c.mechanism}=[name={c.username},password={c.password}]"]
         proc = ManagedProcess(
             "kafka-format",
             self._java_argv(
@@ -129,6 +188,7 @@ class EmbeddedKafka:
                 "format",
                 "--standalone",
                 f"--cluster-id={_kafka_uuid()}",
+                *scram,
                 "-c",
                 str(config),  # ids may start with "-"
             ),
@@ -138,6 +198,8 @@ class EmbeddedKafka:
         assert proc.proc is not None
         if proc.proc.wait(120) != 0:
             raise ServiceError(f"formatting Kafka storage failed:\n{proc.log_tail()}")
+        if self.credentials is not None:
+            (self.data_dir / "scram").write_text(self.credentials.username)
 
     def _check_ports(self) -> None:
         """A persistent broker keeps its ports: KRaft stores the controller endpoint."""
@@ -173,7 +235,8 @@ class EmbeddedKafka:
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            admin = AdminClient(client_config(self.bootstrap, security=self.client_security))
+            md = admin.list_topics(timeout=2)
         except Exception:
             return False
         return len(md.brokers) > 0

@@ -138,6 +138,9 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> None:
         self.init_once()
+        if self.account:
+            # Every start: the home above is set back to 0700 by each `smsgw run`.
+            _make_traversable(self.base)
         if port_open("127.0.0.1", self.port):
             raise ServiceError(
                 f"port {self.port} on 127.0.0.1 is taken; PostgreSQL cannot listen there"

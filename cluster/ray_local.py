@@ -2,13 +2,19 @@
 
 ``--block`` keeps ``ray start`` in the foreground; stopping its process group
 stops the GCS, raylet and dashboard it started, and nothing else's.
+
+Ray runs whatever code a client sends it (job submission, Ray Client, a driver
+joining the GCS), so a Ray nobody authenticates is a root shell for whoever
+reaches its ports. Every node we start requires Ray's token authentication
+(``RAY_AUTH_MODE=token``, the token in a 0600 file under ``$SMSGW_HOME``), and
+a single-node head listens on loopback only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import secrets
 import sys
 import urllib.request
 from pathlib import Path
@@ -16,19 +22,56 @@ from pathlib import Path
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
 
 
-def ray_executable() -> str:
-    beside = Path(sys.executable).parent / "ray"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("ray")
-    if not found:
-        raise ServiceError("the `ray` command is missing: pip install 'ray[default]'")
-    return found
+def ray_command() -> list[str]:
+    """``ray`` with a loopback node IP kept on loopback (see ``smsgw.actors.loopback``)."""
+    return [sys.executable, "-m", "smsgw.actors.loopback"]
 
 
-def dashboard_ok(host: str, port: int) -> bool:
+def ensure_auth_token(path: Path) -> Path:
+    """The cluster's token file, created (256 random bits, mode 0600) if absent.
+
+    The same generator as ``ray get-auth-token --generate``; created with
+    ``O_EXCL`` so that two starts never write different tokens.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/api/version", timeout=2) as resp:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return path
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    return path
+
+
+def auth_env(token_path: Path) -> dict[str, str]:
+    """What every Ray process and driver needs in its environment to authenticate.
+
+    Ray reads these when its config is first loaded (``ray start``, the GCS,
+    raylets and every worker it spawns inherit them), so a driver must have
+    them before ``ray.init``.
+    """
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+
+
+def auth_token(default_path: Path | None = None) -> str | None:
+    """The token a client presents: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else ours."""
+    if token := os.environ.get("RAY_AUTH_TOKEN"):
+        return token.strip()
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    for candidate in (Path(named) if named else None, default_path):
+        if candidate is not None and candidate.is_file():
+            return candidate.read_text().strip()
+    return None
+
+
+def dashboard_ok(host: str, port: int, token: str | None = None) -> bool:
+    """The dashboard answers ``/api/version`` (with the token: it refuses anything without)."""
+    req = urllib.request.Request(f"http://{host}:{port}/api/version")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
             return bool(json.loads(resp.read()).get("ray_version"))
     except (OSError, ValueError):
         return False
@@ -40,6 +83,15 @@ def dashboard_ok(host: str, port: int) -> bool:
 # system: niced, their SMPP sessions stall behind Kafka and the JVM's GC.
 RAY_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1", "RAY_worker_niceness": "0"}
 
+# A head of its own binds every server (GCS, raylet, object manager, workers,
+# dashboard agent, runtime-env agent, Ray Client, metrics) to the node's IP, or
+# to loopback when that IP is 127.0.0.1. But Ray turns an explicit
+# ``--node-ip-address=127.0.0.1`` into the host's external address
+# (``services.resolve_ip_for_localhost``) unless multi-node clusters are off
+# (``ray_constants.ENABLE_RAY_CLUSTER``): then the node's IP stays 127.0.0.1.
+# Only for a single-node head: a node with this set cannot join a cluster.
+LOOPBACK_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
 
 class EmbeddedRay:
     def __init__(
@@ -47,6 +99,8 @@ class EmbeddedRay:
         log_dir: Path,
         *,
         port: int,
+        token_path: Path,
+        node_ip: str = "127.0.0.1",
         dashboard_host: str = "127.0.0.1",
         dashboard_port: int = 8265,
         object_store_mb: int = 256,
@@ -58,6 +112,8 @@ class EmbeddedRay:
     ) -> None:
         self.log_dir = log_dir
         self.port = port
+        self.token_path = token_path
+        self.node_ip = node_ip  # 127.0.0.1: nothing outside this host can reach the node
         self.dashboard_host = dashboard_host
         self.dashboard_port = dashboard_port
         self.object_store_mb = object_store_mb
@@ -72,26 +128,46 @@ class EmbeddedRay:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.node_ip}:{self.port}"
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.node_ip in ("127.0.0.1", "localhost")
+
+    @property
+    def metrics_url(self) -> str:
+        """The node's Prometheus endpoint (Ray's metrics agent, metric names prefixed ``ray_``)."""
+        return f"http://127.0.0.1:{self.metrics_export_port}/metrics"
 
     @property
     def dashboard_url(self) -> str:
         return f"http://{self.dashboard_host}:{self.dashboard_port}"
 
+    @property
+    def token(self) -> str:
+        return self.token_path.read_text().strip()
+
+    def _env(self, *extra: dict[str, str]) -> dict[str, str]:
+        ensure_auth_token(self.token_path)
+        merged = {**os.environ, **RAY_ENV, **auth_env(self.token_path)}
+        for e in extra:
+            merged.update(e)
+        return {**merged, **self.env}
+
     def start(self, timeout: float = 120.0) -> None:
         if self.join:
             self._start_worker(timeout)
             return
-        for p in (self.port, self.dashboard_port):
+        for p in (self.port, self.dashboard_port, self.metrics_export_port):
             if port_open("127.0.0.1", p):
                 raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
         argv = [
-            ray_executable(),
+            *ray_command(),
             "start",
             "--head",
             "--block",
             f"--port={self.port}",
-            "--node-ip-address=127.0.0.1",
+            f"--node-ip-address={self.node_ip}",
             "--include-dashboard=true",
             f"--dashboard-host={self.dashboard_host}",
             f"--dashboard-port={self.dashboard_port}",
@@ -107,13 +183,13 @@ class EmbeddedRay:
             argv.append(f"--num-cpus={self.num_cpus}")
         if self.resources:
             argv.append(f"--resources={json.dumps(self.resources)}")
-        env = {**os.environ, **RAY_ENV, **self.env}
+        env = self._env(LOOPBACK_ONLY_ENV if self.loopback_only else {})
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
         wait_for(
             lambda: (
-                port_open("127.0.0.1", self.port)
-                and dashboard_ok(self.dashboard_host, self.dashboard_port)
+                port_open(self.node_ip, self.port)
+                and dashboard_ok(self.dashboard_host, self.dashboard_port, self.token)
             ),
             timeout=timeout,
             what="Ray head",
@@ -121,13 +197,17 @@ class EmbeddedRay:
         )
 
     def _start_worker(self, timeout: float) -> None:
-        """Join the head at ``self.join`` as a worker node (tests: two nodes, one host)."""
+        """Join the head at ``self.join`` as a worker node (tests: two nodes, one host).
+
+        No ``--node-ip-address``: Ray takes the address it reaches the head
+        from, which is loopback for a head on loopback (an explicit 127.0.0.1
+        would become the external address, see ``LOOPBACK_ONLY_ENV``).
+        """
         argv = [
-            ray_executable(),
+            *ray_command(),
             "start",
             "--block",
             f"--address={self.join}",
-            "--node-ip-address=127.0.0.1",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
             f"--dashboard-agent-listen-port={free_port()}",
             f"--metrics-export-port={self.metrics_export_port}",
@@ -137,7 +217,7 @@ class EmbeddedRay:
         ]
         if self.num_cpus is not None:
             argv.append(f"--num-cpus={self.num_cpus}")
-        env = {**os.environ, **RAY_ENV, **self.env}
+        env = self._env()
         self.process = ManagedProcess("ray-worker", argv, self.log_dir / "ray-worker.log", env=env)
         self.process.start()
         wait_for(

@@ -19,8 +19,16 @@ from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
-from smsgw.settings import Settings, write_runtime
+from smsgw.kafka.security import KafkaCredentials
+from smsgw.kafka.security import use_settings as use_kafka_settings
+from smsgw.settings import Settings, parse_hostport, write_runtime
 from smsgw.topics import Topics
+
+
+def console_url(s: Settings) -> str:
+    """Where the supervisor serves the operator console (token: $SMSGW_HOME/console.token)."""
+    host, port = parse_hostport(s.console_listen, 8280)
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"
 
 
 @dataclass
@@ -35,20 +43,26 @@ class Stack:
 
     def start(self) -> Settings:
         s = self.settings
+        # Tokens, credentials and data of every service: the owner's only
+        # (PostgreSQL run as another user as root adds search permission, o+x).
         s.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(s.home, 0o700)
         try:
             kafka_bootstrap = s.kafka_bootstrap
             if kafka_bootstrap is None:
-                self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port}")
+                self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port} (SASL/SCRAM)")
                 self.kafka = EmbeddedKafka(
                     s.home / "kafka",
                     port=s.kafka_port,
                     controller_port=s.kafka_controller_port,
                     version=s.kafka_version,
                     heap=s.kafka_heap,
+                    credentials=KafkaCredentials.load_or_create(s.kafka_credentials_file),
                 )
                 self.kafka.start()
                 kafka_bootstrap = self.kafka.bootstrap
+                s = s.with_kafka_credentials()
+            use_kafka_settings(s)
             database_url = s.database_url
             if database_url is None:
                 self.on_step(f"starting PostgreSQL on 127.0.0.1:{s.postgres_port}")
@@ -57,6 +71,7 @@ class Stack:
                 database_url = self.postgres.url()
             ray_address = s.ray_address
             dashboard = None
+            metrics = None
             if ray_address is None and self.with_ray:
                 self.on_step(
                     f"starting Ray (dashboard http://{s.ray_dashboard_host}:{s.ray_dashboard_port})"
@@ -64,13 +79,18 @@ class Stack:
                 self.ray = EmbeddedRay(
                     s.home / "ray",
                     port=s.ray_port,
+                    token_path=s.ray_auth_token_file,
+                    node_ip=s.ray_node_ip,
                     dashboard_host=s.ray_dashboard_host,
                     dashboard_port=s.ray_dashboard_port,
                     object_store_mb=s.ray_object_store_mb,
+                    metrics_export_port=s.metrics_port,
                 )
                 self.ray.start()
                 ray_address = self.ray.address
                 dashboard = self.ray.dashboard_url
+                metrics = self.ray.metrics_url
+                self.on_step(f"Prometheus metrics on {metrics}")
             self.on_step("applying schema migrations")
             migrate(database_url)
             if s.smpp_tls_listen and s.tls_self_signed:
@@ -93,6 +113,8 @@ class Stack:
             "database_url": database_url,
             "ray_address": ray_address,
             "ray_dashboard": dashboard,
+            "metrics": metrics,
+            "console": console_url(s),
             "smpp_listen": s.smpp_listen,
             "smpp_tls_listen": s.smpp_tls_listen,
             "embedded": {
@@ -102,6 +124,7 @@ class Stack:
             },
         }
         write_runtime(s.runtime_file, self.resolved)
+        # The actors get these settings: the embedded broker's credentials too.
         return s.model_copy(
             update={
                 "kafka_bootstrap": kafka_bootstrap,

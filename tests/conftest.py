@@ -19,9 +19,10 @@ from hypothesis import settings
 from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.procs import free_port
-from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.cluster.ray_local import EmbeddedRay, auth_env
 from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
+from smsgw.kafka.security import KafkaCredentials, use_security
 from smsgw.topics import Topics
 
 # CI gates a merge: there the property tests run a fixed set of examples (a
@@ -40,10 +41,25 @@ def _service_dir(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[EmbeddedKafka]:
+    kafka_dir = _service_dir("kafka")
+    creds = KafkaCredentials.load_or_create(kafka_dir / "credentials.json")
     broker = EmbeddedKafka(
-        _service_dir("kafka"), port=free_port(), controller_port=free_port(), heap="768m"
+        kafka_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap="768m",
+        credentials=creds,
     )
     broker.start()
+    # Clients of this process, the Settings() tests build (and pass to actors) and
+    # processes they start: all authenticate as the gateway would.
+    use_security(broker.client_security)
+    os.environ.update(
+        SMSGW_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        SMSGW_KAFKA_SASL_MECHANISM=creds.mechanism,
+        SMSGW_KAFKA_SASL_USERNAME=creds.username,
+        SMSGW_KAFKA_SASL_PASSWORD=creds.password,
+    )
     yield broker
     broker.stop()
 
@@ -58,9 +74,11 @@ def postgres() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[EmbeddedRay]:
+    ray_dir = _service_dir("ray")
     head = EmbeddedRay(
-        _service_dir("ray"),
+        ray_dir,
         port=free_port(),
+        token_path=ray_dir / "auth_token",
         dashboard_port=free_port(),
         object_store_mb=128,
         # Metrics reach the export endpoint within a second or two (default 10 s).
@@ -74,6 +92,8 @@ def ray_head() -> Iterator[EmbeddedRay]:
     )
     head.start()
     os.environ["RAY_ADDRESS"] = head.address
+    # Every driver in this session (rt.connect) and every node joining presents the token.
+    os.environ.update(auth_env(head.token_path))
     yield head
     import ray
 

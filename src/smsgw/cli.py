@@ -22,8 +22,15 @@ def raw_settings(ctx: click.Context) -> Settings:
 
 
 def load_settings(ctx: click.Context) -> Settings:
-    """Settings completed with the services of a running ``smsgw run``."""
-    return raw_settings(ctx).with_runtime()
+    """Settings completed with the services of a running ``smsgw run``.
+
+    Every Kafka client of this command then uses their security settings.
+    """
+    from smsgw.kafka.security import use_settings
+
+    settings = raw_settings(ctx).with_runtime()
+    use_settings(settings)
+    return settings
 
 
 def database_url(settings: Settings) -> str:

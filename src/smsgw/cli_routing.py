@@ -115,6 +115,27 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             help="Check that the certificate names --host (opt out only for an SMSC whose"
             " certificate does not; its chain is still verified).",
         ),
+        opt(
+            "--message-ttl",
+            "message_ttl_s",
+            type=click.IntRange(min=0),
+            default=0,
+            help="Seconds a message may wait for this provider before it expires (err:903);"
+            " 0: SMSGW_MESSAGE_TTL_S. A shorter validity_period wins.",
+        ),
+        opt(
+            "--max-pdu-octets",
+            type=click.IntRange(min=64),
+            default=65536,
+            help="Largest submit_sm the provider takes; bigger messages fail (err:907).",
+        ),
+        opt(
+            "--max-unknown-attempts",
+            type=click.IntRange(min=1),
+            default=3,
+            help="Sends left unanswered (connection lost, timeout) before a message"
+            " fails alone (err:906).",
+        ),
     ]
 
     def decorate(fn: F) -> F:
@@ -198,13 +219,71 @@ def provider_show(ctx: click.Context, name: str) -> None:
 
 @provider.command("remove")
 @click.argument("name")
+@click.option(
+    "--drain",
+    type=click.Choice(["fail", "reroute"]),
+    help="Messages still queued for NAME: fail each (receipt err:908), or route each"
+    " again with the current routes. Without it, removal is refused while any wait.",
+)
 @click.pass_context
-def provider_remove(ctx: click.Context, name: str) -> None:
-    """Remove provider NAME; refused while a route uses it."""
-    from smsgw.db.providers import remove_provider
+def provider_remove(ctx: click.Context, name: str, drain: str | None) -> None:
+    """Remove provider NAME; refused while a route uses it or messages wait for it.
 
+    Its queue (topic out.NAME) is deleted with it: a provider added later under
+    the same name never sends what was queued for this one.
+    """
+    from confluent_kafka import KafkaException
+
+    from smsgw import drain as drains
+    from smsgw.cli import load_settings
+    from smsgw.db.providers import check_removable, remove_provider, update_provider
+    from smsgw.topics import Topics
+
+    settings = load_settings(ctx)
     with _config_errors(), _db(ctx) as conn:
+        check_removable(conn, name)
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        raise click.ClickException(
+            "no Kafka to check the provider's queue: start the gateway (`make run`)"
+            " or set SMSGW_KAFKA_BOOTSTRAP"
+        )
+    topics = Topics(settings.topic_prefix)
+    with _config_errors(), _db(ctx) as conn:
+        check_removable(conn, name)
+        try:
+            waiting = drains.count(bootstrap, topics, name)
+        except (KafkaException, TimeoutError) as exc:
+            raise click.ClickException(
+                f"cannot read the provider's queue on Kafka ({bootstrap}): {exc}"
+            ) from exc
+        if waiting and drain is None:
+            raise click.ClickException(
+                f"provider {name!r} has {waiting} message(s) queued ({topics.outbound(name)});"
+                " use --drain fail (each gets a failure receipt) or --drain reroute"
+                " (each is routed again with the current routes)"
+            )
+        if waiting:
+            update_provider(conn, name, enabled=False)  # its binds stop within a second
+            try:
+                drains.wait_group_empty(bootstrap, drains.group_of(topics, name))
+            except TimeoutError as exc:
+                raise click.ClickException(f"{exc}; provider {name!r} left disabled") from exc
+            assert drain is not None
+            done = drains.drain(
+                bootstrap, topics, name, drain, receipt_ttl_s=settings.delivery_ttl_s
+            )
+            verb = "failed" if drain == "fail" else "sent to be routed again"
+            click.echo(f"{done} queued message(s) {verb}")
         remove_provider(conn, name)
+    try:
+        drains.wait_group_empty(bootstrap, drains.group_of(topics, name))
+        drains.forget(bootstrap, topics, name)
+    except (TimeoutError, KafkaException) as exc:
+        raise click.ClickException(
+            f"provider {name} removed, but its queue {topics.outbound(name)} could not be"
+            f" deleted ({exc}); delete it before adding a provider of that name again"
+        ) from exc
     click.echo(f"provider {name} removed")
 
 

@@ -12,6 +12,11 @@ the README):
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
   905  copies of multipart parts already sent, expired unmatched (not sent twice)
+  906  sent to the provider that many times without an answer (connection lost,
+       response timeout: outcome unknown); failed alone so the queue flows
+  907  cannot be sent to this provider: bigger than its maximum PDU size, or
+       its submit_sm does not encode
+  908  its provider was removed while it was queued (`provider remove --drain fail`)
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ ERR_PROVIDER_REFUSED = 902
 ERR_EXPIRED = 903
 ERR_INCOMPLETE = 904
 ERR_DUPLICATE_PART = 905
+ERR_UNKNOWN_OUTCOME = 906
+ERR_UNSENDABLE = 907
+ERR_PROVIDER_REMOVED = 908
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from smsgw.db.customers import add_customer, update_customer
-from smsgw.message import AcceptedMessage, decode
+from smsgw.message import AcceptedMessage, decode, is_withdrawal
 from smsgw.server.gateway import Gateway
 from smsgw.settings import Settings
 from smsgw.topics import Topics
@@ -96,9 +96,11 @@ class GatewayNode:
         raise AssertionError("the gateway did not reload its configuration within 5 s")
 
     def read_submits(self, expect: int | None, timeout: float = 30.0) -> list[AcceptedMessage]:
+        """The accepted messages on ``submit`` (withdrawal markers left out)."""
         return [
             decode(m.value() or b"")
             for m in drain(self.bootstrap, self.topics.submit, expect=expect, timeout=timeout)
+            if not is_withdrawal(m.value())
         ]
 
     def counters(self) -> dict[tuple[str, str, str], int]:

@@ -10,18 +10,24 @@ import sys
 
 from confluent_kafka import Consumer, TopicPartition
 
+from smsgw.kafka.security import client_config, use_settings
+from smsgw.settings import Settings
+
 
 def main() -> None:
     bootstrap, topic, group = sys.argv[1:4]
+    use_settings(Settings())  # the session broker's credentials, from SMSGW_KAFKA_*
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        }
+        client_config(
+            bootstrap,
+            {
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+            },
+        )
     )
 
     def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:

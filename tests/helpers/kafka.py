@@ -8,10 +8,12 @@ import uuid
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from smsgw.kafka.security import client_config
+
 
 def new_topic(bootstrap: str, partitions: int = 3, config: dict[str, str] | None = None) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    admin = AdminClient(client_config(bootstrap))  # must outlive the future
     fut = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
     )[name]
@@ -22,7 +24,7 @@ def new_topic(bootstrap: str, partitions: int = 3, config: dict[str, str] | None
 def produce_all(bootstrap: str, topic: str, values: list[bytes], **conf: object) -> list[Message]:
     """Produce with an idempotent acks=all producer; return the delivery reports."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", **conf}
+        client_config(bootstrap, {"enable.idempotence": True, "acks": "all", **conf})
     )
     reports: list[Message] = []
     for i, v in enumerate(values):
@@ -45,13 +47,15 @@ def drain(
 ) -> list[Message]:
     """Read a topic from the start until ``expect`` records (or quiet for a while)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group or f"drain-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-        }
+        client_config(
+            bootstrap,
+            {
+                "group.id": group or f"drain-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": isolation,
+            },
+        )
     )
     consumer.subscribe([topic])
     out: list[Message] = []

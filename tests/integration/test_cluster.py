@@ -33,6 +33,7 @@ def _worker_node(head: EmbeddedRay, listen_port: int) -> EmbeddedRay:
     node = EmbeddedRay(
         Path(tempfile.mkdtemp(prefix="smsgw-test-ray-b-")),
         port=0,
+        token_path=head.token_path,
         object_store_mb=128,
         address=head.address,
         env={

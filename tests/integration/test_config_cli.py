@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -26,6 +27,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The CLI keeps the key sealing provider passwords here, not in the real home."""
     monkeypatch.setenv("SMSGW_HOME", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _kafka(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`provider remove` checks the provider's queue on Kafka (a prefix of this test's own)."""
+    monkeypatch.setenv("SMSGW_KAFKA_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("SMSGW_TOPIC_PREFIX", f"cli{uuid.uuid4().hex[:8]}.")
 
 
 def cli(db_url: str, *args: str, ok: bool = True) -> str:
@@ -103,6 +111,30 @@ def test_provider_update_and_unknown(db_url: str) -> None:
         bad.exit_code == 2 and "'udh7' is not one of 'keep', 'udh8', 'udh16', 'sar'" in bad.output
     )
     assert "nothing to change" in cli(db_url, "provider", "update", "acme", ok=False)
+
+
+def test_provider_message_fate_settings(db_url: str) -> None:
+    add_provider(db_url, "acme")
+    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
+        0,
+        65536,
+        3,
+    ), "defaults: the gateway's TTL, 64 KiB, 3 attempts"
+    cli(db_url, "provider", "update", "acme", "--message-ttl", "600", "--max-pdu-octets",
+        "4096", "--max-unknown-attempts", "5")  # fmt: skip
+    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
+        600,
+        4096,
+        5,
+    )
+    for flag, value in (("--max-pdu-octets", "10"), ("--max-unknown-attempts", "0"),
+                        ("--message-ttl", "-1")):  # fmt: skip
+        bad = CliRunner().invoke(
+            main, ["--database-url", db_url, "provider", "update", "acme", flag, value]
+        )
+        assert bad.exit_code == 2 and flag in bad.output, bad.output
     out = cli(db_url, "provider", "update", "nope", "--tps", "5", ok=False)
     assert "no provider 'nope'; `smsgw provider list` shows them" in out
     assert "no provider 'nope'" in cli(db_url, "provider", "remove", "nope", ok=False)

@@ -10,6 +10,7 @@ from confluent_kafka import Producer
 
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.security import client_config
 from tests.helpers.kafka import new_topic
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_lag_is_zero_after_the_commit_marker(bootstrap: str) -> None:
     topic = new_topic(bootstrap, partitions=2)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
     )
     producer.init_transactions(30)
     for batch in range(3):

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from smsgw.cli_dlq import read_dead_letters
 from smsgw.db.routes import add_mt_route
 from smsgw.kafka import dlq
+from smsgw.kafka.security import client_config
 from smsgw.state import MessageState
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
@@ -43,7 +44,7 @@ def _poison(topics: Topics) -> dict[str, tuple[bytes, bytes]]:
 
 
 def _produce(bootstrap: str, records: dict[str, tuple[bytes, bytes]]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    p = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all"}))
     for topic, (key, value) in records.items():
         p.produce(topic, value=value, key=key, headers=[("origin", b"test")])
     assert p.flush(30) == 0

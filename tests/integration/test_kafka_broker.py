@@ -15,6 +15,7 @@ from confluent_kafka import KafkaException, Producer
 
 from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.procs import free_port
+from smsgw.kafka.security import client_config
 from tests.helpers.kafka import drain, new_topic, produce_all
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def test_idempotent_acks_all_producer_writes_each_record_once_in_order(bootstrap
 def test_idempotence_refuses_weaker_acks(bootstrap: str) -> None:
     """librdkafka rejects an idempotent producer with acks != all: the guarantee is enforced."""
     with pytest.raises(KafkaException):
-        Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": 1})
+        Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": 1}))
 
 
 def _spawn_member(bootstrap: str, topic: str, group: str) -> subprocess.Popen[str]:
@@ -123,7 +124,7 @@ def test_killed_group_member_partitions_move_to_survivor_from_committed_offsets(
 def test_read_committed_sees_committed_transaction_not_aborted(bootstrap: str) -> None:
     topic = new_topic(bootstrap, partitions=1)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
     )
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -145,9 +146,12 @@ def test_read_committed_sees_committed_transaction_not_aborted(bootstrap: str) -
     assert b"aborted-0" in uncommitted, "the aborted records were written, just not visible"
 
 
-def test_record_survives_broker_restart() -> None:
+def test_record_survives_broker_restart(kafka: EmbeddedKafka) -> None:
     data = Path(tempfile.mkdtemp(prefix="smsgw-test-kafka-restart-"))
-    broker = EmbeddedKafka(data, port=free_port(), controller_port=free_port())
+    # The session broker's SCRAM user: the test's clients authenticate with it.
+    broker = EmbeddedKafka(
+        data, port=free_port(), controller_port=free_port(), credentials=kafka.credentials
+    )
     broker.start()
     try:
         topic = new_topic(broker.bootstrap, partitions=1)

@@ -21,11 +21,14 @@ from tests.integration.conftest import gateway_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_no_success_without_kafka_and_listener_recovers(db_url: str) -> None:
+def test_no_success_without_kafka_and_listener_recovers(db_url: str, kafka: EmbeddedKafka) -> None:
+    # A broker of its own to stop, with the session broker's SCRAM user: the
+    # gateway's settings in the tests carry those credentials.
     broker = EmbeddedKafka(
         Path(tempfile.mkdtemp(prefix="smsgw-test-outage-")),
         port=free_port(),
         controller_port=free_port(),
+        credentials=kafka.credentials,
     )
     broker.start()
     topics = Topics("outage.")

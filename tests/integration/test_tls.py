@@ -321,10 +321,10 @@ def test_smsgw_run_makes_the_pair_prints_its_fingerprint_and_serves_tls() -> Non
     from smsgw.cluster.procs import free_port
     from smsgw.db.customers import add_customer
     from smsgw.settings import read_runtime
-    from tests.integration.test_run_command import SMSGW, _env
+    from tests.helpers.run import SMSGW, run_env
 
     home = Path(tempfile.mkdtemp(prefix="smsgw-test-tls-run-"))
-    env = _env(home)
+    env = run_env(home)
     tls_port = free_port()
     env["SMSGW_SMPP_TLS_LISTEN"] = f"127.0.0.1:{tls_port}"
     lines: list[str] = []

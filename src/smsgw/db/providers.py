@@ -49,6 +49,13 @@ class Provider:
     tls: bool = False
     tls_ca_file: str | None = None
     tls_verify_hostname: bool = True
+    message_ttl_s: int = 0  # 0: the gateway's SMSGW_MESSAGE_TTL_S
+    max_pdu_octets: int = 65536
+    max_unknown_attempts: int = 3
+
+    def max_age_s(self, default_s: float) -> float:
+        """How long a message may wait for this provider (its own TTL, else the gateway's)."""
+        return float(self.message_ttl_s) if self.message_ttl_s > 0 else default_s
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Provider:
@@ -75,6 +82,9 @@ class Provider:
             "tls": self.tls,
             "tls_ca_file": self.tls_ca_file,
             "tls_verify_hostname": self.tls_verify_hostname,
+            "message_ttl_s": self.message_ttl_s,
+            "max_pdu_octets": self.max_pdu_octets,
+            "max_unknown_attempts": self.max_unknown_attempts,
             "enabled": self.enabled,
         }
 
@@ -82,7 +92,8 @@ class Provider:
 _COLUMNS = (
     "id, name, host, port, system_id, password, system_type, bind_mode, binds, tps,"
     " window_size AS window, enquire_link_s, submit_id_format, receipt_id_format, enabled,"
-    " segmentation, request_receipts, tls, tls_ca_file, tls_verify_hostname"
+    " segmentation, request_receipts, tls, tls_ca_file, tls_verify_hostname,"
+    " message_ttl_s, max_pdu_octets, max_unknown_attempts"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM providers"
 # Option name (as the CLI spells it) -> column, for add and update alike.
@@ -104,6 +115,9 @@ _OPTION_COLUMNS: Final = {
     "tls": "tls",
     "tls_ca_file": "tls_ca_file",
     "tls_verify_hostname": "tls_verify_hostname",
+    "message_ttl_s": "message_ttl_s",
+    "max_pdu_octets": "max_pdu_octets",
+    "max_unknown_attempts": "max_unknown_attempts",
     "enabled": "enabled",
 }
 
@@ -142,6 +156,12 @@ def _check(option: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(BIND_MODES)}")
     if option in ("binds", "tps", "window", "enquire_link_s") and value <= 0:
         raise ConfigError(f"{flag} must be a positive number, not {value}")
+    if option == "message_ttl_s" and value < 0:
+        raise ConfigError(f"{flag} must be 0 (the gateway's default) or a number of seconds")
+    if option == "max_pdu_octets" and not 64 <= value <= 1 << 24:
+        raise ConfigError(f"{flag} {value}: use a size in octets from 64 up")
+    if option == "max_unknown_attempts" and value < 1:
+        raise ConfigError(f"{flag} must be at least 1, not {value}")
     if option == "segmentation" and value not in SEGMENTATION_MODES:
         raise ConfigError(f"{flag} {value!r}: use one of {', '.join(SEGMENTATION_MODES)}")
     if option == "request_receipts" and value not in REQUEST_RECEIPTS:
@@ -173,6 +193,9 @@ def add_provider(
     tls: bool = False,
     tls_ca_file: str | None = None,
     tls_verify_hostname: bool = True,
+    message_ttl_s: int = 0,
+    max_pdu_octets: int = 65536,
+    max_unknown_attempts: int = 3,
     enabled: bool = True,
     sealer: Sealer | None = None,
 ) -> Provider:
@@ -196,6 +219,9 @@ def add_provider(
         "tls": tls,
         "tls_ca_file": tls_ca_file,
         "tls_verify_hostname": tls_verify_hostname,
+        "message_ttl_s": message_ttl_s,
+        "max_pdu_octets": max_pdu_octets,
+        "max_unknown_attempts": max_unknown_attempts,
         "enabled": enabled,
     }
     for option, value in values.items():
@@ -251,27 +277,43 @@ def remove_provider(conn: psycopg.Connection[Any], name: str) -> None:
     """Delete a provider no route uses (as primary or failover)."""
     with conn.transaction():
         # The row lock orders us against `route add` (it takes FOR KEY SHARE).
-        row = conn.execute(
-            "SELECT id FROM providers WHERE name = %s FOR UPDATE", (name,)
-        ).fetchone()
-        if row is None:
-            raise _unknown(name)
-        users = conn.execute(
-            "SELECT id, prefix, provider_id = %s FROM mt_routes"
-            " WHERE provider_id = %s OR %s = ANY(failover_ids) ORDER BY id",
-            (row[0], row[0], row[0]),
-        ).fetchall()
-        if users:
-            listed = ", ".join(
-                f"{rid} (prefix {prefix or EMPTY}, {'primary' if primary else 'failover'})"
-                for rid, prefix, primary in users
-            )
-            raise ConfigError(
-                f"provider {name!r} is used by route(s) {listed}; "
-                "remove or change those routes first (`smsgw route list`)"
-            )
-        conn.execute("DELETE FROM providers WHERE id = %s", (row[0],))
+        row_id = _check_unused(conn, name, lock=True)
+        conn.execute("DELETE FROM providers WHERE id = %s", (row_id,))
     conn.commit()
+
+
+def check_removable(conn: psycopg.Connection[Any], name: str) -> None:
+    """Raise ConfigError if `name` does not exist or a route uses it."""
+    with conn.transaction():
+        _check_unused(conn, name, lock=False)
+    conn.commit()
+
+
+def _check_unused(conn: psycopg.Connection[Any], name: str, *, lock: bool) -> int:
+    """The provider's row id, if no route uses it (as primary or failover)."""
+    query = (
+        "SELECT id FROM providers WHERE name = %s FOR UPDATE"
+        if lock
+        else "SELECT id FROM providers WHERE name = %s"
+    )
+    row = conn.execute(query, (name,)).fetchone()
+    if row is None:
+        raise _unknown(name)
+    users = conn.execute(
+        "SELECT id, prefix, provider_id = %s FROM mt_routes"
+        " WHERE provider_id = %s OR %s = ANY(failover_ids) ORDER BY id",
+        (row[0], row[0], row[0]),
+    ).fetchall()
+    if users:
+        listed = ", ".join(
+            f"{rid} (prefix {prefix or EMPTY}, {'primary' if primary else 'failover'})"
+            for rid, prefix, primary in users
+        )
+        raise ConfigError(
+            f"provider {name!r} is used by route(s) {listed}; "
+            "remove or change those routes first (`smsgw route list`)"
+        )
+    return int(row[0])
 
 
 def list_providers(conn: psycopg.Connection[Any]) -> list[Provider]:

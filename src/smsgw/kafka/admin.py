@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from smsgw.kafka.security import client_config
 from smsgw.topics import TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36
@@ -14,7 +15,7 @@ TOPIC_ALREADY_EXISTS = 36
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create missing topics; return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=dict(s.config))

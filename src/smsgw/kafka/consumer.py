@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from smsgw import log
+from smsgw.kafka.security import client_config
 from smsgw.offsets import OffsetTracker
 
 IDLE_SLEEP = 0.005
@@ -34,8 +35,7 @@ def use_static_membership(name: str) -> None:
 
 
 def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
+    return client_config(bootstrap) | {
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -10,10 +10,12 @@ from __future__ import annotations
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from smsgw.kafka.security import client_config
+
 
 def consumer_lag(bootstrap: str, groups: dict[str, str], timeout: float = 5.0) -> dict[str, int]:
     """``{group: topic}`` -> ``{topic: records not yet committed by that group}``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     md = admin.list_topics(timeout=timeout)
     out: dict[str, int] = {}
     for group, topic in groups.items():

@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from smsgw.kafka.security import client_config
+
 _Report = tuple["asyncio.Future[Message]", KafkaError | None, Message]
 
 
@@ -35,8 +37,7 @@ class BacklogFull(ProduceError):
 def producer_config(
     bootstrap: str, *, timeout_s: float, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
+    return client_config(bootstrap) | {
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,

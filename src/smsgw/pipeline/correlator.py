@@ -30,7 +30,7 @@ from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.receipts import customer_wants, receipt_tlvs, render_receipt_text
 from smsgw.records import Delivery, InboundReceipt, Pairing
-from smsgw.state import StateRecord
+from smsgw.state import StateRecord, count_final
 from smsgw.topics import Topics
 
 
@@ -44,6 +44,7 @@ class CorrelatorStats:
     pairings: int = 0
     forwarded: int = 0  # receipts whose two ids disagreed, handed to the other id's partition
     by_state: dict[str, int] = field(default_factory=dict)
+    final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
 
 
 def customer_receipt(
@@ -245,6 +246,7 @@ class Correlator:
                 "receipt",
             )
             futures.append(p.produce(self.topics.message_state, state.encode(), mid.encode()))
+            count_final(self.stats.final, receipt.state, "provider-receipt")
             if wanted:
                 self.stats.to_customer += 1
                 delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s, mid)

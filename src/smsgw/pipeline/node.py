@@ -88,6 +88,8 @@ class PipelineNode:
             transactional_id=tid,
             outbound_partitions=self.settings.topic_partitions,
             multipart_expiry_s=self.settings.multipart_expiry_s,
+            message_ttl_s=self.settings.message_ttl_s,
+            produce_timeout_s=self.settings.produce_timeout_s,
         )
         return self.router
 
@@ -143,6 +145,8 @@ class PipelineNode:
                     config=self.config,
                     receipt_ttl_s=self.settings.delivery_ttl_s,
                     failover_after_s=self.settings.provider_failover_after_s,
+                    message_ttl_s=self.settings.message_ttl_s,
+                    produce_timeout_s=self.settings.produce_timeout_s,
                 )
                 r.bind[:] = [b]
                 return b

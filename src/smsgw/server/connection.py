@@ -675,7 +675,8 @@ class SmppConnection(asyncio.Protocol):
                 message_id=e.message_id,
                 final_date=smpp_date(rec.updated_at) if rec.state.final else "",
                 message_state=int(rec.state),
-                error_code=rec.error_code,
+                # One octet (SMPP 3.4 §4.8.2): the gateway's own 9xx codes do not fit.
+                error_code=rec.error_code if rec.error_code <= 0xFF else 0,
             )
         self._schedule_flush()
 

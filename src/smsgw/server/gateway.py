@@ -13,7 +13,6 @@ from smsgw.auth import BindGuard
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.dlq import DeadLetters
-from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
 from smsgw.pipeline.node import PipelineNode
 from smsgw.pipeline.supervise import supervise
@@ -22,6 +21,7 @@ from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
+from smsgw.server.withdraw import WithdrawingProducer
 from smsgw.settings import Settings
 from smsgw.tls import ensure_self_signed, file_fingerprint, server_context, trust_client_cas
 from smsgw.topics import Topics
@@ -88,8 +88,11 @@ class Gateway:
         instance = await asyncio.to_thread(self._lease_instance, s.database_url)
         config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
-        producer = AsyncProducer(
-            s.kafka_bootstrap, timeout_s=s.produce_timeout_s, max_backlog=s.max_backlog
+        producer = WithdrawingProducer(
+            s.kafka_bootstrap,
+            timeout_s=s.produce_timeout_s,
+            max_backlog=s.max_backlog,
+            submit_topic=self.topics.submit,
         )
         self.core = core = NodeCore(
             settings=s,

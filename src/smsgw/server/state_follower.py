@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
+from smsgw.kafka.security import client_config
 from smsgw.state import StateRecord, StateStore
 
 IDLE_SLEEP = 0.02
@@ -28,12 +29,14 @@ class StateFollower:
         self.dead_letters = dead_letters
         self.applied = 0
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"state-follower-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_uncommitted",
-            }
+            client_config(
+                bootstrap,
+                {
+                    "group.id": f"state-follower-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_uncommitted",
+                },
+            )
         )
         self.log = log.get("smsgw.state")
 
