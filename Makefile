@@ -27,8 +27,8 @@ kafka-jars: $(STAMP)
 interop-peers: $(STAMP)
 	@$(BIN)/python -m tests.interop.peers
 
-run: setup
-	$(BIN)/smsgw run
+run: setup  # SMPP over TLS on 3550 too (self-signed on first start; SMSGW_SMPP_TLS_LISTEN= turns it off)
+	SMSGW_SMPP_TLS_LISTEN=$${SMSGW_SMPP_TLS_LISTEN-0.0.0.0:3550} $(BIN)/smsgw run
 
 # Prometheus (Debian's) scraping the gateway that `make run` started; Ctrl-C stops it.
 observe: setup

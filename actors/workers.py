@@ -27,6 +27,7 @@ from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
+from smsgw.sealing import Sealer
 from smsgw.server.gateway import Gateway
 from smsgw.topics import Topics
 
@@ -52,7 +53,9 @@ class _Base:
         self.settings = settings_from(settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.started = time.time()
-        log.configure(self.settings.log_level, self.settings.log_json)
+        log.configure(
+            self.settings.log_level, self.settings.log_json, unmasked=self.settings.log_unmasked
+        )
         use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
@@ -225,6 +228,8 @@ class ListenerImpl(_Base):
         core = gw.core
         out: dict[str, Any] = {
             "listen": self.settings.smpp_listen,
+            "tls_listen": self.settings.smpp_tls_listen,
+            "tls_sha256": gw.tls_fingerprint,
             "binds": core.binds.customers(),
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
@@ -341,7 +346,7 @@ class ProviderBindImpl(_Base):
     async def _main(self, stop: asyncio.Event) -> None:
         s = self.settings
         assert s.database_url and s.kafka_bootstrap
-        config = ConfigWatcher(s.database_url)
+        config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
         producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
         provider = config.providers.get(self.provider_name)

@@ -31,7 +31,7 @@ def run(ctx: click.Context, smpp_listen: str | None) -> None:
     fresh = raw_settings(ctx)
     if smpp_listen:
         fresh = fresh.model_copy(update={"smpp_listen": smpp_listen})
-    log.configure(fresh.log_level, fresh.log_json)
+    log.configure(fresh.log_level, fresh.log_json, unmasked=fresh.log_unmasked)
     existing = read_runtime(fresh.runtime_file)
     if existing and _pid_alive(existing.get("pid")):
         raise click.ClickException(

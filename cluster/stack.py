@@ -93,6 +93,14 @@ class Stack:
                 self.on_step(f"Prometheus metrics on {metrics}")
             self.on_step("applying schema migrations")
             migrate(database_url)
+            if s.smpp_tls_listen and s.tls_self_signed:
+                from smsgw.tls import ensure_self_signed
+
+                fp, made = ensure_self_signed(s.tls_cert_file, s.tls_key_file, s.node_name)
+                self.on_step(
+                    f"{'made a self-signed' if made else 'using the'} SMPP TLS certificate"
+                    f" {s.tls_cert_file} (SHA-256 {fp})"
+                )
             self.on_step("creating Kafka topics")
             ensure_topics(kafka_bootstrap, Topics(s.topic_prefix).specs(s.topic_partitions))
         except BaseException:
@@ -108,6 +116,7 @@ class Stack:
             "metrics": metrics,
             "console": console_url(s),
             "smpp_listen": s.smpp_listen,
+            "smpp_tls_listen": s.smpp_tls_listen,
             "embedded": {
                 "kafka": self.kafka is not None,
                 "postgres": self.postgres is not None,

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from smsgw.cli import _config_errors, _db, _print_one, _print_rows, main
+from smsgw.cli import _config_errors, _db, _print_one, _print_rows, load_settings, main
 from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
@@ -61,6 +61,7 @@ def provider() -> None:
       smsgw provider add hexco --host 10.0.0.7 --port 2775 --system-id gw \\
           --password pw --submit-id-format hex --receipt-id-format dec
       smsgw provider update acme-uk --tps 80
+      smsgw provider update acme-uk --tls --port 3550 --tls-ca /etc/smsgw/acme-ca.pem
       smsgw provider list --json
     """
 
@@ -98,6 +99,21 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             help="Ask the provider for a receipt on every message (the gateway's message"
             " states need it), or only when the customer asked for one.",
         ),
+        opt("--tls/--no-tls", "tls", default=False, help="SMPP over TLS to the provider."),
+        opt(
+            "--tls-ca",
+            "tls_ca_file",
+            type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+            default=None,
+            help="PEM CA file the provider's certificate must chain to (default: system CAs).",
+        ),
+        opt(
+            "--verify-hostname/--no-verify-hostname",
+            "tls_verify_hostname",
+            default=True,
+            help="Check that the certificate names --host (opt out only for an SMSC whose"
+            " certificate does not; its chain is still verified).",
+        ),
         opt(
             "--message-ttl",
             "message_ttl_s",
@@ -129,6 +145,13 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
     return decorate
 
 
+def _sealer(ctx: click.Context) -> Any:
+    """Provider passwords are stored encrypted with the key in $SMSGW_HOME (issue 11)."""
+    from smsgw.sealing import Sealer
+
+    return Sealer.for_home(load_settings(ctx).home)
+
+
 @provider.command("add")
 @click.argument("name")
 @click.option("--host", required=True, help="SMSC host name or IP.")
@@ -138,7 +161,8 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
     "--password",
     prompt=True,
     hide_input=True,
-    help="Our password (≤ 8 chars); prompted if omitted.",
+    help="Our password (≤ 8 chars; stored encrypted), or file:/PATH of a secret file read"
+    " at bind time; prompted if omitted.",
 )
 @_provider_options(adding=True)
 @click.option("--disabled", is_flag=True, help="Create it disabled (no binds).")
@@ -148,7 +172,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
     from smsgw.db.providers import add_provider
 
     with _config_errors(), _db(ctx) as conn:
-        p = add_provider(conn, name, enabled=not disabled, **settings)
+        p = add_provider(conn, name, enabled=not disabled, sealer=_sealer(ctx), **settings)
     click.echo(f"provider {p.name} added (id {p.id})")
 
 
@@ -157,7 +181,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
 @click.option("--host", help="SMSC host name or IP.")
 @click.option("--port", type=int, help="SMSC SMPP port.")
 @click.option("--system-id", help="Our system_id at the provider.")
-@click.option("--password", help="Our password (≤ 8 chars).")
+@click.option("--password", help="Our password (≤ 8 chars), or file:/PATH of a secret file.")
 @_provider_options(adding=False)
 @click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it.")
 @click.pass_context
@@ -166,7 +190,7 @@ def provider_update(ctx: click.Context, /, name: str, **changes: Any) -> None:
     from smsgw.db.providers import update_provider
 
     with _config_errors(), _db(ctx) as conn:
-        update_provider(conn, name, **changes)
+        update_provider(conn, name, sealer=_sealer(ctx), **changes)
     click.echo(f"provider {name} updated")
 
 

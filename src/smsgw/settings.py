@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SMSGW_RAY_ADDRESS")
     )
     smpp_listen: str = "0.0.0.0:2775"
+    # SMPP over TLS beside the plain listener (issue 11); unset: no TLS listener.
+    # Without a certificate and key of its own, a self-signed pair is made in
+    # $SMSGW_HOME/tls on first start.
+    smpp_tls_listen: str | None = None
+    smpp_tls_cert: Path | None = None
+    smpp_tls_key: Path | None = None
+    smpp_tls_client_ca: Path | None = None  # CAs whose client certificates are verified
+    smpp_tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     node_name: str = Field(default_factory=socket.gethostname)
 
     # SMPP sessions with customers.
@@ -130,6 +138,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+    log_unmasked: bool = False  # show whole phone numbers in logs (default: last 3 digits)
 
     @field_validator("smpp_listen", "console_listen")
     @classmethod
@@ -137,9 +146,34 @@ class Settings(BaseSettings):
         parse_hostport(value, 2775)
         return value
 
+    @field_validator("smpp_tls_listen")
+    @classmethod
+    def _check_tls_listen(cls, value: str | None) -> str | None:
+        if value:
+            parse_hostport(value, 3550)
+        return value or None
+
     @property
     def smpp_host_port(self) -> tuple[str, int]:
         return parse_hostport(self.smpp_listen, 2775)
+
+    @property
+    def smpp_tls_host_port(self) -> tuple[str, int] | None:
+        """Where the TLS listener listens (3550 is a common SMPP-over-TLS port)."""
+        return parse_hostport(self.smpp_tls_listen, 3550) if self.smpp_tls_listen else None
+
+    @property
+    def tls_cert_file(self) -> Path:
+        return self.smpp_tls_cert or self.home / "tls" / "smpp.crt"
+
+    @property
+    def tls_key_file(self) -> Path:
+        return self.smpp_tls_key or self.home / "tls" / "smpp.key"
+
+    @property
+    def tls_self_signed(self) -> bool:
+        """No pair configured: one is generated (and kept) in $SMSGW_HOME."""
+        return self.smpp_tls_cert is None and self.smpp_tls_key is None
 
     @property
     def runtime_file(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,10 +15,18 @@ from smsgw.cli import main
 from smsgw.db.providers import load_providers
 from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.routing import MoRoutingTable, RoutingTable
+from smsgw.sealing import Sealer
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Pw7#xq9z"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI keeps the key sealing provider passwords here, not in the real home."""
+    monkeypatch.setenv("SMSGW_HOME", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +68,10 @@ def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     as_json = cli(db_url, "provider", "list", "--json")
     for out in (json.dumps(shown), listed, as_json):
         assert PASSWORD not in out and "password" not in out
+    # Nor does the database hold it (issue 11): only a token for the key in $SMSGW_HOME.
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT password FROM providers WHERE name = 'acme-uk'").fetchone()
+    assert row is not None and row[0].startswith("fernet:") and PASSWORD not in row[0]
     assert [p["name"] for p in json.loads(as_json)] == ["acme-uk"]
     assert "acme-uk" in listed and "smsc.example" in listed
 
@@ -102,7 +115,7 @@ def test_provider_update_and_unknown(db_url: str) -> None:
 
 def test_provider_message_fate_settings(db_url: str) -> None:
     add_provider(db_url, "acme")
-    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
     assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
         0,
         65536,
@@ -110,7 +123,7 @@ def test_provider_message_fate_settings(db_url: str) -> None:
     ), "defaults: the gateway's TTL, 64 KiB, 3 attempts"
     cli(db_url, "provider", "update", "acme", "--message-ttl", "600", "--max-pdu-octets",
         "4096", "--max-unknown-attempts", "5")  # fmt: skip
-    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
     assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
         600,
         4096,
@@ -261,7 +274,7 @@ def test_every_table_change_is_notified(db_url: str) -> None:
     ]
 
 
-async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
+async def test_loaders_feed_the_routing_tables(db_url: str, home: Path) -> None:
     add_customer(db_url, "shop")
     add_provider(db_url, "acme", "--receipt-id-format", "dec")
     add_provider(db_url, "backup", "--disabled")
@@ -270,7 +283,7 @@ async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
         "--customer", "shop")  # fmt: skip
     cli(db_url, "mo-route", "add", "--prefix", "4477", "--customer", "shop")
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        providers = await load_providers(conn)
+        providers = await load_providers(conn, Sealer.for_home(home))
         mt = await load_mt_routes(conn)
         mo = await load_mo_routes(conn)
     assert providers["acme"].password == PASSWORD
@@ -322,3 +335,44 @@ def test_every_show_reads_as_text_or_json_and_provider_list_fits_100_columns(
     listed = cli(db_url, "provider", "list")
     assert max(len(line) for line in listed.splitlines()) <= 100, listed
     assert "smsc.example:2775" in listed and "hex/str" in listed
+
+
+def test_tls_settings_of_customers_and_providers(db_url: str, home: Path) -> None:
+    import trustme
+
+    from smsgw.tls import file_fingerprint
+
+    ca = trustme.CA()
+    cert, ca_file = home / "client.pem", home / "ca.pem"
+    ca.issue_cert("acme", common_name="acme").cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cli(db_url, "customer", "add", "acme", "--password", "pw", "--require-client-cert",
+        "--client-cert", str(cert), "--tls-client-ca", str(ca_file))  # fmt: skip
+    shown = json.loads(cli(db_url, "customer", "show", "acme", "--json"))
+    assert shown["require_client_cert"] is True
+    assert shown["client_cert_sha256"] == file_fingerprint(cert)
+    assert shown["client_ca"] and "-----BEGIN" not in json.dumps(shown)
+    out = cli(db_url, "customer", "add", "b", "--password", "pw", "--client-cert-cn", "x", ok=False)
+    assert "--require-client-cert" in out
+    cli(db_url, "customer", "update", "acme", "--client-cert-cn", "acme")  # a pin keeps it on
+    assert json.loads(cli(db_url, "customer", "show", "acme", "--json"))["client_cert_cn"] == "acme"
+    cli(db_url, "customer", "update", "acme", "--no-require-client-cert")
+    shown = json.loads(cli(db_url, "customer", "show", "acme", "--json"))
+    assert shown["require_client_cert"] is False
+    assert shown["client_cert_sha256"] is None and shown["client_ca"] is None
+
+    add_provider(db_url, "secure", "--tls", "--tls-ca", str(ca_file), "--no-verify-hostname")
+    shown = json.loads(cli(db_url, "provider", "show", "secure", "--json"))
+    assert (shown["tls"], shown["tls_ca_file"], shown["tls_verify_hostname"]) == (
+        True,
+        str(ca_file),
+        False,
+    )
+    cli(db_url, "provider", "update", "secure", "--verify-hostname")
+    assert (
+        json.loads(cli(db_url, "provider", "show", "secure", "--json"))["tls_verify_hostname"]
+        is True
+    )
+    add_provider(db_url, "plain")
+    shown = json.loads(cli(db_url, "provider", "show", "plain", "--json"))
+    assert (shown["tls"], shown["tls_verify_hostname"]) == (False, True), "defaults"

@@ -21,6 +21,7 @@ from smsgw.db.customers import Customer, load_customers
 from smsgw.db.providers import Provider, load_providers
 from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.routing import MoRoutingTable, RoutingTable
+from smsgw.sealing import Sealer
 
 CHANNEL = "smsgw_config"
 
@@ -45,8 +46,9 @@ def changes(kind: str, old: dict[Any, Any], new: dict[Any, Any]) -> list[str]:
 
 
 class ConfigWatcher:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
+        self.sealer = sealer  # opens provider passwords (issue 11); None: as stored
         self.customers: dict[str, Customer] = {}
         self.providers: dict[str, Provider] = {}
         self.routing = RoutingTable([])
@@ -76,7 +78,7 @@ class ConfigWatcher:
         async with conn.transaction():  # one snapshot: routes match their providers
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             customers = await load_customers(conn)
-            providers = await load_providers(conn)
+            providers = await load_providers(conn, self.sealer)
             mt_routes = await load_mt_routes(conn)
             mo_routes = await load_mo_routes(conn)
         routing, mo_routing = RoutingTable(mt_routes), MoRoutingTable(mo_routes)

@@ -82,6 +82,7 @@ from smsgw.smpp.pdu import FieldValue, Pdu, Tlv
 from smsgw.smpp.session import WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.state import MessageState, StateRecord, count_final
+from smsgw.tls import client_context
 from smsgw.topics import Topics
 from smsgw.validity import TimeFieldError, expires_at, parse_time, relative_time
 
@@ -339,6 +340,9 @@ class ProviderBind:
             on_event,
             window=p.window,
             enquire_link_interval=float(p.enquire_link_s),
+            ssl=client_context(p.tls_ca_file, verify_hostname=p.tls_verify_hostname)
+            if p.tls
+            else None,
         )
         links.append(link)
         # Before the bind: a deliver_sm can arrive right behind the bind_resp.
@@ -809,7 +813,7 @@ class ProviderBind:
         dest = pdu.get_str("destination_addr")
         route = self.config.mo_routing.route(dest)
         if route is None or route.customer not in self.config.customers:
-            self.log.warning("MO without a route", dest=dest)
+            self.log.warning("MO without a route", dest=log.mask_number(dest))
             return None
         self.stats.mo += 1
         from smsgw.smpp.submission import Address

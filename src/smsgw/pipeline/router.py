@@ -294,7 +294,12 @@ class Router:
             return [(self.topics.outbound(provider), first.kafka_key, routed.encode(), None)]
         self.counts["no_route"] += len(parts) + len(duplicates)
         self.no_route_by_customer[first.customer] += len(parts) + len(duplicates)
-        self.log.info("no route", id=first.id, customer=first.customer, dest=first.destination.addr)
+        self.log.info(
+            "no route",
+            id=first.id,
+            customer=first.customer,
+            dest=log.mask_number(first.destination.addr),
+        )
         return self._failed([*parts, *duplicates], ERR_NO_ROUTE, "no-route")
 
     def _unsendable(
