@@ -31,6 +31,8 @@ class GatewayProcess:
         self.console_port = free_port()
         self.prefix = f"t{uuid.uuid4().hex[:10]}."
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGW_", "RAY_"))}
+        # The harness' broker wants its SASL login (tests/conftest.py exports it).
+        env.update({k: v for k, v in os.environ.items() if k.startswith("SMSGW_KAFKA_S")})
         env.update(
             SMSGW_HOME=str(self.home),
             SMSGW_KAFKA_BOOTSTRAP=bootstrap,
