@@ -130,3 +130,12 @@ def test_the_embedded_brokers_credentials_are_found_in_the_home(tmp_path: Path) 
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_ray_logs_rotate_at_our_size_unless_the_operator_says_otherwise() -> None:
+    from smsgw.cluster.ray_local import log_rotation_env
+
+    ours = log_rotation_env({})
+    assert ours == {"RAY_ROTATION_MAX_BYTES": str(64 << 20), "RAY_ROTATION_BACKUP_COUNT": "3"}
+    theirs = log_rotation_env({"RAY_ROTATION_MAX_BYTES": "1000"})
+    assert theirs["RAY_ROTATION_MAX_BYTES"] == "1000" and theirs["RAY_ROTATION_BACKUP_COUNT"] == "3"
