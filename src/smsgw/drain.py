@@ -25,8 +25,7 @@ from confluent_kafka.admin import AdminClient
 from smsgw.kafka.consumer import consumer_config
 from smsgw.kafka.lag import consumer_lag
 from smsgw.message import AcceptedMessage, encode
-from smsgw.pipeline.router import failure_receipt
-from smsgw.receipts import ERR_PROVIDER_REMOVED, customer_wants
+from smsgw.receipts import ERR_PROVIDER_REMOVED, customer_wants, failure_receipt
 from smsgw.records import Routed
 from smsgw.state import MessageState, StateRecord
 from smsgw.topics import Topics

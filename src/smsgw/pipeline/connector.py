@@ -59,7 +59,6 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
-from smsgw.pipeline.router import failure_receipt
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
@@ -68,6 +67,7 @@ from smsgw.receipts import (
     ERR_UNKNOWN_OUTCOME,
     ERR_UNSENDABLE,
     customer_wants,
+    failure_receipt,
     is_receipt,
     message_preview,
     network_error_for_status,
