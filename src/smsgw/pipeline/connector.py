@@ -205,7 +205,6 @@ class ProviderBind:
         topics: Topics,
         producer: AsyncProducer,
         config: ConnectorConfig,
-        tps_share: float | None = None,
         receipt_ttl_s: float = 72 * 3600,
         failover_after_s: float = 10.0,
         message_ttl_s: float = 86400.0,
@@ -228,8 +227,8 @@ class ProviderBind:
         self._deadline_seq = itertools.count()
         self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
-        share = tps_share if tps_share is not None else provider.tps / max(1, provider.binds)
-        self.tps_share = share
+        # Each bind's part of the provider's contracted TPS (DESIGN invariant 4).
+        share = self.tps_share = provider.tps / max(1, provider.binds)
         # Bucket of one: submits at least 1/share apart (2% margin for network jitter
         # between our clock and the provider's per-second counters).
         self.limiter = AsyncLimiter(1, time_period=1.02 / share)

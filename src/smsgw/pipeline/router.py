@@ -32,7 +32,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -130,7 +130,6 @@ class Router:
         multipart_expiry_s: float = 600.0,
         message_ttl_s: float = 86400.0,
         produce_timeout_s: float = 5.0,
-        metrics: Any = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
