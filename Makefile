@@ -37,6 +37,7 @@ observe: setup
 lint: $(STAMP)
 	$(BIN)/ruff check src actors cluster tests benchmarks
 	$(BIN)/ruff format --check src actors cluster tests benchmarks
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -22,13 +22,13 @@ from smsgw.actors.metrics import MetricsExporter
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.consumer import use_static_membership
 from smsgw.kafka.producer import AsyncProducer
+from smsgw.node.gateway import Gateway
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.sealing import Sealer
-from smsgw.server.gateway import Gateway
 from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}

@@ -10,7 +10,11 @@ from typing import Any
 
 import click
 
-from smsgw import cli_dlq  # noqa: F401  (registers the dlq commands, which need Kafka)
+from smsgw import (
+    cli_dlq,  # noqa: F401  (registers the dlq commands, which need Kafka)
+    cli_message,  # noqa: F401  (registers the message show/find commands)
+    cli_routing,  # noqa: F401  (registers the provider, route and mo-route commands)
+)
 from smsgw.cli import load_settings, main, raw_settings
 from smsgw.settings import read_runtime
 

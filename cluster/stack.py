@@ -34,7 +34,6 @@ def console_url(s: Settings) -> str:
 @dataclass
 class Stack:
     settings: Settings
-    with_ray: bool = True
     on_step: Callable[[str], None] = lambda _msg: None
     kafka: EmbeddedKafka | None = None
     postgres: EmbeddedPostgres | None = None
@@ -72,7 +71,7 @@ class Stack:
             ray_address = s.ray_address
             dashboard = None
             metrics = None
-            if ray_address is None and self.with_ray:
+            if ray_address is None:
                 self.on_step(
                     f"starting Ray (dashboard http://{s.ray_dashboard_host}:{s.ray_dashboard_port})"
                 )

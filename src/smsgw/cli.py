@@ -1,7 +1,10 @@
 """The ``smsgw`` command line: configuration commands that need only PostgreSQL.
 
 Runtime commands (run, status, stop) are added by ``smsgw.cluster.entry``,
-which knows how to start the infrastructure; this module does not.
+which knows how to start the infrastructure; this module does not. The
+provider/route commands (``smsgw.cli_routing``) and the dlq commands
+(``smsgw.cli_dlq``) import this module and register themselves on ``main``;
+``smsgw.cluster.entry`` imports them all.
 """
 
 from __future__ import annotations
@@ -293,7 +296,3 @@ def customer_remove(ctx: click.Context, system_id: str) -> None:
     with _config_errors(), _db(ctx) as conn:
         remove_customer(conn, system_id)
     click.echo(f"customer {system_id} removed")
-
-
-from smsgw import cli_message  # noqa: E402,F401,I001  (registers the message commands)
-from smsgw import cli_routing  # noqa: E402,F401  (registers provider/route/mo-route commands)

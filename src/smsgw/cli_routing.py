@@ -1,7 +1,7 @@
 """``smsgw provider``, ``smsgw route`` and ``smsgw mo-route``: where traffic goes.
 
-Registered on ``smsgw.cli.main`` when imported; ``smsgw.cli`` imports this
-module at its end (after the helpers below are defined there).
+Registered on ``smsgw.cli.main`` when imported (``smsgw.cluster.entry`` does, like
+``smsgw.cli_dlq``): this module imports ``smsgw.cli``, never the other way round.
 """
 
 from __future__ import annotations

@@ -26,8 +26,7 @@ from smsgw.kafka.consumer import consumer_config
 from smsgw.kafka.lag import consumer_lag
 from smsgw.kafka.security import client_config
 from smsgw.message import AcceptedMessage, encode
-from smsgw.pipeline.router import failure_receipt
-from smsgw.receipts import ERR_PROVIDER_REMOVED, customer_wants
+from smsgw.receipts import ERR_PROVIDER_REMOVED, customer_wants, failure_receipt
 from smsgw.records import Routed
 from smsgw.state import MessageState, StateRecord
 from smsgw.topics import Topics

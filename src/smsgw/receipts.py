@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import gsm0338  # type: ignore[import-untyped]  # registers the "gsm03.38" codec
 
+from smsgw.message import AcceptedMessage
+from smsgw.records import Delivery
 from smsgw.smpp.udh import UdhError, split_udh
 from smsgw.state import MessageState
 
@@ -234,3 +236,38 @@ def customer_wants(registered_delivery: int, state: MessageState) -> bool:
     if mode == 2:
         return state is not MessageState.DELIVERED
     return False
+
+
+def failure_receipt(
+    m: AcceptedMessage,
+    state: MessageState,
+    err: int,
+    *,
+    network_error: bytes | None = None,
+    ttl_s: float = 72 * 3600,
+) -> Delivery:
+    """The receipt a customer gets for a message the gateway itself could not send.
+
+    Here, below the stages, because the router, the provider binds and the provider
+    drain all build it (esm_class 0x04 marks a delivery receipt, SMPP 3.4 §5.2.12;
+    its text follows Appendix B).
+    """
+    now = time.time()
+    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
+    return Delivery(
+        id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
+        kind="receipt",
+        customer=m.customer,
+        source=m.destination,  # a receipt comes "from" the handset
+        destination=m.source,
+        esm_class=0x04,
+        data_coding=0,
+        short_message=render_receipt_text(
+            m.id, state, err, submit_ts=m.received_at, done_ts=now, text=text
+        ),
+        tlvs=tuple(receipt_tlvs(m.id, state, network_error)),
+        created_at=now,
+        expires_at=now + ttl_s,
+        message_id=m.id,
+        state=int(state),
+    )

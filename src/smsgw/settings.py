@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smsgw.credentials import KafkaCredentials
+
 RUNTIME_FILE = "runtime.json"
 RAY_AUTH_TOKEN_FILE = "ray_auth_token"
 KAFKA_CREDENTIALS_FILE = "kafka_credentials.json"
@@ -188,8 +190,6 @@ class Settings(BaseSettings):
         """Use the embedded broker's credentials (when no others are named)."""
         if self.kafka_sasl_username is not None or not self.kafka_credentials_file.is_file():
             return self
-        from smsgw.kafka.security import KafkaCredentials
-
         creds = KafkaCredentials.load(self.kafka_credentials_file)
         return self.model_copy(
             update={

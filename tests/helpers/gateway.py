@@ -16,7 +16,7 @@ import psycopg
 
 from smsgw.db.customers import add_customer, update_customer
 from smsgw.message import AcceptedMessage, decode, is_withdrawal
-from smsgw.server.gateway import Gateway
+from smsgw.node.gateway import Gateway
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 from tests.helpers.kafka import drain

@@ -59,7 +59,6 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
-from smsgw.pipeline.router import failure_receipt
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
@@ -68,6 +67,7 @@ from smsgw.receipts import (
     ERR_UNKNOWN_OUTCOME,
     ERR_UNSENDABLE,
     customer_wants,
+    failure_receipt,
     is_receipt,
     message_preview,
     network_error_for_status,
@@ -207,7 +207,6 @@ class ProviderBind:
         topics: Topics,
         producer: AsyncProducer,
         config: ConnectorConfig,
-        tps_share: float | None = None,
         receipt_ttl_s: float = 72 * 3600,
         failover_after_s: float = 10.0,
         message_ttl_s: float = 86400.0,
@@ -230,8 +229,8 @@ class ProviderBind:
         self._deadline_seq = itertools.count()
         self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
-        share = tps_share if tps_share is not None else provider.tps / max(1, provider.binds)
-        self.tps_share = share
+        # Each bind's part of the provider's contracted TPS (DESIGN invariant 4).
+        share = self.tps_share = provider.tps / max(1, provider.binds)
         # Bucket of one: submits at least 1/share apart (2% margin for network jitter
         # between our clock and the provider's per-second counters).
         self.limiter = AsyncLimiter(1, time_period=1.02 / share)

@@ -33,7 +33,7 @@ import collections
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -65,6 +65,7 @@ from smsgw.message import (
     encode,
     is_withdrawal,
 )
+from smsgw.pipeline.connector import submit_fields
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
     ERR_EXPIRED,
@@ -72,11 +73,9 @@ from smsgw.receipts import (
     ERR_NO_ROUTE,
     ERR_UNSENDABLE,
     customer_wants,
-    message_preview,
-    receipt_tlvs,
-    render_receipt_text,
+    failure_receipt,
 )
-from smsgw.records import Delivery, Routed
+from smsgw.records import Routed
 from smsgw.reframe import outgoing
 from smsgw.routing import RoutingTable
 from smsgw.smpp.codec import encode as encode_pdu
@@ -89,36 +88,6 @@ from smsgw.validity import expires_at
 class RouterConfig(Protocol):
     providers: dict[str, Provider]
     routing: RoutingTable
-
-
-def failure_receipt(
-    m: AcceptedMessage,
-    state: MessageState,
-    err: int,
-    *,
-    network_error: bytes | None = None,
-    ttl_s: float = 72 * 3600,
-) -> Delivery:
-    """The receipt a customer gets for a message the gateway itself could not send."""
-    now = time.time()
-    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
-    return Delivery(
-        id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
-        kind="receipt",
-        customer=m.customer,
-        source=m.destination,  # a receipt comes "from" the handset
-        destination=m.source,
-        esm_class=0x04,
-        data_coding=0,
-        short_message=render_receipt_text(
-            m.id, state, err, submit_ts=m.received_at, done_ts=now, text=text
-        ),
-        tlvs=tuple(receipt_tlvs(m.id, state, network_error)),
-        created_at=now,
-        expires_at=now + ttl_s,
-        message_id=m.id,
-        state=int(state),
-    )
 
 
 # One record to produce: topic, key, value (None: tombstone), partition (None: by key).
@@ -137,8 +106,6 @@ _SUBMIT_OVERHEAD = 16 + 98
 
 def submit_octets(segments: tuple[AcceptedMessage, ...], mode: str) -> int:
     """The largest submit_sm the provider would get for these segments (its framing)."""
-    from smsgw.pipeline.connector import submit_fields  # connector imports this module
-
     biggest = 0
     for part in outgoing(segments, {}, mode=mode, ref=0):
         fields, tlvs = submit_fields(part.message)
@@ -164,7 +131,6 @@ class Router:
         multipart_expiry_s: float = 600.0,
         message_ttl_s: float = 86400.0,
         produce_timeout_s: float = 5.0,
-        metrics: Any = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics

@@ -14,7 +14,7 @@ from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.dlq import DeadLetters
 from smsgw.msgid import IdGenerator
-from smsgw.pipeline.node import PipelineNode
+from smsgw.node.pipeline import PipelineNode
 from smsgw.pipeline.supervise import supervise
 from smsgw.sealing import Sealer, seal_plaintext
 from smsgw.server.connection import SmppConnection
