@@ -689,6 +689,7 @@ class ProviderBind:
             m.received_at,
             tuple(also),
             self.name,
+            m.bind,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         for mid in item.ids:
