@@ -42,7 +42,8 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
             f"smsgw: ready — SMPP on {', '.join(listeners)}; "
             f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}; "
             f"metrics {runtime.get('metrics') or '(set by the external Ray cluster)'}; "
-            f"console {runtime.get('console')} (token in {settings.home / 'console.token'})",
+            f"console {runtime.get('console')} "
+            f"(log in with the Ray token, {settings.ray_auth_token_file})",
             err=True,
         )
         while not stop.wait(0.5):
