@@ -96,6 +96,7 @@ class _Base:
         }
 
     def shutdown(self) -> None:
+        """Stop on purpose: end the work (binds unbind, Kafka clients close) before a kill."""
         self.host.stop()
 
     async def _supervised(

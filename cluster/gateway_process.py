@@ -52,6 +52,9 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
         if runtime.get("embedded", {}).get("ray", False):
             click.echo("smsgw: stopping the gateway's actors", err=True)
             rt.stop_all(settings.topic_prefix)
+            # The driver leaves before Ray stops: connected, it reports every worker
+            # dying with the head as an error of its job.
+            rt.disconnect()
         else:
             click.echo(
                 "smsgw: leaving the cluster's actors running (`smsgw stop` stops them)", err=True
