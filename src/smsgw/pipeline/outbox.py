@@ -152,7 +152,7 @@ class Outbox:
         max_unknown_attempts: int,
         max_age_s: float,
         late_after_s: float = float("inf"),
-        segmentation: str = "as-received",
+        segmentation: str = "keep",
         offsets: OffsetTracker | None = None,
         stats: BindStats | None = None,
         ref: int = 0,
