@@ -5,6 +5,7 @@ from __future__ import annotations
 from smsgw.pipeline.outbox import Failed, Item, Outbox, Paired, Retry
 from smsgw.records import Routed
 from smsgw.smpp.status import CommandStatus as S
+from smsgw.smpp.udh import Concat
 from smsgw.state import MessageState
 from tests.helpers.messages import accepted_message
 
@@ -101,3 +102,19 @@ def test_failover_takes_whole_records_not_started_ones() -> None:
     assert group.routed.message.id == "a" and [i.part.id for i in box.queue] == ["b"]
     box.handed_on(group)
     assert box.commit_points() == {("t", 0): 1}
+
+
+def test_a_multipart_record_with_a_failed_part_does_not_fail_over() -> None:
+    """The failover provider would send the refused part again: a second final state."""
+    box = outbox()
+    parts = tuple(
+        accepted_message(f"m.{i}", received_at=T0, concat=Concat(1, 2, i, 16, "sar"))
+        for i in (1, 2)
+    )
+    box.add(("t", 0, 0), Routed(parts[0], "p", ("q",), T0, parts))
+    first = take(box)
+    box.sent(1, first, T0)
+    refused = box.answer(1, S.ESME_RINVDSTADR)
+    assert isinstance(refused, Failed)
+    assert box.take_for_failover() == []
+    assert [i.part.id for i in box.queue] == ["m.2"]  # waits for this provider

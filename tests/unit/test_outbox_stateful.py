@@ -116,8 +116,9 @@ class BindMachine(RuleBasedStateMachine):
         parts=st.integers(1, 3),
         validity=st.sampled_from(VALIDITY),
         late=st.booleans(),
+        failover=st.booleans(),
     )
-    def route(self, partition: int, parts: int, validity: str, late: bool) -> None:
+    def route(self, partition: int, parts: int, validity: str, late: bool, failover: bool) -> None:
         """The router puts an accepted message (one record, multipart or not) on the log."""
         n = next(self.ids)
         received = self.clock - (LATE_AFTER_S + 1 if late and parts == 1 else 0)
@@ -130,7 +131,13 @@ class BindMachine(RuleBasedStateMachine):
             )
             for seq in range(1, parts + 1)
         ]
-        routed = Routed(msgs[0], "p", routed_at=self.clock, parts=tuple(msgs) if parts > 1 else ())
+        routed = Routed(
+            msgs[0],
+            "p",
+            ("q",) if failover else (),
+            routed_at=self.clock,
+            parts=tuple(msgs) if parts > 1 else (),
+        )
         self.log[partition].append(Record(routed))
         if late and parts == 1:
             self.late.append(msgs[0].id)
@@ -211,6 +218,24 @@ class BindMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.clock += seconds
         self._decided(self.outbox.expire(self.clock))
+
+    @precondition(lambda self: not self.provider)
+    @rule()
+    def fail_over(self) -> None:
+        """Unbound for a while (nothing in flight): records with a failover route go on.
+
+        Handing a record on is its outcome here (the failover provider's bind
+        decides the rest); it is written at once, like the hand-over's produce.
+        """
+        for group in self.outbox.take_for_failover():
+            for m in group.routed.segments:
+                self.outcomes[m.id].append("handed-on")
+            for index in range(len(group.routed.segments)):
+                key = (group.pos[1], group.pos[2], index)
+                self.decided[key] += 1
+                assert self.decided[key] == 1, f"handed on after an outcome: {key}"
+            self.outbox.handed_on(group)
+            self.finished.add(group.pos[1:])
 
     # ------------------------------------------------------------ durability
     def _decided(self, outcomes: Sequence[Paired | Failed]) -> None:

@@ -44,6 +44,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from smsgw import log
 from smsgw.message import AcceptedMessage
@@ -89,7 +90,8 @@ class Group:
     pos: Position
     routed: Routed
     remaining: int  # parts whose outcome is not durable yet
-    accepted: int = 0  # parts the provider took (no failover after the first)
+    accepted: int = 0  # parts the provider took
+    decided: int = 0  # parts with an outcome (taken or failed): no failover after the first
     deadline: float = float("inf")  # epoch s: expired after this (validity or max age)
     validity_end: float | None = None  # the customer's validity, forwarded as what remains
 
@@ -140,6 +142,7 @@ class Retry:
 
 
 Outcome = Paired | Failed
+_O = TypeVar("_O", Paired, Failed)
 
 
 class Outbox:
@@ -217,7 +220,9 @@ class Outbox:
             return []
         self.stats.withdrawn += 1
         return [
-            Failed(i, MessageState.REJECTED, err=0, reason="withdrawn", receipt=False)
+            self._decided(
+                Failed(i, MessageState.REJECTED, err=0, reason="withdrawn", receipt=False)
+            )
             for i in items
         ]
 
@@ -300,7 +305,9 @@ class Outbox:
     def unsendable(self, item: Item) -> Failed:
         """The submit does not encode for this provider: it fails alone (err:907)."""
         self.stats.unsendable += 1
-        return Failed(item, MessageState.UNDELIVERABLE, err=ERR_UNSENDABLE, reason="unencodable")
+        return self._decided(
+            Failed(item, MessageState.UNDELIVERABLE, err=ERR_UNSENDABLE, reason="unencodable")
+        )
 
     # ------------------------------------------------------------ answers
     def answer(
@@ -313,7 +320,7 @@ class Outbox:
         if status == CommandStatus.ESME_ROK:
             item.group.accepted += 1
             self.stats.accepted += 1
-            return Paired(item, message_id)
+            return self._decided(Paired(item, message_id))
         key = f"0x{int(status):02X}"
         self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
         if status.retriable:
@@ -323,12 +330,14 @@ class Outbox:
             self.queue.appendleft(item)  # resent first: parts keep their order
             return Retry(item, min(0.1 * (2 ** min(item.attempts, 6)), 10.0))
         self.stats.failed += 1
-        return Failed(
-            item,
-            MessageState.UNDELIVERABLE,
-            err=ERR_PROVIDER_REFUSED,
-            reason="refused",
-            status=int(status),
+        return self._decided(
+            Failed(
+                item,
+                MessageState.UNDELIVERABLE,
+                err=ERR_PROVIDER_REFUSED,
+                reason="refused",
+                status=int(status),
+            )
         )
 
     def no_answer(self, seq: int) -> Failed | None:
@@ -347,13 +356,23 @@ class Outbox:
                 failed.append(outcome)
         return failed
 
+    def _decided(self, outcome: _O) -> _O:
+        """Every outcome passes here: a record with a decided part stays with this provider."""
+        outcome.item.group.decided += 1
+        return outcome
+
     def _unanswered(self, item: Item) -> Failed | None:
         """No answer to a send: resend it (alone, first), or fail it once its attempts ran out."""
         item.unknown += 1
         if item.unknown >= self.max_unknown_attempts:
             self.stats.unknown_exhausted += 1
-            return Failed(
-                item, MessageState.UNDELIVERABLE, err=ERR_UNKNOWN_OUTCOME, reason="unknown-outcome"
+            return self._decided(
+                Failed(
+                    item,
+                    MessageState.UNDELIVERABLE,
+                    err=ERR_UNKNOWN_OUTCOME,
+                    reason="unknown-outcome",
+                )
             )
         self.stats.resent_unknown += 1
         self.queue.appendleft(item)
@@ -397,14 +416,16 @@ class Outbox:
 
     def _expired(self, item: Item) -> Failed:
         self.stats.expired += 1
-        return Failed(item, MessageState.EXPIRED, err=ERR_EXPIRED, reason="expired")
+        return self._decided(Failed(item, MessageState.EXPIRED, err=ERR_EXPIRED, reason="expired"))
 
     # ------------------------------------------------------------ failover
     def take_for_failover(self) -> list[Group]:
         """The queued records that may go to their failover provider, out of the queue.
 
-        Not a record without a failover route, nor one with a part the provider
-        already took (the rest of a multipart message waits for this provider).
+        Not a record without a failover route, nor one with a part whose
+        outcome is decided (taken by the provider, or failed: the failover
+        provider would send it again and give it a second final state); the
+        rest of such a multipart message waits for this provider.
         """
         keep: collections.deque[Item] = collections.deque()
         handed: dict[int, Group] = {}
@@ -412,7 +433,7 @@ class Outbox:
             g = item.group
             if id(g) in handed:
                 continue
-            if not g.routed.failover or g.accepted:
+            if not g.routed.failover or g.decided:
                 keep.append(item)
                 continue
             handed[id(g)] = g
