@@ -5,9 +5,10 @@ ProviderBind does, against an in-memory log standing in for Kafka (a list of
 records per partition and a committed offset each): messages are routed onto
 the log, read, sent within the window, answered in any order (ok, temporary
 error, permanent error, no answer before the response timeout, the
-connection lost), expire as time passes, are withdrawn, and the bind
-**crashes**: its state is dropped and rebuilt by reading the log again from
-the committed offsets, as a restarted actor does. Invariants 2, 3 and 9:
+connection lost), expire as time passes, are withdrawn, go on to their
+failover provider while nothing is in flight, and the bind **crashes**: its
+state is dropped and rebuilt by reading the log again from the committed
+offsets, as a restarted actor does. Invariants 2, 3 and 9:
 
 - every message reaches a final outcome; a second one only for a message
   the crash made read again (its outcome was written, its offset not yet
