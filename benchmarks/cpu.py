@@ -34,10 +34,11 @@ import psutil
 # (receipts and MO to customers) runs inside the listener's process.
 ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kafka broker", ("kafka.Kafka",)),
-    ("listener", ("ray::ListenerImpl",)),
-    ("provider binds", ("ray::ProviderBindImpl",)),
-    ("router", ("ray::RouterImpl",)),
-    ("correlator", ("ray::CorrelatorImpl",)),
+    # Ray titles an actor's process `ray::<name>:<Class>[.<method>]`
+    ("listener", ("ListenerImpl",)),
+    ("provider binds", ("ProviderBindImpl",)),
+    ("router", ("RouterImpl",)),
+    ("correlator", ("CorrelatorImpl",)),
     (
         "ray system",
         (
@@ -47,7 +48,8 @@ ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gcs_server",
             "raylet",
             "ray/",
-            "bin/ray",
+            "ray.dashboard",
+            "smsgw.actors.loopback",  # `ray start --head --block` under its loopback shim
         ),
     ),
     ("other actors", ("ray::",)),
