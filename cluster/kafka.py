@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from smsgw.cluster.kafka_dist import ensure_kafka_jars, resource_path
+from smsgw.cluster.kafka_tuning import BROKER_LOAD_SETTINGS
 from smsgw.cluster.procs import ManagedProcess, ServiceError, port_open, wait_for
 from smsgw.kafka.security import KafkaCredentials, client_config
 
@@ -127,6 +128,7 @@ class EmbeddedKafka:
             "log.flush.interval.messages": str(2**62),
             "log.retention.hours": "168",
         }
+        props.update(BROKER_LOAD_SETTINGS)  # thread pools for this load (kafka_tuning.py)
         props.update(self.extra_config)
         return props
 

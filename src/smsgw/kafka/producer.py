@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from smsgw.kafka.security import client_config
+from smsgw.kafka.tuning import STAGE_LINGER_MS
 
 _Report = tuple["asyncio.Future[Message]", KafkaError | None, Message]
 
@@ -41,7 +42,9 @@ def producer_config(
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
-        "linger.ms": 2,
+        # Stage outputs by default; the listener's acceptance passes its own
+        # (smsgw.kafka.tuning: requests per message vs delay per hop).
+        "linger.ms": STAGE_LINGER_MS,
         "batch.num.messages": 2000,
         "compression.type": "lz4",
         # A delivery report (success or error) always arrives within this.
