@@ -328,8 +328,8 @@ class SmscSimulator:
             session.respond_submit(event.sequence, S.ESME_ROK, message_id)
             deliverer.send_later(cfg.receipt_delay, receipt)
         if cfg.second_receipt:
-            second = self._receipt(conn, pdu, number, cfg.second_receipt)
-            deliverer.send_later(cfg.receipt_delay + 0.2, second)
+            contradiction = self._receipt(conn, pdu, number, cfg.second_receipt)
+            deliverer.send_later(cfg.receipt_delay + 0.2, contradiction)
 
     def _receipt(self, conn: SmscConnection, pdu: Pdu, number: int, stat: str) -> Delivery:
         short = pdu.get_bytes("short_message") or pdu.tlv(TAG_MESSAGE_PAYLOAD) or b""
