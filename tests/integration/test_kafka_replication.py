@@ -85,3 +85,28 @@ def test_lower_topics_are_reported_and_min_isr_fixed(kafka3: EmbeddedKafkaCluste
     after = {t.name: t for t in check_replication(kafka3.bootstrap, specs)}
     assert set(after) == {topics.submit}, "sent has 3 copies: its min ISR is raised to 2"
     assert after[topics.submit].problems(replication.current(3)) == ["replication factor 1 < 3"]
+
+
+def test_status_report_shows_brokers_and_topics_against_the_policy(
+    kafka3: EmbeddedKafkaCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smsgw.cluster.entry import _print_kafka
+    from smsgw.kafka.admin import replication_report
+
+    topics = Topics(f"r{uuid.uuid4().hex[:8]}.")
+    admin = AdminClient(client_config(kafka3.bootstrap))
+    admin.create_topics([NewTopic(topics.submit, num_partitions=3, replication_factor=1)])[
+        topics.submit
+    ].result(30)
+    ensure_topics(kafka3.bootstrap, topics.specs(partitions=3))
+    _described(kafka3.bootstrap, topics.prefix, len(topics.specs(3)))
+    report = replication_report(kafka3.bootstrap, topics.prefix)
+    assert [b["id"] for b in report["brokers"]] == [1, 2, 3]
+    assert report["policy"] == {"replication": 3, "min_isr": 2}
+    below = {t["name"] for t in report["topics"] if not t["meets_policy"]}
+    assert below == {topics.submit}
+    capsys.readouterr()
+    _print_kafka(report)
+    out = capsys.readouterr().out
+    assert "kafka brokers (3" in out and "under-replicated partitions 0" in out
+    assert f"{topics.submit}" in out and "BELOW: replication factor 1 < 3" in out

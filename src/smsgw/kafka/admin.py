@@ -154,3 +154,23 @@ def raise_min_isr(
     admin = _admin(bootstrap)
     for fut in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
         fut.result()
+
+
+def replication_report(bootstrap: str, prefix: str, timeout: float = 10.0) -> dict[str, Any]:
+    """For ``smsgw status``: the brokers, the policy, and each gateway topic against it."""
+    admin = _admin(bootstrap)
+    md = admin.list_topics(timeout=timeout)
+    brokers = sorted(md.brokers.values(), key=lambda b: b.id)
+    _, topics = describe_replication(bootstrap, prefix=prefix, timeout=timeout)
+    policy = replication.current(len(brokers))
+    return {
+        "brokers": [{"id": b.id, "address": f"{b.host}:{b.port}"} for b in brokers],
+        "controller": md.controller_id,
+        "policy": {"replication": policy.factor, "min_isr": policy.min_isr},
+        "under_replicated": sum(t.under_replicated for t in topics),
+        "offline": sum(t.offline for t in topics),
+        "topics": [
+            {**t.__dict__, "meets_policy": t.meets(policy), "problems": t.problems(policy)}
+            for t in topics
+        ],
+    }
