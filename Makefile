@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smsgw-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps run test lint typecheck unit clean-cache bench
+.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench interop-peers
 
 setup: system-deps $(STAMP) kafka-jars
 
@@ -22,12 +22,22 @@ $(STAMP): setup.cfg pyproject.toml
 kafka-jars: $(STAMP)
 	@$(BIN)/python -c "from smsgw.cluster.kafka_dist import ensure_kafka_jars as e; from smsgw.settings import Settings as S; print('kafka jars:', e(S().kafka_version))"
 
-run: setup
-	$(BIN)/smsgw run
+# Third-party SMPP peers of the interop tier (tests/interop): node-smpp from npm, jsmpp from
+# Maven Central, into ~/.cache/smsgw/interop (python-smpplib is a dependency already).
+interop-peers: $(STAMP)
+	@$(BIN)/python -m tests.interop.peers
+
+run: setup  # SMPP over TLS on 3550 too (self-signed on first start; SMSGW_SMPP_TLS_LISTEN= turns it off)
+	SMSGW_SMPP_TLS_LISTEN=$${SMSGW_SMPP_TLS_LISTEN-0.0.0.0:3550} $(BIN)/smsgw run
+
+# Prometheus (Debian's) scraping the gateway that `make run` started; Ctrl-C stops it.
+observe: setup
+	$(BIN)/smsgw observe
 
 lint: $(STAMP)
 	$(BIN)/ruff check src actors cluster tests benchmarks
 	$(BIN)/ruff format --check src actors cluster tests benchmarks
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,7 +46,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 # pytest exits 5 when it collected no test; make treats that as a failure too.
-test: setup lint typecheck
+test: setup interop-peers lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup

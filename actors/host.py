@@ -14,12 +14,14 @@ from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 
 NODE_LISTEN_ENV = "SMSGW_NODE_SMPP_LISTEN"  # per-node listen address (several nodes, one host)
+NODE_TLS_LISTEN_ENV = "SMSGW_NODE_SMPP_TLS_LISTEN"  # ... and its TLS listener's
 
 
 def settings_from(values: dict[str, Any]) -> Settings:
-    listen = os.environ.get(NODE_LISTEN_ENV)
-    if listen:
-        values = {**values, "smpp_listen": listen}
+    for env, key in ((NODE_LISTEN_ENV, "smpp_listen"), (NODE_TLS_LISTEN_ENV, "smpp_tls_listen")):
+        listen = os.environ.get(env)
+        if listen:
+            values = {**values, key: listen}
     settings = Settings(**values)
     use_kafka_settings(settings)  # this actor's process: every Kafka client authenticates
     return settings

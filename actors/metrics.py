@@ -49,7 +49,7 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("stage", "topic"),
     ),
     "smsgw_routed_total": ("Messages routed to a provider", ("router",)),
-    "smsgw_no_route_total": ("Messages without a route", ("router",)),
+    "smsgw_no_route_total": ("Messages without a route, per customer", ("router", "customer")),
     "smsgw_multipart_routed_total": ("Multipart messages assembled and routed", ("router",)),
     "smsgw_multipart_expired_total": (
         "Multipart messages whose parts did not all arrive in time (err:904)",
@@ -69,6 +69,14 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_mo_received_total": ("MO received from providers", ("provider",)),
     "smsgw_receipts_matched_total": ("Receipts matched to a gateway id", ("correlator",)),
     "smsgw_receipts_orphaned_total": ("Receipts never matched", ("correlator",)),
+    "smsgw_messages_final_total": (
+        "Messages that reached a final state, by state and why",
+        ("state", "reason"),
+    ),
+    "smsgw_receipt_outcomes_total": (
+        "Provider receipts by outcome (DELIVRD, UNDELIV, EXPIRED...), customer and provider",
+        ("customer", "provider", "stat"),
+    ),
 }
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_customer_binds": ("Open customer binds on this listener", ("customer", "listener")),
@@ -138,6 +146,12 @@ class MetricsExporter:
         for (stage, topic), n in list(dlq.dead_lettered.items()):
             self._inc("smsgw_dead_letters_total", n, stage=stage, topic=topic)
 
+    def _finals(self, counts: dict[str, int]) -> None:
+        """``"STATE|reason"`` tallies (smsgw.state.count_final) as smsgw_messages_final_total."""
+        for key, n in counts.items():
+            state, _, reason = key.partition("|")
+            self._inc("smsgw_messages_final_total", n, state=state, reason=reason)
+
     def _listener(self, s: dict[str, Any]) -> None:
         names = {
             "accepted": "smsgw_submits_accepted_total",
@@ -191,11 +205,13 @@ class MetricsExporter:
     def _router(self, s: dict[str, Any]) -> None:
         r = s.get("router", {})
         self._inc("smsgw_routed_total", r.get("routed", 0), router=self.name)
-        self._inc("smsgw_no_route_total", r.get("no_route", 0), router=self.name)
+        for customer, n in (s.get("no_route_by_customer") or {}).items():
+            self._inc("smsgw_no_route_total", n, router=self.name, customer=customer)
         for what in ("routed", "expired", "duplicates"):
             self._inc(
                 f"smsgw_multipart_{what}_total", r.get(f"multipart_{what}", 0), router=self.name
             )
+        self._finals(s.get("final") or {})
         _gauge("smsgw_multipart_parts_held").set(
             r.get("multipart_held", 0), tags={"router": self.name}
         )
@@ -204,6 +220,12 @@ class MetricsExporter:
         c = s.get("correlator", {})
         self._inc("smsgw_receipts_matched_total", c.get("matched", 0), correlator=self.name)
         self._inc("smsgw_receipts_orphaned_total", c.get("orphans", 0), correlator=self.name)
+        self._finals(c.get("final") or {})
+        for key, n in (c.get("outcomes") or {}).items():
+            customer, provider, stat = key.split("|", 2)
+            self._inc(
+                "smsgw_receipt_outcomes_total", n, customer=customer, provider=provider, stat=stat
+            )
 
     def _provider(self, s: dict[str, Any]) -> None:
         b, p = s.get("bind", {}), s.get("provider", "")
@@ -214,6 +236,7 @@ class MetricsExporter:
         self._inc("smsgw_provider_failover_total", b.get("failed_over", 0), provider=p)
         self._inc("smsgw_receipts_received_total", b.get("receipts", 0), provider=p)
         self._inc("smsgw_mo_received_total", b.get("mo", 0), provider=p)
+        self._finals(b.get("final") or {})
         for status, n in b.get("errors", {}).items():
             self._inc("smsgw_provider_errors_total", n, provider=p, status=status)
         _gauge("smsgw_provider_bound").set(

@@ -19,23 +19,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from smsgw import log
+from smsgw.actors.console import ConsoleServer
 from smsgw.actors.host import LoopHost
 from smsgw.actors.workers import (
     CorrelatorActor,
+    HistoryActor,
     ListenerActor,
     ProviderBindActor,
     RouterActor,
     namespace_for,
 )
+from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
 from smsgw.kafka.lag import consumer_lag
 from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
+from smsgw.status import StatusBook
 from smsgw.topics import Topics
 
 NAMESPACE = "smsgw"
@@ -43,6 +48,7 @@ SUPERVISOR = "supervisor"
 # A provider bind stopped on purpose gets this long to unbind (it waits at most
 # 2 s for unbind_resp) and leave its consumer group before it is killed.
 STOP_GRACE_S = 8.0
+PUBLISH_S = 2.0  # the report for `smsgw status` goes to PostgreSQL this often
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ def plan(
         for kind in ("router", "correlator"):
             name = f"{kind}#{i}"
             specs[name] = Spec(name, kind, ids[i % len(ids)], False, (settings,))
+    # One history writer: a batch per half second keeps up with far more than a
+    # node's traffic, and one writer means one PostgreSQL connection.
+    specs["history#0"] = Spec("history#0", "history", ids[0], False, (settings,))
     slot = 0
     for pname, binds, pfp in sorted(providers):
         for i in range(binds):
@@ -101,6 +110,7 @@ _CLASSES = {
     "listener": ListenerActor,
     "router": RouterActor,
     "correlator": CorrelatorActor,
+    "history": HistoryActor,
     "provider": ProviderBindActor,
 }
 
@@ -112,11 +122,15 @@ class SupervisorImpl:
         use_kafka_settings(self.settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.namespace = namespace_for(self.settings.topic_prefix)
+        # The same level and format as every worker (SMSGW_LOG_LEVEL, SMSGW_LOG_JSON).
+        log.configure(self.settings.log_level, self.settings.log_json)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
         self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
         self._topics_made: set[str] = set()
+        self.console: ConsoleServer | None = None
+        self.book = StatusBook()
         self.host = LoopHost("supervisor", self._main)
 
     # ------------------------------------------------------------ loop
@@ -130,7 +144,14 @@ class SupervisorImpl:
         await config.start()
         self._wake = asyncio.Event()
         config.on_change(self._wake.set)
-        last_lag = 0.0
+        try:
+            self.console = ConsoleServer(self.settings, self.status, self._lookup)
+            await self.console.start()
+        except OSError as exc:  # no token file (home not writable here): run without it
+            self.log.error("console not started", error=repr(exc))
+            self.console = None
+        self.book = await asyncio.to_thread(self._resume_book)
+        last_lag = last_publish = 0.0
         # Each step runs as a task of its own and is started again only once the
         # previous run ended: a call stuck in a thread (a Kafka or GCS request to
         # a node going away) delays that one step, never the loop. (wait_for
@@ -151,9 +172,14 @@ class SupervisorImpl:
             if time.monotonic() - last_lag > 5:
                 last_lag = time.monotonic()
                 launch("lag", lambda: self._lag(config))
+            if time.monotonic() - last_publish > PUBLISH_S:
+                last_publish = time.monotonic()
+                launch("publish", self._publish)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+        if self.console is not None:
+            await self.console.stop()
         await self._kill_all()
         await config.stop()
 
@@ -250,6 +276,22 @@ class SupervisorImpl:
         answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in current))
         self.snapshot["actors"] = dict(answers)
         self.snapshot["updated_at"] = time.time()
+        self.book.observe(self.snapshot["actors"])
+        if self.console is not None:
+            self.console.sample()
+
+    async def _lookup(self, message_id: str) -> dict[str, Any] | None:
+        """A message's state as the listeners' state stores know it (each node has all)."""
+        listeners = [h for n, (h, _fp) in list(self.actors.items()) if n.startswith("listener@")]
+        for handle in listeners:
+            with contextlib.suppress(Exception):
+                answer = asyncio.wrap_future(handle.message.remote(message_id).future())
+                done, _ = await asyncio.wait({answer}, timeout=5)
+                if done:
+                    found: dict[str, Any] | None = answer.result()
+                    if found is not None:
+                        return found
+        return None
 
     async def _lag(self, config: ConfigWatcher) -> None:
         t, prefix = self.topics, self.topics.prefix
@@ -264,6 +306,30 @@ class SupervisorImpl:
         self.snapshot["lag"] = await asyncio.to_thread(
             consumer_lag, self.settings.kafka_bootstrap, groups
         )
+        self.book.observe_lag(self.snapshot["lag"])
+
+    def _resume_book(self) -> StatusBook:
+        """Counter totals continue from the previous supervisor's last report."""
+        assert self.settings.database_url
+        try:
+            with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+                got = status_row.read(conn, self.namespace)
+        except psycopg.Error as exc:
+            self.log.warning("previous status not readable; totals start at 0", error=str(exc))
+            return StatusBook()
+        totals = (got[1].get("totals") or {}) if got else {}
+        return StatusBook.resumed({k: float(v) for k, v in totals.items()})
+
+    async def _publish(self) -> None:
+        report = self.book.report(dict(self.snapshot.get("actors") or {}))
+        self.snapshot["report"] = report
+        await asyncio.to_thread(self._write_status, dict(self.snapshot), report)
+
+    def _write_status(self, snapshot: dict[str, Any], report: dict[str, Any]) -> None:
+        assert self.settings.database_url
+        snapshot = {k: v for k, v in snapshot.items() if k != "report"}
+        with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+            status_row.publish(conn, self.namespace, snapshot, report)
 
     async def _kill_all(self) -> None:
         going = [(name, handle) for name, (handle, _fp) in self.actors.items()]

@@ -22,11 +22,13 @@ from smsgw.actors.metrics import MetricsExporter
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.consumer import use_static_membership
 from smsgw.kafka.producer import AsyncProducer
+from smsgw.node.gateway import Gateway
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
+from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
-from smsgw.server.gateway import Gateway
+from smsgw.sealing import Sealer
 from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
@@ -51,7 +53,9 @@ class _Base:
         self.settings = settings_from(settings)
         self.topics = Topics(self.settings.topic_prefix)
         self.started = time.time()
-        log.configure(self.settings.log_level, self.settings.log_json)
+        log.configure(
+            self.settings.log_level, self.settings.log_json, unmasked=self.settings.log_unmasked
+        )
         use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
@@ -200,6 +204,15 @@ class ListenerImpl(_Base):
             "lag": self.peers.lag if self.peers else {},
         }
 
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """What this node's state store knows of one message (the console's lookup)."""
+        gw = self.gateway
+        if gw is None or gw.core is None:
+            return None
+        core = gw.core
+        record = self.host.call(lambda: core.states.get(message_id), timeout=5)
+        return None if record is None else dict(record.public())
+
     def deliver_from_peer(self, deliveries: list[bytes]) -> list[int]:
         """Another node's deliverer hands over deliveries for binds on this node."""
         gw = self.gateway
@@ -215,10 +228,13 @@ class ListenerImpl(_Base):
         core = gw.core
         out: dict[str, Any] = {
             "listen": self.settings.smpp_listen,
+            "tls_listen": self.settings.smpp_tls_listen,
+            "tls_sha256": gw.tls_fingerprint,
             "binds": core.binds.customers(),
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
+            "failures": [r.public() for r in list(core.states.failures)[-20:]],
         }
         if gw.pipeline and gw.pipeline.deliverer:
             out["deliverer"] = vars(gw.pipeline.deliverer.stats).copy()
@@ -244,13 +260,21 @@ class RouterImpl(_Base):
                 transactional_id=f"{self.topics.prefix}{self.name}",
                 outbound_partitions=self.settings.topic_partitions,
                 multipart_expiry_s=self.settings.multipart_expiry_s,
+                message_ttl_s=self.settings.message_ttl_s,
+                produce_timeout_s=self.settings.produce_timeout_s,
             )
             return self.router
 
         await self._supervised(stop, make, config.stop)
 
     def _stats(self) -> dict[str, Any]:
-        return {"router": dict(self.router.counts)} if self.router else {}
+        if self.router is None:
+            return {}
+        return {
+            "router": dict(self.router.counts),
+            "final": dict(self.router.final),
+            "no_route_by_customer": dict(self.router.no_route_by_customer),
+        }
 
 
 class CorrelatorImpl(_Base):
@@ -279,6 +303,29 @@ class CorrelatorImpl(_Base):
         return {"correlator": vars(self.correlator.stats).copy()} if self.correlator else {}
 
 
+class HistoryImpl(_Base):
+    """Writes every message's events to PostgreSQL in batches (``smsgw message``)."""
+
+    kind = "history"
+    writer: HistoryWriter | None = None
+
+    async def _main(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        assert s.database_url and s.kafka_bootstrap
+        bootstrap, url = s.kafka_bootstrap, s.database_url
+
+        def make() -> HistoryWriter:
+            self.writer = HistoryWriter(
+                bootstrap, self.topics, url, retention_days=s.history_retention_days
+            )
+            return self.writer
+
+        await self._supervised(stop, make)
+
+    def _stats(self) -> dict[str, Any]:
+        return {"history": vars(self.writer.stats).copy()} if self.writer else {}
+
+
 class ProviderBindImpl(_Base):
     kind = "provider"
     bind: ProviderBind | None = None
@@ -299,7 +346,7 @@ class ProviderBindImpl(_Base):
     async def _main(self, stop: asyncio.Event) -> None:
         s = self.settings
         assert s.database_url and s.kafka_bootstrap
-        config = ConfigWatcher(s.database_url)
+        config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
         producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
         provider = config.providers.get(self.provider_name)
@@ -317,6 +364,8 @@ class ProviderBindImpl(_Base):
                 config=config,
                 receipt_ttl_s=s.delivery_ttl_s,
                 failover_after_s=s.provider_failover_after_s,
+                message_ttl_s=s.message_ttl_s,
+                produce_timeout_s=s.produce_timeout_s,
             )
             return self.bind
 
@@ -336,4 +385,5 @@ class ProviderBindImpl(_Base):
 ListenerActor = ray.remote(**{**ACTOR_OPTIONS, "max_concurrency": 16})(ListenerImpl)
 RouterActor = ray.remote(**ACTOR_OPTIONS)(RouterImpl)
 CorrelatorActor = ray.remote(**ACTOR_OPTIONS)(CorrelatorImpl)
+HistoryActor = ray.remote(**ACTOR_OPTIONS)(HistoryImpl)
 ProviderBindActor = ray.remote(**ACTOR_OPTIONS)(ProviderBindImpl)

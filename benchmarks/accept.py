@@ -99,7 +99,7 @@ def serve() -> None:
     """The gateway process (acceptance only): settings come from the environment."""
     from smsgw import log
     from smsgw.kafka.security import use_settings
-    from smsgw.server.gateway import Gateway
+    from smsgw.node.gateway import Gateway
     from smsgw.topics import Topics
 
     settings = Settings()

@@ -113,6 +113,7 @@ class BenchEnv:
                 postgres_port=free_port(),
                 ray_port=free_port(),
                 ray_dashboard_port=free_port(),
+                metrics_port=free_port(),
                 smpp_listen=f"127.0.0.1:{free_port()}",
                 log_level="WARNING",
             )

@@ -13,8 +13,7 @@ import random
 import statistics
 import time
 
-from smsgw.db.routes import MtRoute
-from smsgw.routing import RoutingTable
+from smsgw.routing import MtRoute, RoutingTable
 
 
 def one_run(n_routes: int, n_lookups: int, seed: int) -> tuple[float, float]:

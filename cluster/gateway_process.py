@@ -29,10 +29,20 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
             nodes=len(state.get("nodes", [])),
             actors=len(state.get("actors", {})),
             dashboard=runtime.get("ray_dashboard"),
+            metrics=runtime.get("metrics"),
         )
+        tls = sorted(
+            f"{a['tls_listen']} (certificate SHA-256 {a.get('tls_sha256')})"
+            for n, a in state["actors"].items()
+            if n.startswith("listener@") and a.get("tls_listen")
+        )
+        if tls:
+            click.echo(f"smsgw: SMPP over TLS on {', '.join(tls)}", err=True)
         click.echo(
             f"smsgw: ready — SMPP on {', '.join(listeners)}; "
-            f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}",
+            f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}; "
+            f"metrics {runtime.get('metrics') or '(set by the external Ray cluster)'}; "
+            f"console {runtime.get('console')} (token in {settings.home / 'console.token'})",
             err=True,
         )
         while not stop.wait(0.5):

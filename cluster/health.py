@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from dataclasses import dataclass
 
 from smsgw.cluster.procs import port_open
@@ -76,10 +77,43 @@ def listener_health(listen: str) -> Health:
     )
 
 
-def all_health(settings: Settings, dashboard: str | None) -> list[Health]:
+def metrics_health(url: str | None, ray_address: str | None) -> Health:
+    """Ray's metrics agent, where Prometheus scrapes the gateway (``ray_smsgw_*``)."""
+    if not url:
+        if ray_address:
+            return Health("metrics", True, "on each node of the external Ray cluster")
+        return Health("metrics", False, "no metrics endpoint (is `smsgw run` running?)")
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            ok = resp.status == 200
+    except OSError as exc:
+        return Health("metrics", False, f"{url}: {exc}")
+    return Health("metrics", ok, f"{url} (Prometheus: `make observe`)")
+
+
+def console_health(url: str | None) -> Health:
+    """The operator console answers (its login form needs no token; every other page does)."""
+    if not url:
+        return Health("console", False, "no console address (is `smsgw run` running?)")
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/login", timeout=3) as resp:
+            ok = resp.status == 200
+    except OSError as exc:
+        return Health("console", False, f"{url}: {exc}")
+    return Health("console", ok, f"{url} (token in $SMSGW_HOME/console.token)")
+
+
+def all_health(
+    settings: Settings,
+    dashboard: str | None,
+    metrics: str | None = None,
+    console: str | None = None,
+) -> list[Health]:
     return [
         kafka_health(settings.kafka_bootstrap),
         postgres_health(settings.database_url),
         ray_health(settings.ray_address, dashboard, auth_token(settings.ray_auth_token_file)),
         listener_health(settings.smpp_listen),
+        metrics_health(metrics, settings.ray_address),
+        console_health(console),
     ]

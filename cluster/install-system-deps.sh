@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages smsgw runs on, only those missing:
 # Java (Kafka broker), Maven (fetches the broker's jars), PostgreSQL server,
-# Kannel (an independent SMPP peer for the interop tests).
+# Kannel (an independent SMPP peer for the interop tests), Prometheus (`make
+# observe` and the dashboard test), Chromium and its WebDriver (the console test),
+# Node.js with npm and a JDK (node-smpp and jsmpp, third-party SMPP peers of the
+# interop tier).
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ "${SMSGW_SKIP_KANNEL:-0}" != 1 ]; then
   command -v bearerbox >/dev/null || [ -x /usr/sbin/bearerbox ] || need+=(kannel)
+fi
+command -v prometheus >/dev/null || need+=(prometheus)
+if [ "${SMSGW_SKIP_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "smsgw: installing Debian packages: ${need[*]}" >&2
@@ -23,4 +34,4 @@ $SUDO apt-get update -qq
 # (a system PostgreSQL on 5432, Kannel's bearerbox on 13000): smsgw runs its own.
 $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
 trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+$SUDO apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends "${need[@]}" >/dev/null

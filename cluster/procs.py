@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -116,20 +117,39 @@ class ManagedProcess:
 _handed_out: set[int] = set()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now, never one this process was given before.
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
-    The kernel may hand the same ephemeral port to two calls in a row (nothing
-    holds it in between), e.g. Kafka's client and controller ports, which
-    must differ.
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now, below the ephemeral range, never one this process was given before.
+
+    Below the ephemeral range (``net.ipv4.ip_local_port_range``) because a port
+    the kernel handed out for listening is, until the service binds it, just as
+    likely to be taken as the local end of some outgoing connection (Kafka and
+    Ray clients open hundreds): a listener then failed with EADDRINUSE in a
+    loop. And never twice per process: Kafka's client and controller ports,
+    picked in a row, must differ.
     """
-    while True:
+    low, _ = _ephemeral_range()
+    first, last = 10000, low - 1
+    for _ in range(1000):
+        port = random.randint(first, last) if last > first + 1000 else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
             port = int(s.getsockname()[1])
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+    raise ServiceError(f"no free port on {host} between {first} and {last}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -83,6 +83,20 @@ def dashboard_ok(host: str, port: int, token: str | None = None) -> bool:
 # system: niced, their SMPP sessions stall behind Kafka and the JVM's GC.
 RAY_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1", "RAY_worker_niceness": "0"}
 
+# Ray rotates every log file (one per worker, raylet, GCS, dashboard...) at
+# 512 MiB with 5 backups by default (ray._common.ray_constants): with a few
+# dozen actors that is tens of GiB a peer's protocol errors could fill. Ours:
+# 64 MiB x 3 per file. An operator's own RAY_ROTATION_* wins (Ray docs,
+# "Log rotation": the environment of `ray start`).
+LOG_ROTATION = {"RAY_ROTATION_MAX_BYTES": str(64 * 1024 * 1024), "RAY_ROTATION_BACKUP_COUNT": "3"}
+
+
+def log_rotation_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Ray's log rotation settings: ours, unless the environment names its own."""
+    env = os.environ if environ is None else environ
+    return {k: env.get(k) or v for k, v in LOG_ROTATION.items()}
+
+
 # A head of its own binds every server (GCS, raylet, object manager, workers,
 # dashboard agent, runtime-env agent, Ray Client, metrics) to the node's IP, or
 # to loopback when that IP is 127.0.0.1. But Ray turns an explicit
@@ -135,6 +149,11 @@ class EmbeddedRay:
         return self.node_ip in ("127.0.0.1", "localhost")
 
     @property
+    def metrics_url(self) -> str:
+        """The node's Prometheus endpoint (Ray's metrics agent, metric names prefixed ``ray_``)."""
+        return f"http://127.0.0.1:{self.metrics_export_port}/metrics"
+
+    @property
     def dashboard_url(self) -> str:
         return f"http://{self.dashboard_host}:{self.dashboard_port}"
 
@@ -144,7 +163,7 @@ class EmbeddedRay:
 
     def _env(self, *extra: dict[str, str]) -> dict[str, str]:
         ensure_auth_token(self.token_path)
-        merged = {**os.environ, **RAY_ENV, **auth_env(self.token_path)}
+        merged = {**os.environ, **RAY_ENV, **log_rotation_env(), **auth_env(self.token_path)}
         for e in extra:
             merged.update(e)
         return {**merged, **self.env}
@@ -153,7 +172,7 @@ class EmbeddedRay:
         if self.join:
             self._start_worker(timeout)
             return
-        for p in (self.port, self.dashboard_port):
+        for p in (self.port, self.dashboard_port, self.metrics_export_port):
             if port_open("127.0.0.1", p):
                 raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
         argv = [

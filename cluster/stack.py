@@ -21,14 +21,19 @@ from smsgw.cluster.topics import check_replication, ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.kafka.security import KafkaCredentials
 from smsgw.kafka.security import use_settings as use_kafka_settings
-from smsgw.settings import Settings, write_runtime
+from smsgw.settings import Settings, parse_hostport, write_runtime
 from smsgw.topics import Topics
+
+
+def console_url(s: Settings) -> str:
+    """Where the supervisor serves the operator console (token: $SMSGW_HOME/console.token)."""
+    host, port = parse_hostport(s.console_listen, 8280)
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"
 
 
 @dataclass
 class Stack:
     settings: Settings
-    with_ray: bool = True
     on_step: Callable[[str], None] = lambda _msg: None
     kafka: EmbeddedKafka | EmbeddedKafkaCluster | None = None
     postgres: EmbeddedPostgres | None = None
@@ -57,7 +62,8 @@ class Stack:
                 database_url = self.postgres.url()
             ray_address = s.ray_address
             dashboard = None
-            if ray_address is None and self.with_ray:
+            metrics = None
+            if ray_address is None:
                 self.on_step(
                     f"starting Ray (dashboard http://{s.ray_dashboard_host}:{s.ray_dashboard_port})"
                 )
@@ -69,12 +75,23 @@ class Stack:
                     dashboard_host=s.ray_dashboard_host,
                     dashboard_port=s.ray_dashboard_port,
                     object_store_mb=s.ray_object_store_mb,
+                    metrics_export_port=s.metrics_port,
                 )
                 self.ray.start()
                 ray_address = self.ray.address
                 dashboard = self.ray.dashboard_url
+                metrics = self.ray.metrics_url
+                self.on_step(f"Prometheus metrics on {metrics}")
             self.on_step("applying schema migrations")
             migrate(database_url)
+            if s.smpp_tls_listen and s.tls_self_signed:
+                from smsgw.tls import ensure_self_signed
+
+                fp, made = ensure_self_signed(s.tls_cert_file, s.tls_key_file, s.node_name)
+                self.on_step(
+                    f"{'made a self-signed' if made else 'using the'} SMPP TLS certificate"
+                    f" {s.tls_cert_file} (SHA-256 {fp})"
+                )
             self.on_step("creating Kafka topics")
             specs = Topics(s.topic_prefix).specs(s.topic_partitions)
             ensure_topics(kafka_bootstrap, specs)
@@ -89,7 +106,10 @@ class Stack:
             "database_url": database_url,
             "ray_address": ray_address,
             "ray_dashboard": dashboard,
+            "metrics": metrics,
+            "console": console_url(s),
             "smpp_listen": s.smpp_listen,
+            "smpp_tls_listen": s.smpp_tls_listen,
             "embedded": {
                 "kafka": self.kafka is not None,
                 "postgres": self.postgres is not None,

@@ -27,14 +27,19 @@ from benchmarks.loadgen.runner import run_load
 @click.option("--binds", default=1, show_default=True, help="trx binds, or tx+rx pairs")
 @click.option("--bind-mode", type=click.Choice(["trx", "tx+rx"]), default="trx", show_default=True)
 @click.option("--window", default=10, show_default=True, help="outstanding submits per bind")
-@click.option("--rate", default=0.0, show_default=True, help="submit_sm/s in total; 0 = open")
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    help="submit_sm/s in total (required unless --rate-steps); 0 = as fast as the windows allow",
+)
 @click.option(
     "--rate-steps",
     default="",
     help="step load RATE:SECONDS,… (e.g. 250:10,500:10,1000:10) instead of --rate",
 )
 @click.option("--duration", type=float, default=None, help="seconds of sending")
-@click.option("--count", type=int, default=None, help="messages to send (default 1000)")
+@click.option("--count", type=int, default=None, help="messages to send (or --duration)")
 @click.option("--mix", default="gsm=1", show_default=True, help="e.g. gsm=0.8,ucs2=0.2")
 @click.option("--multipart-share", default=0.0, show_default=True)
 @click.option("--registered-delivery", default=1, show_default=True, help="0, 1 or 2")
@@ -47,7 +52,16 @@ from benchmarks.loadgen.runner import run_load
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def main(**opts: Any) -> None:
-    """SMPP 3.4 load generator (ESME)."""
+    """SMPP 3.4 load generator (ESME).
+
+    Exits 1 when receipts it asked for are missing after --receipt-timeout.
+    """
+    if opts["rate"] is None and not opts["rate_steps"]:
+        raise click.UsageError(
+            "say how fast: --rate N submit_sm/s (--rate 0: unthrottled), or --rate-steps"
+        )
+    if opts["count"] is None and opts["duration"] is None and not opts["rate_steps"]:
+        raise click.UsageError("say how much: --count N messages, or --duration SECONDS")
     config = LoadConfig(
         host=opts["host"],
         port=opts["port"],
@@ -56,7 +70,7 @@ def main(**opts: Any) -> None:
         binds=opts["binds"],
         bind_mode=opts["bind_mode"],
         window=opts["window"],
-        rate=opts["rate"],
+        rate=opts["rate"] or 0.0,
         rate_steps=parse_steps(opts["rate_steps"]),
         duration=opts["duration"],
         count=opts["count"],
@@ -81,3 +95,11 @@ def main(**opts: Any) -> None:
     if opts["json_out"] is not None:
         opts["json_out"].write_text(text + "\n")
     click.echo(text)
+    missing = result.receipts_missing
+    if missing:
+        click.echo(
+            f"loadgen: {missing} of {result.receipts_expected} receipts missing after "
+            f"{config.receipt_timeout:g} s (--receipt-timeout)",
+            err=True,
+        )
+        sys.exit(1)

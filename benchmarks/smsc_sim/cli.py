@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,13 @@ def _status(value: str | None) -> CommandStatus | None:
 @click.option("--duration", type=float, default=None, help="seconds; default: until SIGINT")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--quiet", is_flag=True, help="no per-second lines")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM certificate: speak SMPP over TLS (with --tls-key)",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
 def main(**opts: Any) -> None:
     """An SMPP 3.4 SMSC simulator (provider side)."""
     config = SimConfig(
@@ -83,12 +91,27 @@ def main(**opts: Any) -> None:
         reject_status=_status(opts["reject_status"]) or CommandStatus.ESME_RSUBMITFAIL,
         record_received=False,
         seed=opts["seed"],
+        tls=_tls(opts["tls_cert"], opts["tls_key"]),
     )
-    summary = asyncio.run(_run(config, opts["duration"], opts["quiet"]))
+    try:
+        summary = asyncio.run(_run(config, opts["duration"], opts["quiet"]))
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            " (another simulator or SMSC there? choose --port)"
+        ) from None
     text = json.dumps(summary, indent=2)
     if opts["json_out"] is not None:
         opts["json_out"].write_text(text + "\n")
     click.echo(text)
+
+
+def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 async def _run(config: SimConfig, duration: float | None, quiet: bool) -> dict[str, Any]:

@@ -6,6 +6,7 @@ line, and the CLI maps flags onto the same fields.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,8 @@ class SimConfig:
 
     host: str = "127.0.0.1"
     port: int = 0  # 0: pick a free port, read it back from SmscSimulator.port
+    # SMPP over TLS: the server context (certificate and key loaded); None: plain TCP.
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     system_id: str = "smsc"
     password: str = "pw"
     # Extra accounts (system_id -> password) besides system_id/password.

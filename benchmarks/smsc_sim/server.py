@@ -76,6 +76,7 @@ class SmscSimulator:
             lambda: SmscConnection(self, next(self._bind_ids)),
             self.config.host,
             self.config.port,
+            ssl=self.config.tls,
         )
         self._timers.append(loop.call_later(TICK_INTERVAL, self._tick))
         if self.config.mo_rate > 0:

@@ -1,7 +1,10 @@
 """The ``smsgw`` command line: configuration commands that need only PostgreSQL.
 
 Runtime commands (run, status, stop) are added by ``smsgw.cluster.entry``,
-which knows how to start the infrastructure; this module does not.
+which knows how to start the infrastructure; this module does not. The
+provider/route commands (``smsgw.cli_routing``) and the dlq commands
+(``smsgw.cli_dlq``) import this module and register themselves on ``main``;
+``smsgw.cluster.entry`` imports them all.
 """
 
 from __future__ import annotations
@@ -116,6 +119,18 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
         click.echo("  ".join(_cell(r[c]).ljust(widths[c]) for c in cols))
 
 
+def _print_one(data: dict[str, Any], as_json: bool) -> None:
+    """One object: ``key  value`` lines for a person, JSON with ``--json``."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    width = max((len(k) for k in data), default=0)
+    for k, v in data.items():
+        click.echo(f"{k.replace('_', ' '):<{width}}  {_cell(v) if v is not None else '-'}")
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
@@ -127,6 +142,50 @@ def customer() -> None:
     """Customers (ESMEs) allowed to bind over SMPP."""
 
 
+def _client_cert_options(fn: Any) -> Any:
+    """TLS client-certificate settings of a customer (issue 11), for add and update."""
+    fn = click.option(
+        "--client-cert-cn", help="Pin the certificate's subject common name (with --require-...)."
+    )(fn)
+    fn = click.option(
+        "--client-cert",
+        "client_cert_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Pin this PEM certificate (its SHA-256 fingerprint is stored).",
+    )(fn)
+    fn = click.option("--client-cert-sha256", help="Pin the certificate by SHA-256 fingerprint.")(
+        fn
+    )
+    fn = click.option(
+        "--tls-client-ca",
+        "client_ca_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="The customer's own CA (PEM): its client certificate must be issued by it.",
+    )(fn)
+    return click.option(
+        "--require-client-cert/--no-require-client-cert",
+        default=None,
+        help="Binds only over TLS with a client certificate verified against "
+        "SMSGW_SMPP_TLS_CLIENT_CA or --tls-client-ca (--no-...: drop it and its pins).",
+    )(fn)
+
+
+def _client_cert_kwargs(tls: dict[str, Any], adding: bool) -> dict[str, Any]:
+    from pathlib import Path
+
+    from smsgw.tls import file_fingerprint
+
+    ca_file = tls.pop("client_ca_file", None)
+    if ca_file:
+        tls["client_ca_pem"] = Path(ca_file).read_text()
+    cert_file = tls.pop("client_cert_file", None)
+    if cert_file:
+        tls["client_cert_sha256"] = file_fingerprint(Path(cert_file))
+    if adding:
+        tls["require_client_cert"] = bool(tls.get("require_client_cert"))
+    return tls
+
+
 @customer.command("add")
 @click.argument("system_id")
 @click.option("--password", prompt=True, hide_input=True, help="SMPP password, at most 8 chars.")
@@ -134,15 +193,18 @@ def customer() -> None:
 @click.option("--max-binds", type=int, default=4, show_default=True, help="Concurrent binds.")
 @click.option("--allow-ip", "allow_ips", multiple=True, help="CIDR allowed to bind; repeatable.")
 @click.option("--disabled", is_flag=True, help="Create it disabled (binds refused).")
+@_client_cert_options
 @click.pass_context
 def customer_add(
     ctx: click.Context,
+    /,
     system_id: str,
     password: str,
     tps: int,
     max_binds: int,
     allow_ips: tuple[str, ...],
     disabled: bool,
+    **tls: Any,
 ) -> None:
     """Add customer SYSTEM_ID; a running gateway accepts its binds within a second."""
     from smsgw.db.customers import add_customer
@@ -156,6 +218,7 @@ def customer_add(
             max_binds=max_binds,
             allow_ips=allow_ips,
             enabled=not disabled,
+            **_client_cert_kwargs(tls, adding=True),
         )
     click.echo(f"customer {c.system_id} added (id {c.id})")
 
@@ -168,9 +231,11 @@ def customer_add(
 @click.option("--allow-ip", "allow_ips", multiple=True, help="Replace the allowlist; repeatable.")
 @click.option("--clear-allow-ip", is_flag=True, help="Allow binds from any address.")
 @click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it now.")
+@_client_cert_options
 @click.pass_context
 def customer_update(
     ctx: click.Context,
+    /,
     system_id: str,
     password: str | None,
     tps: int | None,
@@ -178,6 +243,7 @@ def customer_update(
     allow_ips: tuple[str, ...],
     clear_allow_ip: bool,
     enabled: bool | None,
+    **tls: Any,
 ) -> None:
     """Change customer SYSTEM_ID; running gateways apply it within a second."""
     from smsgw.db.customers import update_customer
@@ -192,6 +258,7 @@ def customer_update(
             max_binds=max_binds,
             allow_ips=ips,
             enabled=enabled,
+            **_client_cert_kwargs(tls, adding=False),
         )
     click.echo(f"customer {system_id} updated")
 
@@ -209,15 +276,14 @@ def customer_list(ctx: click.Context, as_json: bool) -> None:
 
 @customer.command("show")
 @click.argument("system_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def customer_show(ctx: click.Context, system_id: str) -> None:
+def customer_show(ctx: click.Context, system_id: str, as_json: bool) -> None:
     """Show one customer (never its password)."""
-    import json
-
     from smsgw.db.customers import get_customer
 
     with _config_errors(), _db(ctx) as conn:
-        click.echo(json.dumps(get_customer(conn, system_id).public(), indent=2))
+        _print_one(get_customer(conn, system_id).public(), as_json)
 
 
 @customer.command("remove")
@@ -230,6 +296,3 @@ def customer_remove(ctx: click.Context, system_id: str) -> None:
     with _config_errors(), _db(ctx) as conn:
         remove_customer(conn, system_id)
     click.echo(f"customer {system_id} removed")
-
-
-from smsgw import cli_routing  # noqa: E402,F401  (registers provider/route/mo-route commands)

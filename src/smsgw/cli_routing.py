@@ -1,18 +1,17 @@
 """``smsgw provider``, ``smsgw route`` and ``smsgw mo-route``: where traffic goes.
 
-Registered on ``smsgw.cli.main`` when imported; ``smsgw.cli`` imports this
-module at its end (after the helpers below are defined there).
+Registered on ``smsgw.cli.main`` when imported (``smsgw.cluster.entry`` does, like
+``smsgw.cli_dlq``): this module imports ``smsgw.cli``, never the other way round.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from smsgw.cli import _config_errors, _db, _print_rows, main
+from smsgw.cli import _config_errors, _db, _print_one, _print_rows, load_settings, main
 from smsgw.reframe import SEGMENTATION_MODES
 
 _ID_FORMATS = click.Choice(["hex", "dec", "str"])
@@ -28,8 +27,8 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
-def _show(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, indent=2))
+def _show(data: dict[str, Any], as_json: bool) -> None:
+    _print_one(data if as_json else _for_table(data), as_json)
 
 
 def _for_table(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +61,7 @@ def provider() -> None:
       smsgw provider add hexco --host 10.0.0.7 --port 2775 --system-id gw \\
           --password pw --submit-id-format hex --receipt-id-format dec
       smsgw provider update acme-uk --tps 80
+      smsgw provider update acme-uk --tls --port 3550 --tls-ca /etc/smsgw/acme-ca.pem
       smsgw provider list --json
     """
 
@@ -99,6 +99,42 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
             help="Ask the provider for a receipt on every message (the gateway's message"
             " states need it), or only when the customer asked for one.",
         ),
+        opt("--tls/--no-tls", "tls", default=False, help="SMPP over TLS to the provider."),
+        opt(
+            "--tls-ca",
+            "tls_ca_file",
+            type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+            default=None,
+            help="PEM CA file the provider's certificate must chain to (default: system CAs).",
+        ),
+        opt(
+            "--verify-hostname/--no-verify-hostname",
+            "tls_verify_hostname",
+            default=True,
+            help="Check that the certificate names --host (opt out only for an SMSC whose"
+            " certificate does not; its chain is still verified).",
+        ),
+        opt(
+            "--message-ttl",
+            "message_ttl_s",
+            type=click.IntRange(min=0),
+            default=0,
+            help="Seconds a message may wait for this provider before it expires (err:903);"
+            " 0: SMSGW_MESSAGE_TTL_S. A shorter validity_period wins.",
+        ),
+        opt(
+            "--max-pdu-octets",
+            type=click.IntRange(min=64),
+            default=65536,
+            help="Largest submit_sm the provider takes; bigger messages fail (err:907).",
+        ),
+        opt(
+            "--max-unknown-attempts",
+            type=click.IntRange(min=1),
+            default=3,
+            help="Sends left unanswered (connection lost, timeout) before a message"
+            " fails alone (err:906).",
+        ),
     ]
 
     def decorate(fn: F) -> F:
@@ -107,6 +143,13 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def _sealer(ctx: click.Context) -> Any:
+    """Provider passwords are stored encrypted with the key in $SMSGW_HOME (issue 11)."""
+    from smsgw.sealing import Sealer
+
+    return Sealer.for_home(load_settings(ctx).home)
 
 
 @provider.command("add")
@@ -118,7 +161,8 @@ def _provider_options(adding: bool) -> Callable[[F], F]:
     "--password",
     prompt=True,
     hide_input=True,
-    help="Our password (≤ 8 chars); prompted if omitted.",
+    help="Our password (≤ 8 chars; stored encrypted), or file:/PATH of a secret file read"
+    " at bind time; prompted if omitted.",
 )
 @_provider_options(adding=True)
 @click.option("--disabled", is_flag=True, help="Create it disabled (no binds).")
@@ -128,7 +172,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
     from smsgw.db.providers import add_provider
 
     with _config_errors(), _db(ctx) as conn:
-        p = add_provider(conn, name, enabled=not disabled, **settings)
+        p = add_provider(conn, name, enabled=not disabled, sealer=_sealer(ctx), **settings)
     click.echo(f"provider {p.name} added (id {p.id})")
 
 
@@ -137,7 +181,7 @@ def provider_add(ctx: click.Context, /, name: str, disabled: bool, **settings: A
 @click.option("--host", help="SMSC host name or IP.")
 @click.option("--port", type=int, help="SMSC SMPP port.")
 @click.option("--system-id", help="Our system_id at the provider.")
-@click.option("--password", help="Our password (≤ 8 chars).")
+@click.option("--password", help="Our password (≤ 8 chars), or file:/PATH of a secret file.")
 @_provider_options(adding=False)
 @click.option("--enable/--disable", "enabled", default=None, help="Disabling unbinds it.")
 @click.pass_context
@@ -146,7 +190,7 @@ def provider_update(ctx: click.Context, /, name: str, **changes: Any) -> None:
     from smsgw.db.providers import update_provider
 
     with _config_errors(), _db(ctx) as conn:
-        update_provider(conn, name, **changes)
+        update_provider(conn, name, sealer=_sealer(ctx), **changes)
     click.echo(f"provider {name} updated")
 
 
@@ -158,29 +202,104 @@ def provider_list(ctx: click.Context, as_json: bool) -> None:
     from smsgw.db.providers import list_providers
 
     with _db(ctx) as conn:
-        _print_rows([p.public() for p in list_providers(conn)], as_json)
+        providers = [p.public() for p in list_providers(conn)]
+    _print_rows(providers if as_json else [_provider_cells(p) for p in providers], as_json)
+
+
+def _provider_cells(p: dict[str, Any]) -> dict[str, Any]:
+    """The table's columns, within 100 characters (`provider show` has every field)."""
+    return {
+        "name": p["name"],
+        "address": f"{p['host']}:{p['port']}",
+        "system_id": p["system_id"],
+        "mode": p["bind_mode"],
+        "binds": p["binds"],
+        "tps": p["tps"],
+        "ids": f"{p['submit_id_format']}/{p['receipt_id_format']}",
+        "receipts": p["request_receipts"],
+        "on": "yes" if p["enabled"] else "no",
+    }
 
 
 @provider.command("show")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def provider_show(ctx: click.Context, name: str) -> None:
+def provider_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one provider (never its password)."""
     from smsgw.db.providers import get_provider
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_provider(conn, name).public())
+        _show(get_provider(conn, name).public(), as_json)
 
 
 @provider.command("remove")
 @click.argument("name")
+@click.option(
+    "--drain",
+    type=click.Choice(["fail", "reroute"]),
+    help="Messages still queued for NAME: fail each (receipt err:908), or route each"
+    " again with the current routes. Without it, removal is refused while any wait.",
+)
 @click.pass_context
-def provider_remove(ctx: click.Context, name: str) -> None:
-    """Remove provider NAME; refused while a route uses it."""
-    from smsgw.db.providers import remove_provider
+def provider_remove(ctx: click.Context, name: str, drain: str | None) -> None:
+    """Remove provider NAME; refused while a route uses it or messages wait for it.
 
+    Its queue (topic out.NAME) is deleted with it: a provider added later under
+    the same name never sends what was queued for this one.
+    """
+    from confluent_kafka import KafkaException
+
+    from smsgw import drain as drains
+    from smsgw.cli import load_settings
+    from smsgw.db.providers import check_removable, remove_provider, update_provider
+    from smsgw.topics import Topics
+
+    settings = load_settings(ctx)
     with _config_errors(), _db(ctx) as conn:
+        check_removable(conn, name)
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        raise click.ClickException(
+            "no Kafka to check the provider's queue: start the gateway (`make run`)"
+            " or set SMSGW_KAFKA_BOOTSTRAP"
+        )
+    topics = Topics(settings.topic_prefix)
+    with _config_errors(), _db(ctx) as conn:
+        check_removable(conn, name)
+        try:
+            waiting = drains.count(bootstrap, topics, name)
+        except (KafkaException, TimeoutError) as exc:
+            raise click.ClickException(
+                f"cannot read the provider's queue on Kafka ({bootstrap}): {exc}"
+            ) from exc
+        if waiting and drain is None:
+            raise click.ClickException(
+                f"provider {name!r} has {waiting} message(s) queued ({topics.outbound(name)});"
+                " use --drain fail (each gets a failure receipt) or --drain reroute"
+                " (each is routed again with the current routes)"
+            )
+        if waiting:
+            update_provider(conn, name, enabled=False)  # its binds stop within a second
+            try:
+                drains.wait_group_empty(bootstrap, drains.group_of(topics, name))
+            except TimeoutError as exc:
+                raise click.ClickException(f"{exc}; provider {name!r} left disabled") from exc
+            assert drain is not None
+            done = drains.drain(
+                bootstrap, topics, name, drain, receipt_ttl_s=settings.delivery_ttl_s
+            )
+            verb = "failed" if drain == "fail" else "sent to be routed again"
+            click.echo(f"{done} queued message(s) {verb}")
         remove_provider(conn, name)
+    try:
+        drains.wait_group_empty(bootstrap, drains.group_of(topics, name))
+        drains.forget(bootstrap, topics, name)
+    except (TimeoutError, KafkaException) as exc:
+        raise click.ClickException(
+            f"provider {name} removed, but its queue {topics.outbound(name)} could not be"
+            f" deleted ({exc}); delete it before adding a provider of that name again"
+        ) from exc
     click.echo(f"provider {name} removed")
 
 
@@ -277,13 +396,14 @@ def route_list(ctx: click.Context, as_json: bool) -> None:
 
 @route.command("show")
 @click.argument("route_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def route_show(ctx: click.Context, route_id: int) -> None:
+def route_show(ctx: click.Context, route_id: int, as_json: bool) -> None:
     """Show one MT route."""
     from smsgw.db.routes import get_mt_route
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_mt_route(conn, route_id).public())
+        _show(get_mt_route(conn, route_id).public(), as_json)
 
 
 @route.command("remove")
@@ -354,13 +474,14 @@ def mo_route_list(ctx: click.Context, as_json: bool) -> None:
 
 @mo_route.command("show")
 @click.argument("route_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def mo_route_show(ctx: click.Context, route_id: int) -> None:
+def mo_route_show(ctx: click.Context, route_id: int, as_json: bool) -> None:
     """Show one MO route."""
     from smsgw.db.routes import get_mo_route
 
     with _config_errors(), _db(ctx) as conn:
-        _show(get_mo_route(conn, route_id).public())
+        _show(get_mo_route(conn, route_id).public(), as_json)
 
 
 @mo_route.command("remove")

@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
+# Phone numbers are personal data: logs show only their last digits unless the
+# operator asks otherwise (SMSGW_LOG_UNMASKED=1; issue 11).
+_masking = {"unmasked": os.environ.get("SMSGW_LOG_UNMASKED", "").lower() in ("1", "true", "yes")}
+NUMBER_KEYS = frozenset(
+    {"dest", "destination", "destination_addr", "source", "source_addr", "msisdn"}
+)
+KEEP_DIGITS = 3
 
-def configure(level: str = "INFO", json: bool = False) -> None:
+
+def mask_number(value: object) -> str:
+    """``4917612345678`` -> ``***678``: enough to tell numbers apart in a support case."""
+    text = str(value)
+    if _masking["unmasked"] or len(text) <= KEEP_DIGITS:
+        return text
+    return "***" + text[-KEEP_DIGITS:]
+
+
+def _mask_numbers(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Processor: whatever logs a number under a known key, it leaves masked."""
+    for key in NUMBER_KEYS & event.keys():
+        event[key] = mask_number(event[key])
+    return event
+
+
+def configure(level: str = "INFO", json: bool = False, *, unmasked: bool | None = None) -> None:
+    if unmasked is not None:
+        _masking["unmasked"] = unmasked
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _mask_numbers,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,

@@ -12,6 +12,11 @@ the README):
   903  expired in the gateway before the provider accepted it
   904  multipart message incomplete when its assembly time ran out
   905  copies of multipart parts already sent, expired unmatched (not sent twice)
+  906  sent to the provider that many times without an answer (connection lost,
+       response timeout: outcome unknown); failed alone so the queue flows
+  907  cannot be sent to this provider: bigger than its maximum PDU size, or
+       its submit_sm does not encode
+  908  its provider was removed while it was queued (`provider remove --drain fail`)
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 
 import gsm0338  # type: ignore[import-untyped]  # registers the "gsm03.38" codec
 
+from smsgw.message import AcceptedMessage
+from smsgw.records import Delivery
 from smsgw.smpp.udh import UdhError, split_udh
 from smsgw.state import MessageState
 
@@ -37,6 +44,9 @@ ERR_PROVIDER_REFUSED = 902
 ERR_EXPIRED = 903
 ERR_INCOMPLETE = 904
 ERR_DUPLICATE_PART = 905
+ERR_UNKNOWN_OUTCOME = 906
+ERR_UNSENDABLE = 907
+ERR_PROVIDER_REMOVED = 908
 
 STAT_BY_STATE = {
     MessageState.ENROUTE: "ENROUTE",
@@ -226,3 +236,38 @@ def customer_wants(registered_delivery: int, state: MessageState) -> bool:
     if mode == 2:
         return state is not MessageState.DELIVERED
     return False
+
+
+def failure_receipt(
+    m: AcceptedMessage,
+    state: MessageState,
+    err: int,
+    *,
+    network_error: bytes | None = None,
+    ttl_s: float = 72 * 3600,
+) -> Delivery:
+    """The receipt a customer gets for a message the gateway itself could not send.
+
+    Here, below the stages, because the router, the provider binds and the provider
+    drain all build it (esm_class 0x04 marks a delivery receipt, SMPP 3.4 §5.2.12;
+    its text follows Appendix B).
+    """
+    now = time.time()
+    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
+    return Delivery(
+        id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
+        kind="receipt",
+        customer=m.customer,
+        source=m.destination,  # a receipt comes "from" the handset
+        destination=m.source,
+        esm_class=0x04,
+        data_coding=0,
+        short_message=render_receipt_text(
+            m.id, state, err, submit_ts=m.received_at, done_ts=now, text=text
+        ),
+        tlvs=tuple(receipt_tlvs(m.id, state, network_error)),
+        created_at=now,
+        expires_at=now + ttl_s,
+        message_id=m.id,
+        state=int(state),
+    )

@@ -101,6 +101,7 @@ class Pairing:
     # More gateway ids answered by this provider message's receipt: duplicate
     # copies of a part, or customer parts of a message the gateway re-segmented.
     also: tuple[str, ...] = ()
+    bind: str = ""  # which provider bind sent it (for `smsgw message show`)
 
     @property
     def message_ids(self) -> tuple[str, ...]:
@@ -121,6 +122,7 @@ class Pairing:
                 "text": self.text20,
                 "acc": self.accepted_at,
                 **({"also": list(self.also)} if self.also else {}),
+                **({"bind": self.bind} if self.bind else {}),
             }
         )
 
@@ -140,6 +142,7 @@ class Pairing:
             d.get("text", ""),
             d.get("acc", 0.0),
             tuple(d.get("also", ())),
+            d.get("bind", ""),
         )
 
 

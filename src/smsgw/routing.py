@@ -26,10 +26,57 @@ are skipped, and the lookup falls through to shorter prefixes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from smsgw.db.routes import MoRoute, MtRoute
+
+@dataclass(frozen=True)
+class MtRoute:
+    """An MT route as the table reads it; ``smsgw.db.routes`` stores it (and imports it
+    from here: the persistence layer depends on the domain, not the other way)."""
+
+    id: int
+    prefix: str
+    provider: str
+    customer: str | None = None  # system_id; None = every customer
+    source_prefix: str | None = None  # None = any source address
+    priority: int = 0
+    failover: tuple[str, ...] = ()  # provider names, tried in this order
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> MtRoute:
+        return cls(
+            id=row["id"],
+            prefix=row["prefix"],
+            provider=row["provider"],
+            customer=row["customer"],
+            source_prefix=row["source_prefix"],
+            priority=row["priority"],
+            failover=tuple(row["failover"] or ()),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "customer": self.customer,
+            "source_prefix": self.source_prefix,
+            "priority": self.priority,
+            "provider": self.provider,
+            "failover": list(self.failover),
+        }
+
+
+@dataclass(frozen=True)
+class MoRoute:
+    """An MO route: which customer gets the messages sent to numbers under ``prefix``."""
+
+    id: int
+    prefix: str
+    customer: str  # system_id
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "prefix": self.prefix, "customer": self.customer}
 
 
 def normalize_number(addr: str) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smsgw.credentials import KafkaCredentials
+
 RUNTIME_FILE = "runtime.json"
 RAY_AUTH_TOKEN_FILE = "ray_auth_token"
 KAFKA_CREDENTIALS_FILE = "kafka_credentials.json"
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SMSGW_RAY_ADDRESS")
     )
     smpp_listen: str = "0.0.0.0:2775"
+    # SMPP over TLS beside the plain listener (issue 11); unset: no TLS listener.
+    # Without a certificate and key of its own, a self-signed pair is made in
+    # $SMSGW_HOME/tls on first start.
+    smpp_tls_listen: str | None = None
+    smpp_tls_cert: Path | None = None
+    smpp_tls_key: Path | None = None
+    smpp_tls_client_ca: Path | None = None  # CAs whose client certificates are verified
+    smpp_tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     node_name: str = Field(default_factory=socket.gethostname)
 
     # SMPP sessions with customers.
@@ -98,11 +108,17 @@ class Settings(BaseSettings):
 
     # Message path.
     provider_failover_after_s: float = 10.0  # unbound this long: use the failover route
+    # An accepted message not with a provider this long after acceptance expires
+    # (err:903); a provider's --message-ttl overrides it, a shorter validity wins.
+    message_ttl_s: float = Field(default=86400.0, gt=0)
     delivery_ttl_s: float = 72 * 3600.0  # receipts/MO wait this long for a receiving bind
     receipt_park_s: float = 600.0  # a receipt waits this long for its submit's pairing
     # An incomplete multipart message fails (err:904 receipts) this long after
     # its first part arrived; operators use 5-30 minutes.
     multipart_expiry_s: float = Field(default=600.0, gt=0)
+    # `smsgw message show|find` keeps each message's events this many days
+    # (whole day partitions of message_event are dropped after it).
+    history_retention_days: int = Field(default=7, ge=1)
 
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092
@@ -120,6 +136,12 @@ class Settings(BaseSettings):
     ray_dashboard_host: str = "127.0.0.1"
     ray_dashboard_port: int = 8265
     ray_object_store_mb: int = 256
+    # Ray's --metrics-export-port of the embedded head: fixed, so Prometheus
+    # (cluster/observe/prometheus.yml, `make observe`) finds it on every start.
+    metrics_port: int = Field(default=9477, gt=0, lt=65536)
+    # The operator console (HTTP, token in $SMSGW_HOME/console.token), served by the
+    # supervisor. Loopback unless configured otherwise (DESIGN invariant 10).
+    console_listen: str = "127.0.0.1:8280"
 
     # Kafka data plane.
     topic_prefix: str = "smsgw."
@@ -128,16 +150,42 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+    log_unmasked: bool = False  # show whole phone numbers in logs (default: last 3 digits)
 
-    @field_validator("smpp_listen")
+    @field_validator("smpp_listen", "console_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_hostport(value, 2775)
         return value
 
+    @field_validator("smpp_tls_listen")
+    @classmethod
+    def _check_tls_listen(cls, value: str | None) -> str | None:
+        if value:
+            parse_hostport(value, 3550)
+        return value or None
+
     @property
     def smpp_host_port(self) -> tuple[str, int]:
         return parse_hostport(self.smpp_listen, 2775)
+
+    @property
+    def smpp_tls_host_port(self) -> tuple[str, int] | None:
+        """Where the TLS listener listens (3550 is a common SMPP-over-TLS port)."""
+        return parse_hostport(self.smpp_tls_listen, 3550) if self.smpp_tls_listen else None
+
+    @property
+    def tls_cert_file(self) -> Path:
+        return self.smpp_tls_cert or self.home / "tls" / "smpp.crt"
+
+    @property
+    def tls_key_file(self) -> Path:
+        return self.smpp_tls_key or self.home / "tls" / "smpp.key"
+
+    @property
+    def tls_self_signed(self) -> bool:
+        """No pair configured: one is generated (and kept) in $SMSGW_HOME."""
+        return self.smpp_tls_cert is None and self.smpp_tls_key is None
 
     @property
     def runtime_file(self) -> Path:
@@ -152,8 +200,6 @@ class Settings(BaseSettings):
         """Use the embedded broker's credentials (when no others are named)."""
         if self.kafka_sasl_username is not None or not self.kafka_credentials_file.is_file():
             return self
-        from smsgw.kafka.security import KafkaCredentials
-
         creds = KafkaCredentials.load(self.kafka_credentials_file)
         return self.model_copy(
             update={

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass
 
 import orjson
 
@@ -43,6 +43,12 @@ class StateRecord:
     error_code: int = 0
     stage: str = "accepted"  # accepted, routed, sent, receipt, failed …
 
+    def public(self) -> dict[str, object]:
+        """For people (the console): the state by name, the source address masked."""
+        src = self.source_addr
+        masked = src[:4] + "*" * max(len(src) - 6, 0) + src[-2:] if len(src) > 6 else src
+        return {**asdict(self), "state": self.state.name, "source_addr": masked}
+
     def encode(self) -> bytes:
         return orjson.dumps(
             {
@@ -73,9 +79,11 @@ class StateRecord:
 class StateStore:
     """Bounded LRU of the newest state per message id."""
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
+    def __init__(self, max_entries: int = 1_000_000, recent_failures: int = 50) -> None:
         self.max_entries = max_entries
         self._states: OrderedDict[str, StateRecord] = OrderedDict()
+        # The newest messages that ended badly, for the operator console.
+        self.failures: deque[StateRecord] = deque(maxlen=recent_failures)
 
     def __len__(self) -> int:
         return len(self._states)
@@ -90,9 +98,16 @@ class StateStore:
             if record.updated_at < old.updated_at and not newly_final:
                 return
             self._states.move_to_end(record.id)
+        failed = record.state.final and record.state != MessageState.DELIVERED
+        if failed and (old is None or not old.state.final):
+            self.failures.append(record)
         self._states[record.id] = record
         while len(self._states) > self.max_entries:
             self._states.popitem(last=False)
+
+    def get(self, message_id: str) -> StateRecord | None:
+        """Any customer's message (operators; query_sm uses ``lookup``)."""
+        return self._states.get(message_id)
 
     def accepted(self, message_id: str, customer: str, source_addr: str) -> None:
         self.apply(
@@ -118,3 +133,13 @@ def smpp_date(ts: float) -> str:
     t = time.gmtime(ts)
     tenths = int((ts % 1) * 10)
     return time.strftime("%y%m%d%H%M%S", t) + f"{tenths}00+"
+
+
+def count_final(counts: dict[str, int], state: MessageState, reason: str, n: int = 1) -> None:
+    """Tally final states as ``"STATE|reason"`` (plain str keys: stats travel through Ray).
+
+    Exported as ``smsgw_messages_final_total{state, reason}`` (smsgw.actors.metrics).
+    """
+    if state.final:
+        key = f"{state.name}|{reason}"
+        counts[key] = counts.get(key, 0) + n

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+WEEK_MS = str(7 * 24 * 3600 * 1000)
+
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def plain(cls, name: str, partitions: int) -> TopicSpec:
+        """A plain (not compacted) topic keeping a week, whatever the broker's default
+        retention: the fixed topics and every ``out.<provider>`` made on demand."""
+        return cls(name, partitions, {"retention.ms": WEEK_MS})
 
 
 @dataclass(frozen=True)
@@ -64,21 +72,19 @@ class Topics:
         return f"{self.prefix}out.{provider}"
 
     def specs(self, partitions: int) -> list[TopicSpec]:
-        week = str(7 * 24 * 3600 * 1000)
         # Compacted, and still bounded in time: a pairing or a delivered-marker
         # older than a week is of no use (receipts come within days at most).
         compact = {
             "cleanup.policy": "compact,delete",
-            "retention.ms": week,
+            "retention.ms": WEEK_MS,
             "min.compaction.lag.ms": "60000",
         }
-        plain = {"retention.ms": week}
         return [
-            TopicSpec(self.submit, partitions, plain),
+            TopicSpec.plain(self.submit, partitions),
             TopicSpec(self.message_state, partitions, compact),
             TopicSpec(self.sent, partitions, compact),
-            TopicSpec(self.inbound, partitions, plain),
-            TopicSpec(self.deliver, partitions, plain),
+            TopicSpec.plain(self.inbound, partitions),
+            TopicSpec.plain(self.deliver, partitions),
             TopicSpec(self.delivered, partitions, compact),
             TopicSpec(self.multipart, partitions, compact),
             TopicSpec(
@@ -87,6 +93,3 @@ class Topics:
                 {**compact, "retention.ms": str(30 * 24 * 3600 * 1000)},  # a month to look
             ),
         ]
-
-    def outbound_spec(self, provider: str, partitions: int) -> TopicSpec:
-        return TopicSpec(self.outbound(provider), partitions, {"retention.ms": str(7 * 86400000)})

@@ -25,9 +25,17 @@ class Received:
 
 class Customer:
     def __init__(
-        self, host: str, port: int, system_id: str, password: str, mode: str = "transceiver"
+        self,
+        host: str,
+        port: int,
+        system_id: str,
+        password: str,
+        mode: str = "transceiver",
+        *,
+        ssl_context: Any = None,
     ) -> None:
         self.host, self.port = host, port
+        self.ssl_context = ssl_context  # SMPP over TLS (smpplib wraps its socket in it)
         self.system_id, self.password, self.mode = system_id, password, mode
         self.responses: dict[int, tuple[int, str]] = {}
         self.receipts: list[Received] = []
@@ -40,7 +48,13 @@ class Customer:
 
     def bind(self) -> Customer:
         self._stop.clear()
-        c = smpplib.client.Client(self.host, self.port, timeout=1, allow_unknown_opt_params=True)
+        c = smpplib.client.Client(
+            self.host,
+            self.port,
+            timeout=1,
+            allow_unknown_opt_params=True,
+            ssl_context=self.ssl_context,
+        )
         c.set_message_sent_handler(self._sent)
         c.set_message_received_handler(self._received)
         c.set_error_pdu_handler(self._error)

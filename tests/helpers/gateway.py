@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from smsgw.db.customers import add_customer, update_customer
-from smsgw.message import AcceptedMessage, decode
-from smsgw.server.gateway import Gateway
+from smsgw.message import AcceptedMessage, decode, is_withdrawal
+from smsgw.node.gateway import Gateway
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 from tests.helpers.kafka import drain
@@ -25,14 +25,21 @@ T = TypeVar("T")
 
 
 class GatewayNode:
-    def __init__(self, settings: Settings, topics: Topics, *, with_pipeline: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        *,
+        with_pipeline: bool = False,
+        roles: frozenset[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.topics = topics
         self.host = "127.0.0.1"
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="gateway")
-        self.gateway = Gateway(settings, topics, with_pipeline=with_pipeline)
+        self.gateway = Gateway(settings, topics, with_pipeline=with_pipeline, roles=roles)
 
     @property
     def bootstrap(self) -> str:
@@ -96,9 +103,11 @@ class GatewayNode:
         raise AssertionError("the gateway did not reload its configuration within 5 s")
 
     def read_submits(self, expect: int | None, timeout: float = 30.0) -> list[AcceptedMessage]:
+        """The accepted messages on ``submit`` (withdrawal markers left out)."""
         return [
             decode(m.value() or b"")
             for m in drain(self.bootstrap, self.topics.submit, expect=expect, timeout=timeout)
+            if not is_withdrawal(m.value())
         ]
 
     def counters(self) -> dict[tuple[str, str, str], int]:

@@ -24,6 +24,8 @@ def run_env(home: Path) -> dict[str, str]:
         SMSGW_POSTGRES_PORT=str(free_port()),
         SMSGW_RAY_PORT=str(free_port()),
         SMSGW_RAY_DASHBOARD_PORT=str(free_port()),
+        SMSGW_METRICS_PORT=str(free_port()),
+        SMSGW_CONSOLE_LISTEN=f"127.0.0.1:{free_port()}",
         SMSGW_SMPP_LISTEN=f"127.0.0.1:{free_port()}",
     )
     return env

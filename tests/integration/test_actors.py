@@ -265,7 +265,9 @@ def test_metrics_show_known_counts(
     want = {
         ("ray_smsgw_submits_accepted_total", "customer", "m2"): 30,
         ("ray_smsgw_provider_accepted_total", "provider", "pm"): 25,
-        ("ray_smsgw_no_route_total", None, None): 5,
+        ("ray_smsgw_no_route_total", "customer", "m2"): 5,
+        # Receipt outcomes per customer and provider (the simulator delivers every one).
+        ("ray_smsgw_receipt_outcomes_total", "customer", "m2"): 25,
         ("ray_smsgw_deliveries_total", "customer", "m2"): 30,
         ("ray_smsgw_receipts_matched_total", None, None): 25,
         # Receipts from the provider carry the acceptance time: 25 end-to-end samples.
@@ -312,4 +314,13 @@ def test_metrics_show_known_counts(
     assert grown == {m: float(n) for (m, _k, _v), n in want.items()}, grown
     text = _scrape(ray_head.metrics_export_port)
     assert re.search(r"ray_smsgw_accept_latency_ms_bucket\{", text), "latency histogram exported"
-    assert re.search(r'ray_smsgw_consumer_lag\{[^}]*topic="[^"]*submit"\} 0', text), "lag 0"
+    # The lag gauge is sampled by the supervisor every few seconds: wait for the
+    # sample after the last commit (this deployment's submit topic, not another test's).
+    lag_zero = re.compile(
+        r'ray_smsgw_consumer_lag\{[^}]*topic="' + re.escape(s.topic_prefix) + r'submit"\} 0'
+    )
+    deadline = time.monotonic() + 60
+    while not lag_zero.search(text) and time.monotonic() < deadline:
+        time.sleep(1)
+        text = _scrape(ray_head.metrics_export_port)
+    assert lag_zero.search(text), "lag 0"

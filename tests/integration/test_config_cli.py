@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,10 +15,25 @@ from smsgw.cli import main
 from smsgw.db.providers import load_providers
 from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.routing import MoRoutingTable, RoutingTable
+from smsgw.sealing import Sealer
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Pw7#xq9z"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI keeps the key sealing provider passwords here, not in the real home."""
+    monkeypatch.setenv("SMSGW_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _kafka(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`provider remove` checks the provider's queue on Kafka (a prefix of this test's own)."""
+    monkeypatch.setenv("SMSGW_KAFKA_BOOTSTRAP", bootstrap)
+    monkeypatch.setenv("SMSGW_TOPIC_PREFIX", f"cli{uuid.uuid4().hex[:8]}.")
 
 
 def cli(db_url: str, *args: str, ok: bool = True) -> str:
@@ -42,7 +59,7 @@ def add_customer(db_url: str, system_id: str) -> None:
 
 def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     add_provider(db_url, "acme-uk", "--binds", "2", "--tps", "50", "--submit-id-format", "hex")
-    shown = json.loads(cli(db_url, "provider", "show", "acme-uk"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme-uk", "--json"))
     assert shown["binds"] == 2 and shown["tps"] == 50 and shown["window"] == 10
     assert shown["submit_id_format"] == "hex" and shown["receipt_id_format"] == "str"
     assert shown["bind_mode"] == "trx" and shown["enabled"] is True
@@ -51,6 +68,10 @@ def test_provider_add_show_list_never_print_password(db_url: str) -> None:
     as_json = cli(db_url, "provider", "list", "--json")
     for out in (json.dumps(shown), listed, as_json):
         assert PASSWORD not in out and "password" not in out
+    # Nor does the database hold it (issue 11): only a token for the key in $SMSGW_HOME.
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT password FROM providers WHERE name = 'acme-uk'").fetchone()
+    assert row is not None and row[0].startswith("fernet:") and PASSWORD not in row[0]
     assert [p["name"] for p in json.loads(as_json)] == ["acme-uk"]
     assert "acme-uk" in listed and "smsc.example" in listed
 
@@ -81,7 +102,7 @@ def test_provider_update_and_unknown(db_url: str) -> None:
     add_provider(db_url, "acme")
     cli(db_url, "provider", "update", "acme", "--tps", "80", "--disable", "--bind-mode", "tx+rx")
     cli(db_url, "provider", "update", "acme", "--segmentation", "sar")
-    shown = json.loads(cli(db_url, "provider", "show", "acme"))
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
     assert (shown["tps"], shown["enabled"], shown["bind_mode"]) == (80, False, "tx+rx")
     assert shown["segmentation"] == "sar"
     bad = CliRunner().invoke(main, ["--database-url", db_url, "provider", "update", "acme",
@@ -90,6 +111,30 @@ def test_provider_update_and_unknown(db_url: str) -> None:
         bad.exit_code == 2 and "'udh7' is not one of 'keep', 'udh8', 'udh16', 'sar'" in bad.output
     )
     assert "nothing to change" in cli(db_url, "provider", "update", "acme", ok=False)
+
+
+def test_provider_message_fate_settings(db_url: str) -> None:
+    add_provider(db_url, "acme")
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
+    assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
+        0,
+        65536,
+        3,
+    ), "defaults: the gateway's TTL, 64 KiB, 3 attempts"
+    cli(db_url, "provider", "update", "acme", "--message-ttl", "600", "--max-pdu-octets",
+        "4096", "--max-unknown-attempts", "5")  # fmt: skip
+    shown = json.loads(cli(db_url, "provider", "show", "acme", "--json"))
+    assert (shown["message_ttl_s"], shown["max_pdu_octets"], shown["max_unknown_attempts"]) == (
+        600,
+        4096,
+        5,
+    )
+    for flag, value in (("--max-pdu-octets", "10"), ("--max-unknown-attempts", "0"),
+                        ("--message-ttl", "-1")):  # fmt: skip
+        bad = CliRunner().invoke(
+            main, ["--database-url", db_url, "provider", "update", "acme", flag, value]
+        )
+        assert bad.exit_code == 2 and flag in bad.output, bad.output
     out = cli(db_url, "provider", "update", "nope", "--tps", "5", ok=False)
     assert "no provider 'nope'; `smsgw provider list` shows them" in out
     assert "no provider 'nope'" in cli(db_url, "provider", "remove", "nope", ok=False)
@@ -142,20 +187,20 @@ def test_routes_add_list_show_update_and_duplicates(db_url: str) -> None:
         (4, "4479", None, "backup"),
         (2, "4479", None, "acme"),
     ]
-    shown = json.loads(cli(db_url, "route", "show", "2"))
+    shown = json.loads(cli(db_url, "route", "show", "2", "--json"))
     assert shown["prefix"] == "4479" and shown["failover"] == ["third", "backup"]
     table = cli(db_url, "route", "list")
     assert "(all)" in table and "(any)" in table and "BANK" in table and "third,backup" in table
 
     cli(db_url, "route", "update", "2", "--provider", "backup", "--failover", "acme")
-    shown = json.loads(cli(db_url, "route", "show", "2"))
+    shown = json.loads(cli(db_url, "route", "show", "2", "--json"))
     assert (shown["provider"], shown["failover"]) == ("backup", ["acme"])
     out = cli(db_url, "route", "update", "2", "--failover", "backup", ok=False)
     assert "names the primary provider 'backup'" in out
     out = cli(db_url, "route", "update", "2", "--priority", "1", ok=False)
     assert "another route already has priority 1" in out
     cli(db_url, "route", "update", "2", "--failover", "")
-    assert json.loads(cli(db_url, "route", "show", "2"))["failover"] == []
+    assert json.loads(cli(db_url, "route", "show", "2", "--json"))["failover"] == []
     cli(db_url, "route", "remove", "4")
     assert "no route 4" in cli(db_url, "route", "show", "4", ok=False)
 
@@ -193,19 +238,9 @@ def test_mo_routes(db_url: str) -> None:
         {"id": 2, "prefix": "447700900123", "customer": "shop"},
     ]
     cli(db_url, "mo-route", "update", "1", "--customer", "shop")
-    assert json.loads(cli(db_url, "mo-route", "show", "1"))["customer"] == "shop"
+    assert json.loads(cli(db_url, "mo-route", "show", "1", "--json"))["customer"] == "shop"
     cli(db_url, "mo-route", "remove", "2")
     assert "no mo-route 2" in cli(db_url, "mo-route", "show", "2", ok=False)
-
-
-def test_removing_a_customer_removes_its_routes(db_url: str) -> None:
-    add_provider(db_url, "acme")
-    add_customer(db_url, "shop")
-    cli(db_url, "route", "add", "--prefix", "44", "--provider", "acme", "--customer", "shop")
-    cli(db_url, "mo-route", "add", "--prefix", "4477", "--customer", "shop")
-    cli(db_url, "customer", "remove", "shop")
-    assert cli(db_url, "route", "list") == "(none)\n"
-    assert cli(db_url, "mo-route", "list") == "(none)\n"
 
 
 def test_every_table_change_is_notified(db_url: str) -> None:
@@ -239,7 +274,7 @@ def test_every_table_change_is_notified(db_url: str) -> None:
     ]
 
 
-async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
+async def test_loaders_feed_the_routing_tables(db_url: str, home: Path) -> None:
     add_customer(db_url, "shop")
     add_provider(db_url, "acme", "--receipt-id-format", "dec")
     add_provider(db_url, "backup", "--disabled")
@@ -248,7 +283,7 @@ async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
         "--customer", "shop")  # fmt: skip
     cli(db_url, "mo-route", "add", "--prefix", "4477", "--customer", "shop")
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        providers = await load_providers(conn)
+        providers = await load_providers(conn, Sealer.for_home(home))
         mt = await load_mt_routes(conn)
         mo = await load_mo_routes(conn)
     assert providers["acme"].password == PASSWORD
@@ -262,3 +297,82 @@ async def test_loaders_feed_the_routing_tables(db_url: str) -> None:
     assert other is not None and other.provider == "backup"
     mo_found = MoRoutingTable(mo).route("447700900123")
     assert mo_found is not None and mo_found.customer == "shop"
+
+
+def test_customer_in_use_cannot_be_removed(db_url: str) -> None:
+    """It used to delete the customer's routes with it, silently (ON DELETE CASCADE)."""
+    add_provider(db_url, "acme")
+    add_customer(db_url, "shop")
+    cli(db_url, "route", "add", "--prefix", "44", "--provider", "acme", "--customer", "shop")
+    cli(db_url, "mo-route", "add", "--prefix", "4477009", "--customer", "shop")
+    out = cli(db_url, "customer", "remove", "shop", ok=False)
+    assert "customer 'shop' is used by route(s) 1 (`smsgw route remove ID`)" in out
+    assert "mo-route(s) 1 (`smsgw mo-route remove ID`)" in out
+    assert "--disable" in out
+    assert len(json.loads(cli(db_url, "route", "list", "--json"))) == 1, "routes kept"
+    cli(db_url, "route", "remove", "1")
+    cli(db_url, "mo-route", "remove", "1")
+    assert cli(db_url, "customer", "remove", "shop") == "customer shop removed\n"
+    assert "no customer 'shop'" in cli(db_url, "customer", "remove", "shop", ok=False)
+
+
+def test_every_show_reads_as_text_or_json_and_provider_list_fits_100_columns(
+    db_url: str,
+) -> None:
+    add_provider(db_url, "a-provider-with-a-long-name", "--submit-id-format", "hex")
+    add_customer(db_url, "shop")
+    cli(db_url, "route", "add", "--prefix", "44", "--provider", "a-provider-with-a-long-name")
+    cli(db_url, "mo-route", "add", "--prefix", "4477009", "--customer", "shop")
+    for what, key in (
+        (("customer", "show", "shop"), "system_id"),
+        (("provider", "show", "a-provider-with-a-long-name"), "host"),
+        (("route", "show", "1"), "prefix"),
+        (("mo-route", "show", "1"), "customer"),
+    ):
+        assert key in json.loads(cli(db_url, *what, "--json")), what
+        text = cli(db_url, *what)
+        assert text.splitlines()[0].split()[0] == "id", text
+    listed = cli(db_url, "provider", "list")
+    assert max(len(line) for line in listed.splitlines()) <= 100, listed
+    assert "smsc.example:2775" in listed and "hex/str" in listed
+
+
+def test_tls_settings_of_customers_and_providers(db_url: str, home: Path) -> None:
+    import trustme
+
+    from smsgw.tls import file_fingerprint
+
+    ca = trustme.CA()
+    cert, ca_file = home / "client.pem", home / "ca.pem"
+    ca.issue_cert("acme", common_name="acme").cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cli(db_url, "customer", "add", "acme", "--password", "pw", "--require-client-cert",
+        "--client-cert", str(cert), "--tls-client-ca", str(ca_file))  # fmt: skip
+    shown = json.loads(cli(db_url, "customer", "show", "acme", "--json"))
+    assert shown["require_client_cert"] is True
+    assert shown["client_cert_sha256"] == file_fingerprint(cert)
+    assert shown["client_ca"] and "-----BEGIN" not in json.dumps(shown)
+    out = cli(db_url, "customer", "add", "b", "--password", "pw", "--client-cert-cn", "x", ok=False)
+    assert "--require-client-cert" in out
+    cli(db_url, "customer", "update", "acme", "--client-cert-cn", "acme")  # a pin keeps it on
+    assert json.loads(cli(db_url, "customer", "show", "acme", "--json"))["client_cert_cn"] == "acme"
+    cli(db_url, "customer", "update", "acme", "--no-require-client-cert")
+    shown = json.loads(cli(db_url, "customer", "show", "acme", "--json"))
+    assert shown["require_client_cert"] is False
+    assert shown["client_cert_sha256"] is None and shown["client_ca"] is None
+
+    add_provider(db_url, "secure", "--tls", "--tls-ca", str(ca_file), "--no-verify-hostname")
+    shown = json.loads(cli(db_url, "provider", "show", "secure", "--json"))
+    assert (shown["tls"], shown["tls_ca_file"], shown["tls_verify_hostname"]) == (
+        True,
+        str(ca_file),
+        False,
+    )
+    cli(db_url, "provider", "update", "secure", "--verify-hostname")
+    assert (
+        json.loads(cli(db_url, "provider", "show", "secure", "--json"))["tls_verify_hostname"]
+        is True
+    )
+    add_provider(db_url, "plain")
+    shown = json.loads(cli(db_url, "provider", "show", "plain", "--json"))
+    assert (shown["tls"], shown["tls_verify_hostname"]) == (False, True), "defaults"

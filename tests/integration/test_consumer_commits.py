@@ -6,10 +6,10 @@ import asyncio
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
-from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.lag import consumer_lag, count_records
 from smsgw.kafka.security import client_config
 from tests.helpers.kafka import new_topic
 
@@ -52,3 +52,44 @@ def test_lag_is_zero_after_the_commit_marker(bootstrap: str) -> None:
     # Each transaction ends in a commit marker that takes an offset: the end of
     # the log is past the last record. At rest the group must be at the end.
     assert consumer_lag(bootstrap, {group: topic}) == {topic: 0}
+
+
+def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:
+    """10 waiting messages written in 10 transactions are 10, not 20 (each commit
+    marker takes an offset); an aborted transaction's records wait for nobody."""
+    topic = new_topic(bootstrap, partitions=2)
+    producer = Producer(
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
+    )
+    producer.init_transactions(30)
+    for i in range(10):
+        producer.begin_transaction()
+        producer.produce(topic, value=b"m", key=str(i).encode())
+        producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"aborted", key=b"x")
+    producer.abort_transaction(30)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # The group stands at the start: everything waits. (It commits offset 0 rather
+    # than nothing: librdkafka's group-offsets request crashes the process on a
+    # broker whose __consumer_offsets topic does not exist yet.)
+    at_start = Consumer(consumer_config(bootstrap, group))
+    at_start.commit(offsets=[TopicPartition(topic, p, 0) for p in (0, 1)], asynchronous=False)
+    at_start.close()
+    assert consumer_lag(bootstrap, {group: topic}) == {topic: 10}
+
+
+def test_a_long_backlog_is_estimated_from_the_part_counted(bootstrap: str) -> None:
+    topic = new_topic(bootstrap, partitions=1)
+    producer = Producer(
+        client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
+    )
+    producer.init_transactions(30)
+    for _ in range(20):
+        producer.begin_transaction()
+        for i in range(9):
+            producer.produce(topic, value=b"m", key=str(i).encode())
+        producer.commit_transaction(30)
+    # 180 records and 20 markers over 200 offsets; counted on the first 50 records.
+    got = count_records(bootstrap, [(topic, 0, 0, 200)], budget=50)
+    assert 170 <= got <= 190, got

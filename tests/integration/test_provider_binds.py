@@ -160,8 +160,9 @@ def test_request_receipts_setting_through_the_cli(db_url: str) -> None:
     code, out = cli("provider", "add", "rr", "--host", "h", "--port", "2775",
                     "--system-id", "s", "--password", "p")  # fmt: skip
     assert code == 0, out
-    assert json.loads(cli("provider", "show", "rr")[1])["request_receipts"] == "always"
+    assert json.loads(cli("provider", "show", "rr", "--json")[1])["request_receipts"] == "always"
     assert cli("provider", "update", "rr", "--request-receipts", "as-customer")[0] == 0
-    assert json.loads(cli("provider", "show", "rr")[1])["request_receipts"] == "as-customer"
+    shown = json.loads(cli("provider", "show", "rr", "--json")[1])
+    assert shown["request_receipts"] == "as-customer"
     code, out = cli("provider", "update", "rr", "--request-receipts", "never")
     assert code == 2 and "'never' is not one of 'always', 'as-customer'" in out

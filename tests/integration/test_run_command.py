@@ -22,7 +22,16 @@ def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:
     proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         report = wait_healthy(proc, env)
-        assert {r["part"] for r in report} == {"kafka", "postgres", "ray", "smpp"}
+        assert {r["part"] for r in report} == {
+            "kafka",
+            "postgres",
+            "ray",
+            "smpp",
+            "metrics",
+            "console",
+        }
+        metrics = next(r for r in report if r["part"] == "metrics")
+        assert f"127.0.0.1:{env['SMSGW_METRICS_PORT']}/metrics" in str(metrics["detail"])
         assert all(r["healthy"] for r in report)
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)

@@ -320,3 +320,59 @@ def test_submit_multi_gives_one_record_per_destination(gateway: GatewayNode) -> 
     recs = gateway.read_submits(expect=2)
     assert {r.destination.addr for r in recs} == {"4917600000011", "4917600000012"}
     assert {r.id for r in recs} == {resp.get_str("message_id")}, "one id, as SMPP returns one"
+
+
+def test_submit_multi_over_the_tps_is_accepted_and_paid_for_by_the_next_seconds(
+    gateway: GatewayNode,
+) -> None:
+    """Was: more destinations than the customer's TPS answered ESME_RTHROTTLED forever.
+
+    Now the whole bucket and the next seconds of the rate carry it: accepted at once,
+    then every submit is throttled until the excess is paid (the rate stays exact)."""
+    from smsgw.smpp import codec
+    from smsgw.smpp.pdu import DestAddress, FieldValue, Pdu
+
+    gateway.add_customer("wide", "pw", tps=2)
+    client = esme.bind(gateway.host, gateway.port, "wide", "pw")
+    dests = tuple(DestAddress(f"49176000001{i:02d}".encode(), 1, 1) for i in range(6))
+    fields: dict[str, FieldValue] = {
+        "service_type": "",
+        "source_addr_ton": 1,
+        "source_addr_npi": 1,
+        "source_addr": "4915100000001",
+        "number_of_dests": len(dests),
+        "dest_addresses": dests,
+        "esm_class": 0,
+        "protocol_id": 0,
+        "priority_flag": 0,
+        "schedule_delivery_time": "",
+        "validity_period": "",
+        "registered_delivery": 0,
+        "replace_if_present_flag": 0,
+        "data_coding": 0,
+        "sm_default_msg_id": 0,
+        "short_message": b"to six",
+    }
+    try:
+        client._socket.sendall(codec.encode(Pdu("submit_multi", 90, 0, fields)))
+        head = client._recv_exact(16)
+        _length, cid, status, seq = struct.unpack(">IIII", head)
+        client._recv_exact(_length - 16)
+        accepted_at = time.monotonic()
+        assert (cid, status, seq) == (0x80000021, 0, 90)
+        # 4 destinations over the bucket of 2, at 2/s: about 2 s of throttled answers.
+        first_ok = None
+        statuses = []
+        while time.monotonic() < accepted_at + 15:
+            st = int(esme.submit(client).status)
+            statuses.append(st)
+            if st == 0:
+                first_ok = time.monotonic() - accepted_at
+                break
+            assert st == S.ESME_RTHROTTLED
+        assert first_ok is not None, f"never accepted again: {statuses[-3:]}"
+        assert 1.7 <= first_ok < 6, f"the next submit came after {first_ok:.2f} s"
+    finally:
+        client.disconnect()
+    recs = gateway.read_submits(expect=7)
+    assert len({r.destination.addr for r in recs if r.command == "submit_multi"}) == 6

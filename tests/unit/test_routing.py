@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from itertools import count
 
-from smsgw.db.routes import MoRoute, MtRoute
-from smsgw.routing import MoRoutingTable, RoutingTable, normalize_number
+from smsgw.routing import MoRoute, MoRoutingTable, MtRoute, RoutingTable, normalize_number
 
 _ids = count(1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,12 @@ from smsgw.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _no_process_security() -> Iterator[None]:
+def _no_process_security(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The integration harness exports the session broker's credentials as
+    # SMSGW_KAFKA_* (one pytest process runs both tiers): Settings must not see them.
+    for name in list(os.environ):
+        if name.startswith("SMSGW_KAFKA_"):
+            monkeypatch.delenv(name)
     use_security({})
     yield
     use_security({})
@@ -124,3 +130,12 @@ def test_the_embedded_brokers_credentials_are_found_in_the_home(tmp_path: Path) 
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_ray_logs_rotate_at_our_size_unless_the_operator_says_otherwise() -> None:
+    from smsgw.cluster.ray_local import log_rotation_env
+
+    ours = log_rotation_env({})
+    assert ours == {"RAY_ROTATION_MAX_BYTES": str(64 << 20), "RAY_ROTATION_BACKUP_COUNT": "3"}
+    theirs = log_rotation_env({"RAY_ROTATION_MAX_BYTES": "1000"})
+    assert theirs["RAY_ROTATION_MAX_BYTES"] == "1000" and theirs["RAY_ROTATION_BACKUP_COUNT"] == "3"

@@ -31,7 +31,19 @@ async def test_multi_destination_takes_one_unit_per_destination() -> None:
     t = CustomerThrottle()
     assert t.try_acquire("m", 10, amount=8)
     assert not t.try_acquire("m", 10, amount=3)
-    assert not t.try_acquire("x", 5, amount=6), "more destinations than the whole rate"
+
+
+async def test_more_destinations_than_the_rate_spend_the_next_seconds() -> None:
+    """Was: ESME_RTHROTTLED forever (it could never fit the bucket)."""
+    t = CustomerThrottle()
+    assert t.try_acquire("x", 5, amount=12), "taken when the whole bucket is free"
+    assert not t.try_acquire("x", 5), "the 7 over the bucket are paid for: 1.4 s refused"
+    t._debt_until["x"] -= 1.5  # the debt paid (the clock moved on)
+    await asyncio.sleep(0.25)  # the bucket itself leaks ~1 in 0.2 s at 5/s
+    assert t.try_acquire("x", 5)
+    t2 = CustomerThrottle()
+    assert t2.try_acquire("y", 5)
+    assert not t2.try_acquire("y", 5, amount=12), "only from a full bucket"
 
 
 async def test_limits_below_one_per_second_still_pass_traffic() -> None:

@@ -8,63 +8,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 from psycopg.rows import dict_row
 
 from smsgw.db.customers import ConfigError
-from smsgw.routing import normalize_number
+from smsgw.routing import MoRoute, MtRoute, normalize_number
 
 MAX_PREFIX: Final = 20  # SMPP addresses are C-strings of at most 21 octets
 _PREFIX = re.compile(rf"^[0-9]{{0,{MAX_PREFIX}}}$")
 _SOURCE_PREFIX = re.compile(rf"^[0-9A-Za-z]{{1,{MAX_PREFIX}}}$")
 _EMPTY = "''"
-
-
-@dataclass(frozen=True)
-class MtRoute:
-    id: int
-    prefix: str
-    provider: str
-    customer: str | None = None  # system_id; None = every customer
-    source_prefix: str | None = None  # None = any source address
-    priority: int = 0
-    failover: tuple[str, ...] = ()  # provider names, tried in this order
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> MtRoute:
-        return cls(
-            id=row["id"],
-            prefix=row["prefix"],
-            provider=row["provider"],
-            customer=row["customer"],
-            source_prefix=row["source_prefix"],
-            priority=row["priority"],
-            failover=tuple(row["failover"] or ()),
-        )
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prefix": self.prefix,
-            "customer": self.customer,
-            "source_prefix": self.source_prefix,
-            "priority": self.priority,
-            "provider": self.provider,
-            "failover": list(self.failover),
-        }
-
-
-@dataclass(frozen=True)
-class MoRoute:
-    id: int
-    prefix: str
-    customer: str  # system_id
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "prefix": self.prefix, "customer": self.customer}
 
 
 _MT_SELECT = (

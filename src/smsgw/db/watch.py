@@ -9,6 +9,7 @@ stale cache after losing its database connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,18 +21,42 @@ from smsgw.db.customers import Customer, load_customers
 from smsgw.db.providers import Provider, load_providers
 from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.routing import MoRoutingTable, RoutingTable
+from smsgw.sealing import Sealer
 
 CHANNEL = "smsgw_config"
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return {"value": obj}
+
+
+def changes(kind: str, old: dict[Any, Any], new: dict[Any, Any]) -> list[str]:
+    """What changed between two versions of one config table, for the log line:
+    ``provider smsc1 changed (tps, binds)``, ``route 3 added``; secrets by name only."""
+    out = [f"{kind} {k} added" for k in sorted(new.keys() - old.keys(), key=str)]
+    out += [f"{kind} {k} removed" for k in sorted(old.keys() - new.keys(), key=str)]
+    for k in sorted(old.keys() & new.keys(), key=str):
+        a, b = _fields(old[k]), _fields(new[k])
+        diff = sorted(f for f in a.keys() | b.keys() if a.get(f) != b.get(f))
+        if diff:
+            out.append(f"{kind} {k} changed ({', '.join(diff)})")
+    return out
+
+
 class ConfigWatcher:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
+        self.sealer = sealer  # opens provider passwords (issue 11); None: as stored
         self.customers: dict[str, Customer] = {}
         self.providers: dict[str, Provider] = {}
         self.routing = RoutingTable([])
         self.mo_routing = MoRoutingTable([])
         self.version = 0
+        self.last_changes: list[str] = []
+        self._mt: dict[int, Any] = {}
+        self._mo: dict[int, Any] = {}
         self._listeners: list[Callable[[], Awaitable[None] | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -53,10 +78,18 @@ class ConfigWatcher:
         async with conn.transaction():  # one snapshot: routes match their providers
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             customers = await load_customers(conn)
-            providers = await load_providers(conn)
+            providers = await load_providers(conn, self.sealer)
             mt_routes = await load_mt_routes(conn)
             mo_routes = await load_mo_routes(conn)
         routing, mo_routing = RoutingTable(mt_routes), MoRoutingTable(mo_routes)
+        mt, mo = {r.id: r for r in mt_routes}, {r.id: r for r in mo_routes}
+        self.last_changes = [
+            *changes("customer", self.customers, customers),
+            *changes("provider", self.providers, providers),
+            *changes("route", self._mt, mt),
+            *changes("mo-route", self._mo, mo),
+        ]
+        self._mt, self._mo = mt, mo
         # Swap all at once: a reader never sees routes of one version with
         # providers of another.
         self.customers, self.providers = customers, providers
@@ -86,4 +119,9 @@ class ConfigWatcher:
                     # Coalesce a burst (a CLI command may touch several rows).
                     await asyncio.sleep(0.05)
                     await self._reload(reader)
-                    self.log.info("configuration reloaded", version=self.version)
+                    if self.last_changes:  # a notification may change nothing we keep
+                        self.log.info(
+                            "configuration reloaded",
+                            version=self.version,
+                            changes="; ".join(self.last_changes),
+                        )

@@ -62,7 +62,8 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
 
 
 def ensure_topic_names(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
-    return ensure_topics(bootstrap, [TopicSpec(n, partitions) for n in names])
+    """Create the ``out.<provider>`` topics made on demand, with the gateway's retention."""
+    return ensure_topics(bootstrap, [TopicSpec.plain(n, partitions) for n in names])
 
 
 def describe_replication(

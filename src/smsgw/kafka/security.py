@@ -12,56 +12,17 @@ generated into ``$SMSGW_HOME`` (``KafkaCredentials``, mode 0600).
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# Re-exported: cluster/ and the tests take the credentials from here, with the clients' config.
+from smsgw.credentials import KafkaCredentials as KafkaCredentials  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from smsgw.settings import Settings
 
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 _security: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class KafkaCredentials:
-    """The embedded broker's SCRAM user (the gateway is its only client)."""
-
-    username: str
-    password: str
-    mechanism: str = SCRAM_MECHANISM
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> KafkaCredentials:
-        """Read ``path``, or write new random credentials there (0600, never overwritten)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls.load(path)
-        creds = cls("smsgw", secrets.token_urlsafe(32))
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds.__dict__, fh)
-        return creds
-
-    @classmethod
-    def load(cls, path: Path) -> KafkaCredentials:
-        data = json.loads(path.read_text())
-        return cls(str(data["username"]), str(data["password"]), str(data["mechanism"]))
-
-    def client_security(self) -> dict[str, str]:
-        """librdkafka settings for a client of the embedded broker (loopback, no TLS)."""
-        return {
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": self.mechanism,
-            "sasl.username": self.username,
-            "sasl.password": self.password,
-        }
 
 
 def security_config(settings: Settings) -> dict[str, str]:

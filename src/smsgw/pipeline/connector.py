@@ -11,10 +11,27 @@ Retriable refusals (0x58, 0x14, 0x08, 0x64) back off and resend the same
 message first, keeping order; submits in flight when a connection drops have
 an unknown outcome, are resent, and are counted as possible duplicates.
 
+Every message fails alone (invariant 9): a submit of unknown outcome is
+resent *alone* (nothing else in flight), so a message that makes the provider
+drop the connection is blamed, not its neighbours; after the provider's
+``max_unknown_attempts`` it fails (err:906). A submit that does not encode
+fails at once (err:907). A message past its expiry (validity period or
+maximum age, smsgw.validity) is never sent: a timer on the earliest deadline
+expires queued messages (err:903) even while the provider is unreachable,
+and the send loop checks again right before sending; what is sent carries
+the validity that remains, not the original.
+
 A multipart message is one record: its parts go out in order on this bind,
 under this bind's own reference, re-segmented if the provider wants another
 framing (smsgw.reframe); the record's offset is done when every part's
 outcome is durable.
+
+A message routed "late" (more than the produce timeout after acceptance: its
+customer may have been answered with an error, smsgw.server.withdraw) waits
+WITHDRAWAL_HOLD_S before it is queued; its withdrawal marker, forwarded by the
+router right behind it on this topic, drops it (REJECTED, reason
+"withdrawn", no receipt). A marker for a message already sent is counted
+(``withdrawn_too_late``).
 """
 
 from __future__ import annotations
@@ -24,6 +41,8 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import heapq
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -39,13 +58,16 @@ from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.message import AcceptedMessage
-from smsgw.pipeline.router import failure_receipt
+from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
+    ERR_EXPIRED,
     ERR_PROVIDER_REFUSED,
+    ERR_UNKNOWN_OUTCOME,
+    ERR_UNSENDABLE,
     customer_wants,
+    failure_receipt,
     is_receipt,
     message_preview,
     network_error_for_status,
@@ -59,12 +81,17 @@ from smsgw.smpp.events import BindMode
 from smsgw.smpp.pdu import FieldValue, Pdu, Tlv
 from smsgw.smpp.session import WindowFull
 from smsgw.smpp.status import CommandStatus as S
-from smsgw.state import MessageState, StateRecord
+from smsgw.state import MessageState, StateRecord, count_final
+from smsgw.tls import client_context
 from smsgw.topics import Topics
+from smsgw.validity import TimeFieldError, expires_at, parse_time, relative_time
 
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
 RETRIABLE = {S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR, S.ESME_RX_T_APPN}
+# How long a late-routed message waits for a withdrawal marker that would follow
+# it within a router transaction or two.
+WITHDRAWAL_HOLD_S = 2.0
 
 
 class ConnectorConfig(Protocol):
@@ -80,6 +107,8 @@ class _Group:
     routed: Routed
     remaining: int  # parts whose outcome is not durable yet
     accepted: int = 0  # parts the provider took (no failover after the first)
+    deadline: float = float("inf")  # epoch s: expired after this (validity or max age)
+    validity_end: float | None = None  # the customer's validity, forwarded as what remains
 
 
 @dataclass
@@ -89,6 +118,7 @@ class _Item:
     ids: tuple[str, ...]  # gateway ids this part's outcome answers
     index: int = 0
     attempts: int = 0
+    unknown: int = 0  # sends that got no answer (connection lost, response timeout)
     sent_at: float = 0.0
 
     @property
@@ -105,18 +135,29 @@ class BindStats:
     failed: int = 0
     resent_unknown: int = 0
     failed_over: int = 0
+    expired: int = 0
+    unknown_exhausted: int = 0
+    unsendable: int = 0
+    withdrawn: int = 0
+    withdrawn_too_late: int = 0
     receipts: int = 0
     mo: int = 0
     connects: int = 0
     bound: bool = False
     errors: dict[str, int] = field(default_factory=dict)
+    final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
+    last_error: str = ""  # why the last connection or bind failed (`smsgw status`)
 
 
 def submit_fields(
-    m: AcceptedMessage, request_receipts: str = "always"
+    m: AcceptedMessage,
+    request_receipts: str = "always",
+    *,
+    validity_period: str | None = None,
 ) -> tuple[dict[str, FieldValue], list[Tlv]]:
     """The provider-side submit_sm for an accepted message: the customer's octets, unchanged.
 
+    ``validity_period`` replaces the customer's (the bind passes what remains of it).
     registered_delivery (SMPP 3.4 §5.2.17) is the provider's `request_receipts`:
     "always" asks for a receipt on every message, because the receipt drives the
     message's state (query_sm, failure receipts, the customer's receipt, which is
@@ -136,7 +177,7 @@ def submit_fields(
         "protocol_id": m.protocol_id,
         "priority_flag": m.priority,
         "schedule_delivery_time": m.schedule_delivery_time,
-        "validity_period": m.validity_period,
+        "validity_period": m.validity_period if validity_period is None else validity_period,
         "registered_delivery": 1 if request_receipts == "always" else m.registered_delivery,
         "replace_if_present_flag": m.replace_if_present,
         "data_coding": m.data_coding,
@@ -166,9 +207,10 @@ class ProviderBind:
         topics: Topics,
         producer: AsyncProducer,
         config: ConnectorConfig,
-        tps_share: float | None = None,
         receipt_ttl_s: float = 72 * 3600,
         failover_after_s: float = 10.0,
+        message_ttl_s: float = 86400.0,
+        produce_timeout_s: float = 5.0,
     ) -> None:
         self.provider = provider
         self.index = index
@@ -178,9 +220,17 @@ class ProviderBind:
         self.config = config
         self.receipt_ttl_s = receipt_ttl_s
         self.failover_after_s = failover_after_s
+        self.max_age_s = provider.max_age_s(message_ttl_s)
+        self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
+        self._held: dict[str, list[_Item]] = {}  # late messages waiting out the hold
+        self._sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Queued groups by deadline; the expiry timer sleeps until the first.
+        self._deadlines: list[tuple[float, int, _Group]] = []
+        self._deadline_seq = itertools.count()
+        self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
-        share = tps_share if tps_share is not None else provider.tps / max(1, provider.binds)
-        self.tps_share = share
+        # Each bind's part of the provider's contracted TPS (DESIGN invariant 4).
+        share = self.tps_share = provider.tps / max(1, provider.binds)
         # Bucket of one: submits at least 1/share apart (2% margin for network jitter
         # between our clock and the provider's per-second counters).
         self.limiter = AsyncLimiter(1, time_period=1.02 / share)
@@ -211,6 +261,7 @@ class ProviderBind:
         fetcher = asyncio.create_task(self._fetch(stop), name=f"{self.name}:fetch")
         committer = asyncio.create_task(self._commit_loop(stop), name=f"{self.name}:commit")
         failover = asyncio.create_task(self._failover_loop(stop), name=f"{self.name}:failover")
+        expiry = asyncio.create_task(self._expiry_timer(stop), name=f"{self.name}:expiry")
         try:
             delay = 0.5
             while not stop.is_set():
@@ -219,6 +270,7 @@ class ProviderBind:
                     delay = 0.5
                 except (OSError, TimeoutError, BindRefused, ConnectionError) as exc:
                     self.log.warning("provider connection failed", error=str(exc))
+                    self.stats.last_error = str(exc) or type(exc).__name__
                 if self.stats.bound:
                     self.unbound_since = time.monotonic()
                 self.stats.bound = False
@@ -229,9 +281,9 @@ class ProviderBind:
                 await _sleep_or_stop(stop, random.uniform(0, delay))
                 delay = min(delay * 2, 30.0)
         finally:
-            for task in (fetcher, committer, failover):
+            for task in (fetcher, committer, failover, expiry):
                 task.cancel()
-            await asyncio.gather(fetcher, committer, failover, return_exceptions=True)
+            await asyncio.gather(fetcher, committer, failover, expiry, return_exceptions=True)
             await _unbind([c for c in (self.client, self.rx_client) if c is not None])
             await asyncio.to_thread(self.consumer.close)
 
@@ -287,6 +339,9 @@ class ProviderBind:
             on_event,
             window=p.window,
             enquire_link_interval=float(p.enquire_link_s),
+            ssl=client_context(p.tls_ca_file, verify_hostname=p.tls_verify_hostname)
+            if p.tls
+            else None,
         )
         links.append(link)
         # Before the bind: a deliver_sm can arrive right behind the bind_resp.
@@ -313,13 +368,51 @@ class ProviderBind:
                 await asyncio.sleep(0.01)
                 continue
             for msg in await self.consumer.batch(limit - len(self.queue)):
+                raw = msg.value() or b""
+                if is_withdrawal(raw):
+                    try:
+                        self._withdraw(Withdrawal.decode(raw))
+                    except UNDECODABLE as exc:
+                        self.dead_letters.put(msg, exc)
+                    self.consumer.done(msg)
+                    continue
                 try:
-                    routed = Routed.decode(msg.value() or b"")
+                    routed = Routed.decode(raw)
                 except UNDECODABLE as exc:
                     self.dead_letters.put(msg, exc)
                     self.consumer.done(msg)
                     continue
-                self.queue.extend(self._items(msg, routed))
+                items = self._items(msg, routed)
+                m = routed.message
+                if not routed.parts and routed.routed_at - m.received_at > self.late_after_s:
+                    self._held[m.id] = items
+                    asyncio.get_running_loop().call_later(WITHDRAWAL_HOLD_S, self._release, m.id)
+                    continue
+                self.queue.extend(items)
+
+    def _release(self, mid: str) -> None:
+        items = self._held.pop(mid, None)
+        if items:
+            self.queue.extend(items)
+
+    def _withdraw(self, w: Withdrawal) -> None:
+        """The customer was answered with an error: drop the message if it is not sent."""
+        items = self._held.pop(w.id, None)
+        if items is None:
+            items = [i for i in self.queue if w.id in i.ids]
+            if items:
+                self.queue = collections.deque(i for i in self.queue if w.id not in i.ids)
+        if not items:
+            if w.id in self._sent_ids:
+                self.stats.withdrawn_too_late += 1
+                self.log.error("withdrawn message was sent already", id=w.id)
+            return
+        self.stats.withdrawn += 1
+        self.log.warning("withdrawn message not sent", id=w.id)
+        for item in items:
+            self._failed(
+                item, 0, state=MessageState.REJECTED, err=0, reason="withdrawn", receipt=False
+            )
 
     def _items(self, msg: Message, routed: Routed) -> list[_Item]:
         """The provider parts of a routed record, each with the ids its receipt answers."""
@@ -333,8 +426,66 @@ class ProviderBind:
         except ValueError as exc:  # a mode this code does not know: send as received
             self.log.error("cannot segment for provider", error=str(exc))
             parts = [OutPart(m, (m.id,)) for m in segments]
-        group = _Group(msg, routed, remaining=len(parts))
+        m = routed.message
+        group = _Group(
+            msg,
+            routed,
+            remaining=len(parts),
+            deadline=expires_at(m.validity_period, m.received_at, self.max_age_s),
+        )
+        try:
+            group.validity_end = parse_time(m.validity_period, m.received_at)
+        except TimeFieldError:
+            group.validity_end = None
+        self._watch_deadline(group)
         return [_Item(group, p.message, p.ids, index=i) for i, p in enumerate(parts)]
+
+    def _watch_deadline(self, group: _Group) -> None:
+        if len(self._deadlines) > 1000 + 2 * (len(self.queue) + len(self.in_flight)):
+            # Finished groups stay in the heap until their deadline; drop them now and
+            # then (amortised O(1)), or a day's TTL would hold a day of messages.
+            self._deadlines = [d for d in self._deadlines if d[2].remaining > 0]
+            heapq.heapify(self._deadlines)
+        first = self._deadlines[0][0] if self._deadlines else float("inf")
+        heapq.heappush(self._deadlines, (group.deadline, next(self._deadline_seq), group))
+        if group.deadline < first:
+            self._deadline_changed.set()
+
+    async def _expiry_timer(self, stop: asyncio.Event) -> None:
+        """Expire queued messages at their deadline, bound or not (a timer, not a scan).
+
+        Sleeps until the earliest deadline (or until an earlier one arrives);
+        then every queued part of the groups due is taken out of the queue and
+        fails with EXPIRED. Parts in flight are left to their answer: if they
+        come back unanswered, the send loop's own check expires them.
+        """
+        while not stop.is_set():
+            self._deadline_changed.clear()
+            now = time.time()
+            due: set[int] = set()
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, _, group = heapq.heappop(self._deadlines)
+                if group.remaining > 0:
+                    due.add(id(group))
+            if due:
+                self._expire_queued(due)
+            wait = self._deadlines[0][0] - now if self._deadlines else 3600.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._deadline_changed.wait(), max(0.0, wait))
+
+    def _expire_queued(self, groups: set[int]) -> None:
+        keep: collections.deque[_Item] = collections.deque()
+        for item in self.queue:
+            if id(item.group) in groups:
+                self._expired(item)
+            else:
+                keep.append(item)
+        self.queue = keep
+
+    def _expired(self, item: _Item) -> None:
+        self.stats.expired += 1
+        self.log.info("message expired before the provider took it", ids=item.ids)
+        self._failed(item, 0, state=MessageState.EXPIRED, err=ERR_EXPIRED, reason="expired")
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -374,6 +525,9 @@ class ProviderBind:
 
     def _revoked(self, parts: list[Any]) -> None:
         gone = {(p.topic, p.partition) for p in parts}
+        for mid, items in list(self._held.items()):
+            if (items[0].msg.topic(), items[0].msg.partition()) in gone:
+                del self._held[mid]
         self.queue = collections.deque(
             i for i in self.queue if (i.msg.topic(), i.msg.partition()) not in gone
         )
@@ -382,18 +536,50 @@ class ProviderBind:
         """Submits whose response never came: outcome unknown, send again (counted)."""
         if self.in_flight:
             items = sorted(self.in_flight.values(), key=lambda i: (i.msg.offset() or 0, i.index))
-            self.stats.resent_unknown += len(items)
             self.log.warning("resending submits of unknown outcome", count=len(items))
-            for item in reversed(items):
-                self.queue.appendleft(item)
             for _ in items:
                 self.window.release()
             self.in_flight.clear()
+            for item in reversed(items):
+                self._unanswered(item)
+
+    def _unanswered(self, item: _Item) -> None:
+        """No answer to a send: resend it (alone, first), or fail it once its attempts ran out."""
+        item.unknown += 1
+        if item.unknown >= self.provider.max_unknown_attempts:
+            self.stats.unknown_exhausted += 1
+            self.log.warning(
+                "no answer from the provider after repeated sends, message failed",
+                ids=item.ids,
+                attempts=item.unknown,
+            )
+            self._failed(
+                item,
+                0,
+                err=ERR_UNKNOWN_OUTCOME,
+                reason="unknown-outcome",
+            )
+            return
+        self.stats.resent_unknown += 1
+        self.queue.appendleft(item)
 
     # ------------------------------------------------------------ sending
+    def _must_wait_alone(self) -> bool:
+        """A resend of unknown outcome goes alone: nothing beside it in flight, then nothing
+        after it until it is answered. A message that makes the provider drop the
+        connection then takes only its own attempts, not its neighbours'."""
+        if not self.in_flight:
+            return False
+        return self.queue[0].unknown > 0 or any(i.unknown for i in self.in_flight.values())
+
+    def _validity_for(self, item: _Item, now: float) -> str | None:
+        """What remains of the customer's validity, relative (SMPP 3.4 §7.1.1.2); None: as is."""
+        end = item.group.validity_end
+        return None if end is None else relative_time(end - now)
+
     async def _send_loop(self, client: SmppClient) -> None:
         while True:
-            if not self.queue:
+            if not self.queue or self._must_wait_alone():
                 await asyncio.sleep(0.002)
                 continue
             wait = self.pause_until - time.monotonic()
@@ -407,17 +593,41 @@ class ProviderBind:
                 if client.closed.done():
                     return
                 continue
+            if self._must_wait_alone():
+                self.window.release()
+                continue
             item = self.queue.popleft()
-            fields, tlvs = submit_fields(item.part, self.provider.request_receipts)
+            now = time.time()
+            if now >= item.group.deadline:
+                self.window.release()
+                self._expired(item)
+                continue
             try:
+                fields, tlvs = submit_fields(
+                    item.part,
+                    self.provider.request_receipts,
+                    validity_period=self._validity_for(item, now),
+                )
                 seq = client.submit(fields, tlvs)
             except WindowFull:
                 self.queue.appendleft(item)
                 self.window.release()
                 await asyncio.sleep(0.01)
                 continue
+            except Exception as exc:  # the codec (smpplib) raises anything on a bad value
+                self.window.release()
+                self.stats.unsendable += 1
+                self.log.error(
+                    "message does not encode for the provider", ids=item.ids, error=repr(exc)
+                )
+                self._failed(item, 0, err=ERR_UNSENDABLE, reason="unencodable")
+                continue
             item.attempts += 1
             item.sent_at = time.time()
+            for mid in item.ids:  # a withdrawal arriving after this is too late (counted)
+                self._sent_ids[mid] = None
+            while len(self._sent_ids) > 10_000:
+                self._sent_ids.popitem(last=False)
             self.in_flight[seq] = item
             self.stats.submitted += 1
 
@@ -430,8 +640,7 @@ class ProviderBind:
         elif isinstance(e, ev.ResponseTimeout) and e.sequence in self.in_flight:
             item = self.in_flight.pop(e.sequence)
             self.window.release()
-            self.stats.resent_unknown += 1
-            self.queue.appendleft(item)
+            self._unanswered(item)
         elif isinstance(e, ev.ProtocolError):
             self.log.warning("protocol error from provider", status=e.status.name, detail=e.detail)
 
@@ -479,6 +688,7 @@ class ProviderBind:
             text,
             m.received_at,
             tuple(also),
+            self.name,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         for mid in item.ids:
@@ -488,31 +698,39 @@ class ProviderBind:
             self.producer.produce(self.topics.message_state, state.encode(), mid.encode())
         fut.add_done_callback(lambda f: self._durable(f, item))
 
-    def _failed(self, item: _Item, status: int) -> None:
+    def _failed(
+        self,
+        item: _Item,
+        status: int,
+        *,
+        state: MessageState = MessageState.UNDELIVERABLE,
+        err: int = ERR_PROVIDER_REFUSED,
+        reason: str = "refused",
+        receipt: bool = True,
+    ) -> None:
+        """A final state that is not the provider's receipt: state record, receipt, offset.
+
+        ``status`` is the provider's command_status for a refusal (0 otherwise).
+        """
         futures = []
         for mid in item.ids:
             m = dataclasses.replace(item.part, id=mid)
-            state = StateRecord(
-                mid,
-                m.customer,
-                m.source.addr,
-                MessageState.UNDELIVERABLE,
-                time.time(),
-                status,
-                "refused",
+            record = StateRecord(
+                mid, m.customer, m.source.addr, state, time.time(), status or err, reason
             )
-            self.producer.produce(self.topics.message_state, state.encode(), mid.encode())
-            if customer_wants(m.registered_delivery, MessageState.UNDELIVERABLE):
-                receipt = failure_receipt(
+            self.producer.produce(self.topics.message_state, record.encode(), mid.encode())
+            count_final(self.stats.final, state, reason)
+            if receipt and customer_wants(m.registered_delivery, state):
+                delivery = failure_receipt(
                     m,
-                    MessageState.UNDELIVERABLE,
-                    ERR_PROVIDER_REFUSED,
-                    network_error=network_error_for_status(status),
+                    state,
+                    err,
+                    network_error=network_error_for_status(status) if status else None,
                     ttl_s=self.receipt_ttl_s,
                 )
                 futures.append(
                     self.producer.produce(
-                        self.topics.deliver, receipt.encode(), m.customer.encode()
+                        self.topics.deliver, delivery.encode(), m.customer.encode()
                     )
                 )
         if futures:
@@ -594,7 +812,7 @@ class ProviderBind:
         dest = pdu.get_str("destination_addr")
         route = self.config.mo_routing.route(dest)
         if route is None or route.customer not in self.config.customers:
-            self.log.warning("MO without a route", dest=dest)
+            self.log.warning("MO without a route", dest=log.mask_number(dest))
             return None
         self.stats.mo += 1
         from smsgw.smpp.submission import Address

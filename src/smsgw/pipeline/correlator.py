@@ -28,9 +28,9 @@ from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.receipts import customer_wants, receipt_tlvs, render_receipt_text
+from smsgw.receipts import STAT_BY_STATE, customer_wants, receipt_tlvs, render_receipt_text
 from smsgw.records import Delivery, InboundReceipt, Pairing
-from smsgw.state import StateRecord
+from smsgw.state import StateRecord, count_final
 from smsgw.topics import Topics
 
 
@@ -44,6 +44,9 @@ class CorrelatorStats:
     pairings: int = 0
     forwarded: int = 0  # receipts whose two ids disagreed, handed to the other id's partition
     by_state: dict[str, int] = field(default_factory=dict)
+    final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
+    # Receipt outcomes by "customer|provider|stat" (DELIVRD, UNDELIV, EXPIRED…).
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def customer_receipt(
@@ -231,6 +234,11 @@ class Correlator:
         self.stats.matched += 1
         name = receipt.state.name
         self.stats.by_state[name] = self.stats.by_state.get(name, 0) + 1
+        stat = STAT_BY_STATE.get(receipt.state, name)
+        outcome = f"{pairing.customer}|{pairing.provider}|{stat}"
+        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + len(
+            pairing.message_ids
+        )
         p = self.producer
         futures = []
         wanted = customer_wants(pairing.registered_delivery, receipt.state)
@@ -245,6 +253,7 @@ class Correlator:
                 "receipt",
             )
             futures.append(p.produce(self.topics.message_state, state.encode(), mid.encode()))
+            count_final(self.stats.final, receipt.state, "provider-receipt")
             if wanted:
                 self.stats.to_customer += 1
                 delivery = customer_receipt(pairing, receipt, self.receipt_ttl_s, mid)

@@ -11,14 +11,29 @@ holds to the compacted ``multipart`` changelog in the same transaction, and
 routes the whole message once as one record. On assignment of a partition it
 rebuilds that partition's held parts from the changelog before routing
 anything from it; incomplete messages expire with failure receipts.
+
+A message is routed only if the chosen provider can still take it: one past
+its expiry (validity period or maximum age, smsgw.validity) ends EXPIRED
+(err:903), one whose submit_sm would exceed the provider's maximum PDU size
+fails (err:907) rather than being sent to be dropped.
+
+Withdrawals (smsgw.server.withdraw): a message whose withdrawal marker is in
+the same batch is not routed (final state REJECTED, reason "withdrawn", no
+receipt: the customer was answered with an error and has no id for it). A
+marker arriving after its message was routed is forwarded to that provider's
+topic (same key, so after the message), where the bind drops the message if
+it has not sent it; the router remembers where it sent the messages that can
+have one ("late": read more than the produce timeout after acceptance).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
-from typing import Any, Protocol
+from collections import OrderedDict
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -43,55 +58,36 @@ from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
-from smsgw.message import AcceptedMessage, decode, encode
+from smsgw.message import (
+    AcceptedMessage,
+    Withdrawal,
+    decode,
+    encode,
+    is_withdrawal,
+)
+from smsgw.pipeline.connector import submit_fields
 from smsgw.receipts import (
     ERR_DUPLICATE_PART,
+    ERR_EXPIRED,
     ERR_INCOMPLETE,
     ERR_NO_ROUTE,
+    ERR_UNSENDABLE,
     customer_wants,
-    message_preview,
-    receipt_tlvs,
-    render_receipt_text,
+    failure_receipt,
 )
-from smsgw.records import Delivery, Routed
+from smsgw.records import Routed
+from smsgw.reframe import outgoing
 from smsgw.routing import RoutingTable
-from smsgw.state import MessageState, StateRecord
+from smsgw.smpp.codec import encode as encode_pdu
+from smsgw.smpp.pdu import Pdu
+from smsgw.state import MessageState, StateRecord, count_final
 from smsgw.topics import Topics
+from smsgw.validity import expires_at
 
 
 class RouterConfig(Protocol):
     providers: dict[str, Provider]
     routing: RoutingTable
-
-
-def failure_receipt(
-    m: AcceptedMessage,
-    state: MessageState,
-    err: int,
-    *,
-    network_error: bytes | None = None,
-    ttl_s: float = 72 * 3600,
-) -> Delivery:
-    """The receipt a customer gets for a message the gateway itself could not send."""
-    now = time.time()
-    text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
-    return Delivery(
-        id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
-        kind="receipt",
-        customer=m.customer,
-        source=m.destination,  # a receipt comes "from" the handset
-        destination=m.source,
-        esm_class=0x04,
-        data_coding=0,
-        short_message=render_receipt_text(
-            m.id, state, err, submit_ts=m.received_at, done_ts=now, text=text
-        ),
-        tlvs=tuple(receipt_tlvs(m.id, state, network_error)),
-        created_at=now,
-        expires_at=now + ttl_s,
-        message_id=m.id,
-        state=int(state),
-    )
 
 
 # One record to produce: topic, key, value (None: tombstone), partition (None: by key).
@@ -102,6 +98,25 @@ RESTORE_TIMEOUT_S = 60.0
 # this long first keeps it near 1/TXN_INTERVAL_S at the cost of that much
 # routing delay (never of acceptance: the customer's resp does not wait).
 TXN_INTERVAL_S = 0.05
+# Octets of a submit_sm besides the user data and TLVs: header 16, mandatory
+# fields at most 3*1 + 6 + 2*(2+21) + 3*1 + 2*17 + 5*1 + 1 = 98. Below this
+# bound plus the body, no PDU needs encoding to know it fits.
+_SUBMIT_OVERHEAD = 16 + 98
+
+
+def submit_octets(segments: tuple[AcceptedMessage, ...], mode: str) -> int:
+    """The largest submit_sm the provider would get for these segments (its framing)."""
+    biggest = 0
+    for part in outgoing(segments, {}, mode=mode, ref=0):
+        fields, tlvs = submit_fields(part.message)
+        biggest = max(biggest, len(encode_pdu(Pdu("submit_sm", 1, 0, fields, tuple(tlvs)))))
+    return biggest
+
+
+def _octets_bound(m: AcceptedMessage) -> int:
+    body = len(m.short_message) + len(m.message_payload or b"")
+    tlvs = sum(4 + len(v) for v in m.tlvs.values())
+    return _SUBMIT_OVERHEAD + body + tlvs + 4 + 16  # message_payload and SAR TLV headers
 
 
 class Router:
@@ -114,12 +129,19 @@ class Router:
         transactional_id: str,
         outbound_partitions: int = 6,
         multipart_expiry_s: float = 600.0,
-        metrics: Any = None,
+        message_ttl_s: float = 86400.0,
+        produce_timeout_s: float = 5.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.config = config
         self.outbound_partitions = outbound_partitions
+        self.message_ttl_s = message_ttl_s
+        # Read this long after acceptance, a message may have been answered with an
+        # error (its report came too late): remember where it went (1 s for clocks).
+        self.late_after_s = max(0.0, produce_timeout_s - 1.0)
+        self._late: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self.final: dict[str, int] = {}  # "STATE|reason" (count_final)
         self.consumer = AsyncConsumer(
             consumer_config(bootstrap, f"{topics.prefix}router"),
             [topics.submit],
@@ -143,6 +165,7 @@ class Router:
         self._to_restore: set[int] = set()
         self._ready: list[Assembled] = []  # complete after a restore, routed next batch
         self._known_topics: set[str] = set()
+        self.no_route_by_customer: collections.Counter[str] = collections.Counter()
         self.counts: dict[str, int] = {
             "routed": 0,
             "no_route": 0,
@@ -151,6 +174,11 @@ class Router:
             "multipart_expired": 0,
             "multipart_duplicates": 0,
             "multipart_held": 0,
+            "expired": 0,
+            "too_big": 0,
+            "withdrawn": 0,
+            "withdrawals_forwarded": 0,
+            "withdrawals_unmatched": 0,
         }
         self.log = log.get("smsgw.router")
 
@@ -216,6 +244,9 @@ class Router:
         chosen = self._route(first)
         if chosen is not None:
             provider, failover = chosen
+            unsendable = self._unsendable(provider, parts, duplicates)
+            if unsendable is not None:
+                return unsendable
             multi = first.concat is not None and first.concat.total > 1
             routed = Routed(
                 first,
@@ -228,8 +259,44 @@ class Router:
             self.counts["routed"] += len(parts) + len(duplicates)
             return [(self.topics.outbound(provider), first.kafka_key, routed.encode(), None)]
         self.counts["no_route"] += len(parts) + len(duplicates)
-        self.log.info("no route", id=first.id, customer=first.customer, dest=first.destination.addr)
+        self.no_route_by_customer[first.customer] += len(parts) + len(duplicates)
+        self.log.info(
+            "no route",
+            id=first.id,
+            customer=first.customer,
+            dest=log.mask_number(first.destination.addr),
+        )
         return self._failed([*parts, *duplicates], ERR_NO_ROUTE, "no-route")
+
+    def _unsendable(
+        self,
+        name: str,
+        parts: tuple[AcceptedMessage, ...],
+        duplicates: tuple[AcceptedMessage, ...],
+    ) -> list[Out] | None:
+        """Failures for a message the provider must not get (expired, too big); else None."""
+        provider = self.config.providers[name]
+        everyone = [*parts, *duplicates]
+        first = parts[0]
+        oldest = min(m.received_at for m in parts)
+        deadline = expires_at(first.validity_period, oldest, provider.max_age_s(self.message_ttl_s))
+        if time.time() >= deadline:
+            self.counts["expired"] += len(everyone)
+            self.log.info("expired before routing", id=first.id, provider=name)
+            return self._failed(everyone, ERR_EXPIRED, "expired", MessageState.EXPIRED)
+        limit = provider.max_pdu_octets
+        if any(_octets_bound(m) > limit for m in parts):
+            try:
+                size = submit_octets(parts, provider.segmentation)
+            except ValueError:  # EncodeError, or a framing this code does not know
+                size = limit + 1
+            if size > limit:
+                self.counts["too_big"] += len(everyone)
+                self.log.info(
+                    "message bigger than the provider takes", id=first.id, octets=size, limit=limit
+                )
+                return self._failed(everyone, ERR_UNSENDABLE, "too-big")
+        return None
 
     def _failed(
         self,
@@ -244,6 +311,7 @@ class Router:
         for m in parts:
             state = StateRecord(m.id, m.customer, m.source.addr, final, now, err, reason)
             out.append((self.topics.message_state, m.id.encode(), state.encode(), None))
+            count_final(self.final, final, reason)
             if customer_wants(m.registered_delivery, final):
                 receipt = failure_receipt(m, final, err)
                 out.append((self.topics.deliver, m.customer.encode(), receipt.encode(), None))
@@ -277,9 +345,19 @@ class Router:
         for whole in self._ready:
             out += self._assembled(whole)
         self._ready = []
-        for msg in batch:
+        markers = {i: w for i, msg in enumerate(batch) if (w := self._marker(msg)) is not None}
+        withdrawn_here = {w.id for w in markers.values()}
+        dropped: set[str] = set()  # withdrawn here: their markers need no forwarding
+        now = time.time()
+        for i, msg in enumerate(batch):
+            raw = msg.value() or b""
+            if is_withdrawal(raw):
+                w = markers.get(i)
+                if w is not None and w.id not in dropped:  # its message came earlier, if at all
+                    out += self._withdrawal(w)
+                continue
             try:
-                m = decode(msg.value() or b"")
+                m = decode(raw)
             except UNDECODABLE as exc:  # RecordError is a ValueError
                 self.counts["bad_record"] += 1
                 self.dead_letters.put(msg, exc)
@@ -289,7 +367,18 @@ class Router:
                 if complete is not None:
                     out += self._assembled(complete)
                 continue
-            out += self._routed((m,), ())
+            if m.id in withdrawn_here:  # its marker follows in this very batch
+                dropped.add(m.id)
+                out += self._withdrawn(m)
+                continue
+            routed = self._routed((m,), ())
+            if now - m.received_at > self.late_after_s and routed:
+                topic = routed[0][0]
+                if topic != self.topics.message_state:  # routed, not failed
+                    self._late[m.id] = (topic, m.kafka_key)
+                    while len(self._late) > 100_000:
+                        self._late.popitem(last=False)
+            out += routed
         out += self._changelog_writes()
         offsets: dict[tuple[str, int], int] = {}
         for msg in batch:
@@ -298,6 +387,37 @@ class Router:
         await self._commit(out, offsets)
         for msg in batch:
             self.consumer.done(msg)
+
+    def _marker(self, msg: Message) -> Withdrawal | None:
+        raw = msg.value()
+        if not is_withdrawal(raw):
+            return None
+        try:
+            return Withdrawal.decode(raw or b"")
+        except UNDECODABLE as exc:
+            self.counts["bad_record"] += 1
+            self.dead_letters.put(msg, exc)
+            return None
+
+    def _withdrawn(self, m: AcceptedMessage) -> list[Out]:
+        """Not routed: final REJECTED without a receipt (the customer got an error)."""
+        self.counts["withdrawn"] += 1
+        self.log.warning("withdrawn message not routed", id=m.id, customer=m.customer)
+        state = StateRecord(
+            m.id, m.customer, m.source.addr, MessageState.REJECTED, time.time(), 0, "withdrawn"
+        )
+        count_final(self.final, MessageState.REJECTED, "withdrawn")
+        return [(self.topics.message_state, m.id.encode(), state.encode(), None)]
+
+    def _withdrawal(self, w: Withdrawal) -> list[Out]:
+        """A marker after its message: pass it on to where the message went, if it did."""
+        where = self._late.pop(w.id, None)
+        if where is None:
+            # Never on Kafka (the usual case), or routed before this router's time.
+            self.counts["withdrawals_unmatched"] += 1
+            return []
+        self.counts["withdrawals_forwarded"] += 1
+        return [(where[0], where[1], w.encode(), None)]
 
     def _changelog_writes(self) -> list[Out]:
         """Parts now held and routed markers, for the multipart changelog."""

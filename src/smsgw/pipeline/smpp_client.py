@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from ssl import SSLContext
 from typing import Any
 
 from smsgw.smpp import events as ev
@@ -44,11 +45,22 @@ class SmppClient(asyncio.Protocol):
         port: int,
         on_event: Callable[[Any], None],
         timeout: float = 10.0,
+        *,
+        ssl: SSLContext | None = None,
         **session_kwargs: Any,
     ) -> SmppClient:
+        """Connect (over TLS with `ssl`: handshake and certificate checks within `timeout`)."""
         loop = asyncio.get_running_loop()
         _t, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: cls(on_event, **session_kwargs), host, port), timeout
+            loop.create_connection(
+                lambda: cls(on_event, **session_kwargs),
+                host,
+                port,
+                ssl=ssl,
+                server_hostname=host.strip("[]") if ssl is not None else None,
+                ssl_handshake_timeout=timeout if ssl is not None else None,
+            ),
+            timeout,
         )
         return proto
 

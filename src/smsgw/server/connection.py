@@ -25,6 +25,7 @@ or total limit are closed at once and counted.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -47,6 +48,7 @@ from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Rejection, parse_submission
 from smsgw.state import smpp_date
+from smsgw.tls import issued_by, peer_fingerprint, peer_subject_cn
 
 SLICE_PDUS = 32  # PDUs one connection handles before the loop serves the others
 
@@ -70,8 +72,12 @@ def _pdu_limiter(rate: float) -> AsyncLimiter | None:
 
 
 class SmppConnection(asyncio.Protocol):
-    def __init__(self, core: NodeCore) -> None:
+    def __init__(self, core: NodeCore, tls: ssl.SSLContext | None = None) -> None:
         self.core = core
+        # SMPP over TLS: the connection is counted and limited as a TCP connection
+        # first, then upgraded (a handshake never finished still holds its place
+        # and meets the bind deadline, so TLS is no way around the limits).
+        self.tls = tls
         self.loop = asyncio.get_running_loop()
         self.bind_id = core.new_bind_id()
         self.system_id: str | None = None
@@ -130,10 +136,40 @@ class SmppConnection(asyncio.Protocol):
         core.connections.add(self)
         core.connections_per_ip[self.peer_ip] += 1
         self._counted_ip = self.peer_ip
-        transport.set_write_buffer_limits(high=s.smpp_output_high_water)
         self._bind_timer = self.loop.call_later(s.smpp_bind_timeout_s, self._bind_deadline)
+        if self.tls is not None:
+            transport.pause_reading()  # the ClientHello is for the TLS layer, read by it
+            self._reader = self.loop.create_task(self._start_tls(transport, self.tls))
+            return
+        self._start_reading(transport)
+
+    def _start_reading(self, transport: asyncio.Transport) -> None:
+        transport.set_write_buffer_limits(high=self.core.settings.smpp_output_high_water)
         self._reader = self.loop.create_task(self._read_loop())
         self._arm_timer()
+
+    async def _start_tls(self, raw: asyncio.Transport, ctx: ssl.SSLContext) -> None:
+        """TLS handshake on the counted TCP connection, then the SMPP session over it."""
+        try:
+            transport = await self.loop.start_tls(
+                raw,
+                self,
+                ctx,
+                server_side=True,
+                ssl_handshake_timeout=self.core.settings.smpp_tls_handshake_timeout_s,
+            )
+        except Exception as exc:  # handshake refused, timed out, or the peer left
+            self.core.count("tls_handshake_failed")
+            self.log.debug("TLS handshake failed", error=clip(repr(exc)))
+            raw.abort()
+            self.connection_lost(None)
+            return
+        if transport is None or self._closed:
+            if transport is not None:
+                transport.abort()
+            return
+        self.transport = transport
+        self._start_reading(transport)
 
     def data_received(self, data: bytes) -> None:
         self._inbuf += data
@@ -410,6 +446,10 @@ class SmppConnection(asyncio.Protocol):
         if not ip_allowed(self.peer_ip, parse_networks(customer.allow_ips)):
             self._bind_failed(None)
             return await self._bind_refused(start, e, "source outside the allowlist")
+        cert_refusal = self._client_cert_refusal(customer)
+        if cert_refusal is not None:
+            self._bind_failed(None)
+            return await self._bind_refused(start, e, cert_refusal)
         guard.started(self.peer_ip)
         try:  # hash check off the loop: Argon2 takes tens of ms by design
             ok = await asyncio.to_thread(verify_password, customer.password_hash, e.password)
@@ -422,6 +462,30 @@ class SmppConnection(asyncio.Protocol):
             return await self._bind_refused(start, e, "max_binds reached")
         guard.succeeded(self.peer_ip, customer.system_id)
         return S.ESME_ROK, customer
+
+    def _client_cert_refusal(self, customer: Customer) -> str | None:
+        """Why this connection may not bind as `customer` for want of its certificate.
+
+        The handshake verified any certificate presented against
+        ``smpp_tls_client_ca``; here the customer's own rule applies: over TLS,
+        with a certificate, and the pinned one if a fingerprint or name is set.
+        """
+        if not customer.require_client_cert:
+            return None
+        t = self.transport
+        ssl_object = t.get_extra_info("ssl_object") if t is not None else None
+        if ssl_object is None:
+            return "client certificate required: not over TLS"
+        fp = peer_fingerprint(ssl_object)
+        if fp is None:
+            return "client certificate required: none presented"
+        if customer.client_ca_pem and not issued_by(ssl_object, customer.client_ca_pem):
+            return "client certificate not issued by the customer's CA"
+        if customer.client_cert_sha256 and fp != customer.client_cert_sha256:
+            return f"client certificate {fp} is not the pinned one"
+        if customer.client_cert_cn and peer_subject_cn(ssl_object) != customer.client_cert_cn:
+            return "client certificate subject is not the pinned one"
+        return None
 
     def _bind_failed(self, system_id: str | None) -> None:
         """Count a failure against the source IP (and the known system_id); log lockouts."""
@@ -611,7 +675,8 @@ class SmppConnection(asyncio.Protocol):
                 message_id=e.message_id,
                 final_date=smpp_date(rec.updated_at) if rec.state.final else "",
                 message_state=int(rec.state),
-                error_code=rec.error_code,
+                # One octet (SMPP 3.4 §4.8.2): the gateway's own 9xx codes do not fit.
+                error_code=rec.error_code if rec.error_code <= 0xFF else 0,
             )
         self._schedule_flush()
 

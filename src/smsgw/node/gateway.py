@@ -13,15 +13,17 @@ from smsgw.auth import BindGuard
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.dlq import DeadLetters
-from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
-from smsgw.pipeline.node import PipelineNode
+from smsgw.node.pipeline import PipelineNode
 from smsgw.pipeline.supervise import supervise
+from smsgw.sealing import Sealer, seal_plaintext
 from smsgw.server.connection import SmppConnection
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import RemoteBinds
 from smsgw.server.state_follower import StateFollower
+from smsgw.server.withdraw import WithdrawingProducer
 from smsgw.settings import Settings
+from smsgw.tls import ensure_self_signed, file_fingerprint, server_context, trust_client_cas
 from smsgw.topics import Topics
 
 
@@ -65,6 +67,8 @@ class Gateway:
         self._follower: asyncio.Task[None] | None = None
         self._follower_stop: asyncio.Event | None = None
         self.server: asyncio.Server | None = None
+        self.tls_server: asyncio.Server | None = None
+        self.tls_fingerprint: str | None = None
         self.log = log.get("smsgw.gateway")
 
     @property
@@ -73,14 +77,22 @@ class Gateway:
         sock = self.server.sockets[0]
         return int(sock.getsockname()[1])
 
+    @property
+    def tls_port(self) -> int:
+        assert self.tls_server is not None
+        return int(self.tls_server.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
         s = self.settings
         assert s.database_url and s.kafka_bootstrap
         instance = await asyncio.to_thread(self._lease_instance, s.database_url)
-        config = ConfigWatcher(s.database_url)
+        config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
-        producer = AsyncProducer(
-            s.kafka_bootstrap, timeout_s=s.produce_timeout_s, max_backlog=s.max_backlog
+        producer = WithdrawingProducer(
+            s.kafka_bootstrap,
+            timeout_s=s.produce_timeout_s,
+            max_backlog=s.max_backlog,
+            submit_topic=self.topics.submit,
         )
         self.core = core = NodeCore(
             settings=s,
@@ -109,6 +121,7 @@ class Gateway:
             lambda: SmppConnection(core), host, port, reuse_address=True, backlog=512
         )
         self.log.info("listening", smpp=f"{host}:{self.port}", instance=instance)
+        await self._start_tls(core)
         follower_stop = self._follower_stop = asyncio.Event()
         self._follower = asyncio.create_task(
             supervise(
@@ -131,8 +144,47 @@ class Gateway:
                 )
             await self.pipeline.start()
 
+    async def _start_tls(self, core: NodeCore) -> None:
+        """SMPP over TLS beside the plain listener, same sessions inside (issue 11)."""
+        s = self.settings
+        where = s.smpp_tls_host_port
+        if where is None:
+            return
+        if s.tls_self_signed:
+            fp, made = await asyncio.to_thread(
+                ensure_self_signed, s.tls_cert_file, s.tls_key_file, s.node_name
+            )
+            if made:
+                self.log.warning("made a self-signed TLS certificate", cert=str(s.tls_cert_file))
+        else:
+            fp = await asyncio.to_thread(file_fingerprint, s.tls_cert_file)
+        self.tls_fingerprint = fp
+        ctx = server_context(s.tls_cert_file, s.tls_key_file, s.smpp_tls_client_ca)
+        loaded: set[str] = set()
+
+        def trust_customers() -> None:
+            cas = [c.client_ca_pem for c in core.config.customers.values() if c.client_ca_pem]
+            if trust_client_cas(ctx, cas, loaded):
+                self.log.info("trusting customers' client CAs", count=len(loaded))
+
+        trust_customers()
+        core.config.on_change(trust_customers)
+        # Plain TCP accept: SmppConnection counts and limits the connection, then
+        # upgrades it (asyncio's ssl= would call it only after the handshake).
+        self.tls_server = await asyncio.get_running_loop().create_server(
+            lambda: SmppConnection(core, tls=ctx),
+            where[0],
+            where[1],
+            reuse_address=True,
+            backlog=512,
+        )
+        self.log.info("listening", smpp_tls=f"{where[0]}:{self.tls_port}", sha256=fp)
+
     def _lease_instance(self, url: str) -> int:
         with psycopg.connect(url) as conn:
+            sealed = seal_plaintext(conn, Sealer.for_home(self.settings.home))
+            if sealed:
+                self.log.warning("sealed provider passwords stored in plaintext", count=sealed)
             return lease_instance(conn, self.settings.node_name, os.getpid())
 
     def _enforce_config(self) -> None:
@@ -153,6 +205,8 @@ class Gateway:
             await asyncio.gather(self._follower, return_exceptions=True)
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.tls_server is not None:
+            self.tls_server.close()
         if self.server is not None:
             self.server.close()
             if self.core:
@@ -163,6 +217,8 @@ class Gateway:
             for conn in list(self.core.connections if self.core else ()):
                 conn.abort()
             await self.server.wait_closed()
+            if self.tls_server is not None:
+                await self.tls_server.wait_closed()
         if self.core is not None:
             await self.core.producer.close()
             await self.core.config.stop()

@@ -19,6 +19,7 @@ from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
+from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
 from smsgw.pipeline.supervise import Worker, supervise
 from smsgw.server.core import NodeCore
@@ -61,6 +62,7 @@ class PipelineNode:
         self.router: Router | None = None
         self.correlator: Correlator | None = None
         self.deliverer: Deliverer | None = None
+        self.history: HistoryWriter | None = None
         self.log = log.get("smsgw.pipeline")
 
     async def start(self) -> None:
@@ -68,6 +70,7 @@ class PipelineNode:
             "router": self._router,
             "correlator": self._correlator,
             "deliverer": self._deliverer,
+            "history": self._history,
         }
         self.tasks = [
             asyncio.create_task(supervise(role, maker, self.stop_event))
@@ -88,6 +91,8 @@ class PipelineNode:
             transactional_id=tid,
             outbound_partitions=self.settings.topic_partitions,
             multipart_expiry_s=self.settings.multipart_expiry_s,
+            message_ttl_s=self.settings.message_ttl_s,
+            produce_timeout_s=self.settings.produce_timeout_s,
         )
         return self.router
 
@@ -100,6 +105,16 @@ class PipelineNode:
             receipt_ttl_s=self.settings.delivery_ttl_s,
         )
         return self.correlator
+
+    def _history(self) -> HistoryWriter:
+        assert self.settings.database_url
+        self.history = HistoryWriter(
+            self.bootstrap,
+            self.topics,
+            self.settings.database_url,
+            retention_days=self.settings.history_retention_days,
+        )
+        return self.history
 
     def _deliverer(self) -> Deliverer:
         self.deliverer = Deliverer(
@@ -143,6 +158,8 @@ class PipelineNode:
                     config=self.config,
                     receipt_ttl_s=self.settings.delivery_ttl_s,
                     failover_after_s=self.settings.provider_failover_after_s,
+                    message_ttl_s=self.settings.message_ttl_s,
+                    produce_timeout_s=self.settings.produce_timeout_s,
                 )
                 r.bind[:] = [b]
                 return b
