@@ -282,7 +282,7 @@ def observe(ctx: click.Context, listen: str) -> None:
 
         from smsgw.actors import runtime as rt
 
-        rt.connect(settings.ray_address)
+        rt.connect(settings.ray_address, settings.ray_auth_token_file)
         targets = ray_metrics_targets(ray.nodes(), local)  # type: ignore[no-untyped-call]
     if not targets and local:
         targets = [local]

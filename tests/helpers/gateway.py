@@ -78,10 +78,20 @@ class GatewayNode:
         self, system_id: str, password: str, *, tps: int = 1000, max_binds: int = 4, **kw: Any
     ) -> None:
         """Add a customer and wait until this node's config cache has it."""
-        before = self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
         with psycopg.connect(self.db_url) as conn:
             add_customer(conn, system_id, password, tps=tps, max_binds=max_binds, **kw)
-        self.wait_config(before)
+        # Not "the version moved": a provider or route added just before by the
+        # test moves it too, and a bind could then come before the customer
+        # (ESME_RBINDFAIL once under load).
+        import time
+
+        deadline = time.monotonic() + 30
+        while not self.call(
+            lambda: bool(self.gateway.core and system_id in self.gateway.core.config.customers)
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"customer {system_id!r} never reached the config cache")
+            time.sleep(0.02)
 
     def update_customer(self, system_id: str, **kw: Any) -> None:
         before = self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)

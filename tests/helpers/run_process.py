@@ -77,7 +77,10 @@ class GatewayProcess:
     def smsgw(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """An ``smsgw`` command finding this gateway through its SMSGW_HOME alone."""
         only_home = {
-            k: v for k, v in self.env.items() if not k.startswith("SMSGW_") or k == "SMSGW_HOME"
+            k: v
+            for k, v in self.env.items()
+            # The external broker's login is the operator's to give, as to `smsgw run`.
+            if not k.startswith("SMSGW_") or k == "SMSGW_HOME" or k.startswith("SMSGW_KAFKA_S")
         }
         only_home["SMSGW_TOPIC_PREFIX"] = self.prefix
         return subprocess.run(

@@ -384,13 +384,17 @@ def _submit_until_accepted(c: Customer, dest: str, timeout: float = 60) -> None:
         assert time.monotonic() < deadline, f"{dest} never accepted"
 
 
-def test_an_error_answer_is_never_followed_by_a_send(db_url: str, sims: Sims) -> None:
+def test_an_error_answer_is_never_followed_by_a_send(
+    db_url: str, sims: Sims, kafka: EmbeddedKafka
+) -> None:
     """Issue 10 item 8: the broker pauses past the produce timeout, the customer gets
     ESME_RSYSERR, the record reaches Kafka when the broker resumes: it is never sent."""
     broker = EmbeddedKafka(
         Path(tempfile.mkdtemp(prefix="smsgw-test-withdraw-")),
         port=free_port(),
         controller_port=free_port(),
+        # The session's SASL login: the clients of this process carry it.
+        credentials=kafka.credentials,
     )
     broker.start()
     topics = Topics("withdraw.")

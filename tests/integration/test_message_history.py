@@ -64,15 +64,20 @@ def show(db_url: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def wait_state(db_url: str, mid: str, state: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The story once the history shows the expected final state (batches land every 0.5 s)."""
+def wait_state(
+    db_url: str, mid: str, state: str, timeout: float = 60.0, kinds: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The story once the history shows the expected final state (batches land every 0.5 s)
+    and every event of ``kinds`` (a new ``out.<provider>`` topic is found by the history's
+    pattern subscription within its 5-s metadata refresh, so ``routed`` may come last)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         done = smsgw(db_url, "message", "show", mid, "--json")
         if done.returncode == 0:
             last = json.loads(done.stdout)
-            if last["state"] == state and any(e["kind"] == "delivered" for e in last["events"]):
+            seen = {e["kind"] for e in last["events"]}
+            if last["state"] == state and "delivered" in seen and seen.issuperset(kinds):
                 return dict(last)
         else:
             last = done.stderr
@@ -122,9 +127,10 @@ def test_message_show_and_find_tell_each_fate(history_gateway: GatewayNode, db_u
         ids = {k: c.accepted_ids()[seq] for k, seq in seqs.items()}
         c.wait(lambda: len(c.receipts) >= 4, 60, f"receipts ({len(c.receipts)}/4)")
 
-        delivered = wait_state(db_url, ids["delivered"], "delivered")
+        story = ("accepted", "routed", "sent", "receipt", "state", "deliver", "delivered")
+        delivered = wait_state(db_url, ids["delivered"], "delivered", kinds=story)
         kinds = [e["kind"] for e in delivered["events"]]
-        for kind in ("accepted", "routed", "sent", "receipt", "state", "deliver", "delivered"):
+        for kind in story:
             assert kind in kinds, (kind, delivered)
         assert delivered["customer"] == "hist" and delivered["provider"] == "okay"
         assert delivered["destination"] == "4917******67", "masked by default"

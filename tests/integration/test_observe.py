@@ -302,7 +302,7 @@ def test_every_dashboard_query_returns_the_traffic_it_carried(
                 _labels(customer="obs", status="ok"): 1.0,
                 _labels(customer="slow", status="ok"): 1.0,
                 _labels(customer="idle", status="ok"): 1.0,
-                _labels(customer="obs", status="ESME_RINVPASWD"): 1.0,
+                _labels(customer="obs", status="ESME_RBINDFAIL"): 1.0,
             },
             "sum by (provider) (ray_smsgw_provider_bound)": {
                 _labels(provider="pgood"): 2.0,
