@@ -2,12 +2,14 @@
 
 A customer submits at a steady rate with receipts requested through a gateway
 node running the whole pipeline (listener, router, correlator, deliverer,
-provider bind to a simulated SMSC). One broker is SIGKILLed: the one leading
-most ``submit`` partitions, or the router's group and transaction coordinator.
-Invariant 1: every submit answered 0 is on Kafka, readable while its leader is
-dead. The control test (no broker lost) also holds the whole path: delivered
-to the provider, receipt home, no refused submit sent. Each test brings its
-brokers back and waits until every partition has all three replicas in sync.
+provider bind to a simulated SMSC). One broker is SIGKILLed (the one leading
+most ``submit`` partitions, or the router's group and transaction
+coordinator), or two at once (below min ISR). Every submit answered 0 is on
+Kafka, reaches the provider and its receipt the customer (0 lost);
+duplicates to the provider and refused submits sent anyway are counted and
+printed (asserted none only in the control, with no broker lost). The
+killed brokers come back; the one-broker tests wait until every partition has
+its three replicas in sync again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mt_route
 from smsgw.kafka.admin import _admin, describe_replication, ensure_topics
 from smsgw.kafka.security import client_config
-from smsgw.message import decode
+from smsgw.message import decode, is_withdrawal
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
@@ -42,7 +44,7 @@ from tests.helpers.gateway import GatewayNode
 from tests.helpers.loop_thread import LoopThread
 from tests.integration.conftest import gateway_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 RATE = 150  # submits per second: modest, the CI machine has 2 cores
 PRODUCE_TIMEOUT_S = 5.0  # the default
@@ -224,12 +226,13 @@ def ha(kafka3: EmbeddedKafkaCluster, db_url: str) -> Iterator[Ha]:
             assert time.monotonic() < deadline, "provider binds never came up"
             time.sleep(0.1)
         customer = TimedCustomer(node.host, node.port, "acme", "pw")
-        for attempt in range(3):  # the helper reads the bind_resp with a 1 s timeout
+        deadline = time.monotonic() + 60
+        while True:  # the helper reads the bind_resp with a 1 s timeout: the machine is busy
             try:
                 customer.bind()
                 break
             except (smpplib.exceptions.ConnectionError, TimeoutError):
-                if attempt == 2:
+                if time.monotonic() > deadline:
                     raise
         yield Ha(cluster, topics, node, sim, sims, customer)
     finally:
@@ -251,7 +254,6 @@ class Outcome:
     failed: dict[int, int]
     duplicates: int
     longest_gap_s: float
-    receipts_missing: int
     sent_after_error: int
 
     def line(self) -> str:
@@ -259,15 +261,15 @@ class Outcome:
             f"{len(self.ok)} accepted, {len(self.failed)} refused "
             f"({dict(Counter(S(s).name for s in self.failed.values()))}), "
             f"{self.duplicates} duplicates to the provider, "
-            f"{self.receipts_missing} receipts missing, "
             f"{self.sent_after_error} refused submits sent, "
             f"longest pause between answers {self.longest_gap_s:.2f} s"
         )
 
 
-def _settle(ha: Ha, *, end_to_end: bool = True) -> Outcome:
-    """Every submit answered, every accepted one on Kafka; with ``end_to_end`` also at
-    the provider with its receipt home, and no refused one sent (else only counted)."""
+def _settle(ha: Ha, *, refused_unsent: bool = False) -> Outcome:
+    """Every submit answered; every accepted one on Kafka, at the provider and its
+    receipt home (0 lost); duplicates and refused submits sent anyway counted, the
+    latter asserted to be none only with ``refused_unsent``."""
     c = ha.customer
     c.wait(lambda: set(c.responses) >= set(c.sent_at), 60, "every submit answered")
     with c.lock:
@@ -276,24 +278,29 @@ def _settle(ha: Ha, *, end_to_end: bool = True) -> Outcome:
         answers = sorted(c.answered_at.values())
     assert set(failed.values()) <= {S.ESME_RSYSERR, S.ESME_RMSGQFUL}, failed
     want = set(ok.values())
-    missing = want - _read_ids(ha, want, 60)
+    missing = want - _read_ids(ha, want, 120)
     assert not missing, f"{len(missing)} accepted submits are not on Kafka"
     try:
+        # A backlog built while brokers restarted drains at the pipeline's pace.
         c.wait(
             lambda: want <= {r.receipted_id for r in c.receipts},
-            180 if end_to_end else 60,
-            f"receipts for every accepted submit ({len(c.receipts)}/{len(want)})",
+            180 + len(want) / 100,
+            f"receipts for every accepted submit ({len(want)})",
         )
     except AssertionError:
-        print("\npipeline:", ha.node.pipeline_stats(), "provider got", len(ha.received_dests()))
-        if end_to_end:
-            raise
-    with c.lock:
-        receipts_missing = len(want - {r.receipted_id for r in c.receipts})
+        with c.lock:
+            home = len(want & {r.receipted_id for r in c.receipts})
+        print(
+            f"\n{home}/{len(want)} receipts home; pipeline:",
+            ha.node.pipeline_stats(),
+            "provider got",
+            len(ha.received_dests()),
+        )
+        raise
     received = Counter(ha.received_dests())
+    assert all(received[c.dest_of[s]] >= 1 for s in ok), "accepted and never sent"
     sent_after_error = [c.dest_of[s] for s in failed if received[c.dest_of[s]]]
-    if end_to_end:
-        assert all(received[c.dest_of[s]] >= 1 for s in ok), "accepted and never sent"
+    if refused_unsent:
         assert not sent_after_error, f"{len(sent_after_error)} refused submits were sent"
     gaps = [b - a for a, b in itertools.pairwise(answers)]
     return Outcome(
@@ -301,7 +308,6 @@ def _settle(ha: Ha, *, end_to_end: bool = True) -> Outcome:
         failed,
         sum(n - 1 for n in received.values()),
         max(gaps, default=0.0),
-        receipts_missing,
         len(sent_after_error),
     )
 
@@ -325,7 +331,7 @@ def _read_ids(ha: Ha, want: set[str], timeout: float) -> set[str]:
     try:
         while not want <= seen and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
+            if msg is not None and not msg.error() and not is_withdrawal(msg.value()):
                 seen.add(decode(msg.value() or b"").id)
     finally:
         consumer.close()
@@ -346,34 +352,53 @@ def _router_coordinator(ha: Ha) -> int:
     return int(desc.coordinator.id)
 
 
-def _wait_accepting(ha: Ha, n: int = 50, timeout: float = 60) -> None:
+def _answered_after(ha: Ha, t: float, *, ok: bool) -> int:
+    """Submits answered (with 0 if ``ok``, else with an error) after monotonic ``t``."""
     c = ha.customer
-    c.wait(  # wait() holds the lock: no accepted_ids() in here
-        lambda: sum(1 for st, _ in c.responses.values() if st == 0) >= n,
-        timeout,
-        "traffic flowing before the kill",
+    return sum(
+        1
+        for seq, (st, _) in c.responses.items()
+        if (st == 0) == ok and c.answered_at.get(seq, 0.0) > t
     )
+
+
+def _wait_answers(
+    ha: Ha, t: float, n: int, what: str, *, ok: bool = True, timeout: float = 90
+) -> None:
+    c = ha.customer
+    c.wait(lambda: _answered_after(ha, t, ok=ok) >= n, timeout, what)  # wait() holds the lock
+
+
+def _wait_accepting(ha: Ha, n: int = 50, timeout: float = 60) -> None:
+    _wait_answers(ha, 0.0, n, "traffic flowing before the kill", timeout=timeout)
+
+
+def _refusals_window(ha: Ha) -> float:
+    """Seconds from the first to the last error answer (0 if none)."""
+    c = ha.customer
+    with c.lock:
+        at = [c.answered_at[s] for s, (st, _) in c.responses.items() if st != 0]
+    return max(at) - min(at) if at else 0.0
 
 
 @pytest.mark.parametrize(
     "victim", [_most_submit_partitions, _router_coordinator], ids=["submit-leader", "coordinator"]
 )
-def test_sigkill_one_broker_keeps_every_accepted_submit(
-    ha: Ha, victim: Callable[[Ha], int]
-) -> None:
-    """Invariant 1 across a broker's death: what was answered 0 is readable from the
-    surviving replicas while the broker is down, nothing refused is answered 0, and
-    the broker catches up when it returns. (The provider and receipt end is reported,
-    not asserted: a pipeline stage whose own produce times out during the failover
-    waits for a restart; see docs/DEPLOYMENT.md.)"""
+def test_sigkill_one_broker_loses_nothing_end_to_end(ha: Ha, victim: Callable[[Ha], int]) -> None:
+    """Invariants 1, 3 and 6 across a broker's death: what was answered 0 is readable
+    from the surviving replicas while the broker is down, reaches the provider and
+    its receipt reaches the customer; nothing refused is sent; duplicates to the
+    provider are counted. The broker comes back and catches up. Before the pipeline
+    stages had a producer of their own (``AsyncProducer.stage_producer``), their
+    outcomes timed out with the listener's 5 s and receipts stalled."""
     c = ha.customer
     traffic = Traffic(c).start()
     try:
         _wait_accepting(ha)
         broker = victim(ha)
-        time.sleep(2)  # steady traffic before the kill
+        killed_at = time.monotonic()
         ha.cluster.node(broker).kill()
-        time.sleep(8)  # traffic on two brokers
+        _wait_answers(ha, killed_at, RATE * 5, "traffic accepted on two brokers")
         # With one copy, what the dead broker led would wait for it to come back.
         with c.lock:
             accepted = {mid for st, mid in c.responses.values() if st == 0}
@@ -382,26 +407,68 @@ def test_sigkill_one_broker_keeps_every_accepted_submit(
         t0 = time.monotonic()
         ha.cluster.restart(broker)
         restart_s = time.monotonic() - t0
-        time.sleep(3)
+        catch_up = _caught_up(ha.cluster, ha.topics.prefix)  # under traffic
     finally:
         traffic.finish()
-    catch_up = _caught_up(ha.cluster, ha.topics.prefix)
-    out = _settle(ha, end_to_end=False)
+    out = _settle(ha)
     print(
-        f"\nbroker {broker} SIGKILLed: {out.line()}; restart took {restart_s:.1f} s, "
+        f"\nbroker {broker} SIGKILLed: {out.line()}; refusals within "
+        f"{_refusals_window(ha):.1f} s; restart took {restart_s:.1f} s, "
         f"all replicas in sync {catch_up:.1f} s after"
     )
-    assert len(out.ok) > RATE * 8, "traffic went on while the broker was down"
+    assert len(out.ok) > RATE * 5, "traffic went on while the broker was down"
+
+
+def test_two_brokers_down_refuses_in_time_and_resumes(ha: Ha) -> None:
+    """Below min ISR nothing can be acknowledged by all in-sync replicas: every submit
+    is answered with an error by the listener's deadline, never 0 (invariant 1);
+    when one broker returns, traffic is accepted again without anyone restarting
+    anything."""
+    c = ha.customer
+    keep = _most_submit_partitions(ha)
+    down = [b for b in (1, 2, 3) if b != keep]
+    traffic = Traffic(c).start()
+    try:
+        _wait_accepting(ha)
+        killed_at = time.monotonic()
+        for b in down:
+            ha.cluster.node(b).kill()
+        _wait_answers(ha, killed_at, RATE * 3, "submits refused below min ISR", ok=False)
+        back_at = time.monotonic()
+        ha.cluster.restart(down[0])
+        restart_s = time.monotonic() - back_at
+        _wait_answers(ha, back_at, RATE * 3, "traffic accepted again", timeout=120)
+        resumed_s = time.monotonic() - back_at
+    finally:
+        traffic.finish()
+    with c.lock:
+        early_ok = [
+            s
+            for s, (st, _) in c.responses.items()
+            if st == 0 and c.sent_at[s] > killed_at + 1 and c.answered_at[s] < back_at
+        ]
+        refused = [c.answered_at[s] - c.sent_at[s] for s, (st, _) in c.responses.items() if st != 0]
+    print(
+        f"\ntwo brokers down: {len(refused)} refused, slowest refusal {max(refused):.2f} s; "
+        f"restart took {restart_s:.1f} s, accepting again {resumed_s:.1f} s after it began"
+    )
+    out = _settle(ha)
+    print(f"two brokers down: {out.line()}")
+    assert not early_ok, f"{len(early_ok)} submits answered 0 with two brokers down"
+    # The listener answers by its own deadline, PRODUCE_TIMEOUT_S after reading the
+    # submit; measured at the customer, the whole pipeline in this one process on
+    # a loaded 2-core machine adds up to a few seconds (8.7 s seen). librdkafka's
+    # own report came after up to 17 s (the leader's request timeout).
+    assert max(refused) <= 2 * PRODUCE_TIMEOUT_S, f"slowest refusal {max(refused):.2f} s"
 
 
 def test_pipeline_runs_on_three_brokers(ha: Ha) -> None:
     """The control: the same traffic with no broker lost."""
     traffic = Traffic(ha.customer).start()
     try:
-        _wait_accepting(ha)
-        time.sleep(10)
+        _wait_answers(ha, 0.0, RATE * 10, "ten seconds of traffic accepted")
     finally:
         traffic.finish()
-    out = _settle(ha)
+    out = _settle(ha, refused_unsent=True)
     print(f"\nno broker lost: {out.line()}")
     assert not out.failed and out.duplicates == 0
