@@ -34,7 +34,6 @@ class WithdrawingProducer(AsyncProducer):
     def __init__(self, *args: Any, submit_topic: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.submit_topic = submit_topic
-        self.timeout_s = float(kwargs.get("timeout_s", 5.0))
         self.withdrawals = 0
         self.log = log.get("smsgw.withdraw")
 
@@ -42,47 +41,13 @@ class WithdrawingProducer(AsyncProducer):
         self, topic: str, value: bytes | None, key: bytes | None = None
     ) -> asyncio.Future[Any]:
         fut = super().produce(topic, value, key)
-        if topic != self.submit_topic or value is None or is_withdrawal(value):
-            return fut
-        # The answer waits at most timeout_s. librdkafka times a record out only
-        # once no request carries it, so its report can come a request timeout
-        # later (10 s against 5 with two brokers down). Answered by this deadline,
-        # the record is withdrawn whatever its report says (it may be on Kafka).
-        answer: asyncio.Future[Any] = self._loop.create_future()
-        timer = self._loop.call_later(self.timeout_s, self._deadline, answer, value, key)
-        fut.add_done_callback(functools.partial(self._reported, value, key, answer, timer))
-        return answer
+        if topic == self.submit_topic and value is not None and not is_withdrawal(value):
+            fut.add_done_callback(functools.partial(self._reported, value, key))
+        return fut
 
-    def _deadline(self, answer: asyncio.Future[Any], value: bytes, key: bytes | None) -> None:
-        if not answer.done():
-            self._withdraw(value, key)
-            answer.set_exception(ProduceError("no delivery report within the produce timeout"))
-
-    def _reported(
-        self,
-        value: bytes,
-        key: bytes | None,
-        answer: asyncio.Future[Any],
-        timer: asyncio.TimerHandle,
-        fut: asyncio.Future[Any],
-    ) -> None:
-        timer.cancel()
-        if answer.done():  # answered at the deadline, and withdrawn then
-            _ = fut.cancelled() or fut.exception()  # retrieved: no "never retrieved" noise
+    def _reported(self, value: bytes, key: bytes | None, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is None:
             return
-        if fut.cancelled():
-            answer.cancel()
-            return
-        exc = fut.exception()
-        if exc is None:
-            answer.set_result(fut.result())
-            return
-        self._withdraw(value, key)
-        answer.set_exception(exc)
-
-    def _withdraw(self, value: bytes, key: bytes | None) -> None:
-        """Queue the marker before the error answer: same producer and partition,
-        requested after the record, so behind it in the log if the record lands."""
         d = orjson.loads(value)
         marker = Withdrawal(d["id"], d["customer"], d["src"][0], time.time())
         self.withdrawals += 1
