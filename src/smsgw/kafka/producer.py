@@ -48,23 +48,20 @@ def producer_config(
         # whose followers died holds the request for this long waiting for acks=all
         # (default 30 s: refusals came 17 s late with two brokers down).
         bounded["request.timeout.ms"] = int(timeout_s * 1000)
-    return (
-        client_config(bootstrap)
-        | bounded
-        | {
-            "enable.idempotence": True,
-            "acks": "all",
-            "max.in.flight.requests.per.connection": 5,
-            "linger.ms": 2,
-            "batch.num.messages": 2000,
-            "compression.type": "lz4",
-            # A delivery report (success or error) always arrives within this
-            # (0: never times out, the stages' STAGE_TIMEOUT_S).
-            "message.timeout.ms": int(timeout_s * 1000),
-            "socket.keepalive.enable": True,
-            **(extra or {}),
-        }
-    )
+    return client_config(bootstrap) | {
+        "enable.idempotence": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": 5,
+        "linger.ms": 2,
+        "batch.num.messages": 2000,
+        "compression.type": "lz4",
+        # A delivery report (success or error) always arrives within this
+        # (0: never, a stage's STAGE_TIMEOUT_S).
+        "message.timeout.ms": int(timeout_s * 1000),
+        "socket.keepalive.enable": True,
+        **bounded,
+        **(extra or {}),
+    }
 
 
 # A pipeline stage (provider bind, correlator, deliverer) writes the outcome of a
