@@ -297,7 +297,7 @@ class CorrelatorImpl(_Base):
     async def _main(self, stop: asyncio.Event) -> None:
         s = self.settings
         assert s.kafka_bootstrap
-        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        producer = AsyncProducer.stage_producer(s.kafka_bootstrap)
         bootstrap = s.kafka_bootstrap
 
         def make() -> Correlator:
@@ -361,7 +361,7 @@ class ProviderBindImpl(_Base):
         assert s.database_url and s.kafka_bootstrap
         config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
-        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        producer = AsyncProducer.stage_producer(s.kafka_bootstrap)
         provider = config.providers.get(self.provider_name)
         if provider is None:
             raise RuntimeError(f"provider {self.provider_name!r} is not configured")

@@ -63,9 +63,12 @@ class PipelineNode:
         self.correlator: Correlator | None = None
         self.deliverer: Deliverer | None = None
         self.history: HistoryWriter | None = None
+        # Not the listener's producer: a stage never gives its writes up (STAGE_TIMEOUT_S).
+        self.stage_producer: AsyncProducer | None = None
         self.log = log.get("smsgw.pipeline")
 
     async def start(self) -> None:
+        self.stage_producer = AsyncProducer.stage_producer(self.bootstrap)
         makers: dict[str, Callable[[], Awaitable[Worker] | Worker]] = {
             "router": self._router,
             "correlator": self._correlator,
@@ -100,7 +103,7 @@ class PipelineNode:
         self.correlator = Correlator(
             self.bootstrap,
             self.topics,
-            self.producer,
+            self._stage_producer(),
             park_timeout_s=self.settings.receipt_park_s,
             receipt_ttl_s=self.settings.delivery_ttl_s,
         )
@@ -118,9 +121,13 @@ class PipelineNode:
 
     def _deliverer(self) -> Deliverer:
         self.deliverer = Deliverer(
-            self.core, self.bootstrap, self.topics, self.producer, remote=self.remote
+            self.core, self.bootstrap, self.topics, self._stage_producer(), remote=self.remote
         )
         return self.deliverer
+
+    def _stage_producer(self) -> AsyncProducer:
+        assert self.stage_producer is not None, "start() first"
+        return self.stage_producer
 
     async def reconcile(self) -> None:
         """Open binds for configured providers; close those removed or changed."""
@@ -154,7 +161,7 @@ class PipelineNode:
                     i,
                     bootstrap=self.bootstrap,
                     topics=self.topics,
-                    producer=self.producer,
+                    producer=self._stage_producer(),
                     config=self.config,
                     receipt_ttl_s=self.settings.delivery_ttl_s,
                     failover_after_s=self.settings.provider_failover_after_s,
@@ -178,3 +185,5 @@ class PipelineNode:
         await asyncio.gather(
             *self.tasks, *(r.task for r in self.binds.values()), return_exceptions=True
         )
+        if self.stage_producer is not None:
+            await self.stage_producer.close()
