@@ -17,8 +17,10 @@ import os
 import secrets
 import sys
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
+from smsgw.actors.loopback import is_loopback
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
 
 
@@ -63,6 +65,33 @@ def auth_token(default_path: Path | None = None) -> str | None:
         if candidate is not None and candidate.is_file():
             return candidate.read_text().strip()
     return None
+
+
+def require_token(node_ip: str, env: Mapping[str, str]) -> None:
+    """Refuse to start a Ray node reachable from other hosts without token authentication.
+
+    A node on loopback is reachable by this host's users only; on any other
+    address Ray's ports answer the network (SECURITY.md), and a Ray that does
+    not check the token runs whatever code a client sends. ``env`` is the
+    node's own environment: an operator's ``RAY_AUTH_MODE=disabled`` there
+    would otherwise win.
+    """
+    if is_loopback(node_ip):
+        return
+    if env.get("RAY_AUTH_MODE") != "token":
+        raise ServiceError(
+            f"Ray on {node_ip} (not loopback) needs RAY_AUTH_MODE=token, not "
+            f"{env.get('RAY_AUTH_MODE')!r}: other hosts could run code through it"
+        )
+    named = env.get("RAY_AUTH_TOKEN_PATH")
+    token = env.get("RAY_AUTH_TOKEN") or (
+        Path(named).read_text().strip() if named and Path(named).is_file() else ""
+    )
+    if not token.strip():
+        raise ServiceError(
+            f"Ray on {node_ip} (not loopback) needs its token: RAY_AUTH_TOKEN or a non-empty "
+            f"RAY_AUTH_TOKEN_PATH file (now {named!r})"
+        )
 
 
 def dashboard_ok(host: str, port: int, token: str | None = None) -> bool:
@@ -198,6 +227,7 @@ class EmbeddedRay:
         if self.resources:
             argv.append(f"--resources={json.dumps(self.resources)}")
         env = self._env(LOOPBACK_ONLY_ENV if self.loopback_only else {})
+        require_token(self.node_ip, env)
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
         wait_for(
@@ -232,6 +262,7 @@ class EmbeddedRay:
         if self.num_cpus is not None:
             argv.append(f"--num-cpus={self.num_cpus}")
         env = self._env()
+        require_token((self.join or "").rsplit(":", 1)[0], env)
         self.process = ManagedProcess("ray-worker", argv, self.log_dir / "ray-worker.log", env=env)
         self.process.start()
         wait_for(
