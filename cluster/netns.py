@@ -46,6 +46,7 @@ from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
 from smsgw.cluster.ray_local import (
     RAY_ENV,
+    RAY_STARTED,
     auth_env,
     ensure_auth_token,
     log_rotation_env,
@@ -62,7 +63,7 @@ RAY_PORT = 6380
 # A loaded machine (CI, or 2 cores shared with other stacks) starts a node's
 # Python agents in more than the 30 s Ray waits for them: wait longer.
 SLOW_START_ENV = {NODE_START_TIMEOUT_ENV: "150", "RAY_agent_register_timeout_ms": "150000"}
-JOINED = "Ray runtime started"  # `ray start` prints it once its node is registered
+JOINED = RAY_STARTED
 # Ray declares a node dead after this many failed health checks this far apart
 # (its defaults, 5 x 3 s, leave a dead host's provider binds down ~15 s).
 HEAD_HEALTH_ENV = {

@@ -23,6 +23,8 @@ from pathlib import Path
 from smsgw.actors.loopback import is_loopback
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
 
+RAY_STARTED = "Ray runtime started"  # `ray start` prints it once its node is registered
+
 
 def ray_command() -> list[str]:
     """``ray`` with a loopback node IP kept on loopback (see ``smsgw.actors.loopback``)."""
@@ -230,10 +232,15 @@ class EmbeddedRay:
         require_token(self.node_ip, env)
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
+        # The GCS and dashboard answer before the head's raylet has registered (its
+        # agents start slower on a loaded machine); a driver connecting then finds
+        # no node ("No node info found"), so wait for `ray start` to say it is up.
         wait_for(
             lambda: (
                 port_open(self.node_ip, self.port)
                 and dashboard_ok(self.dashboard_host, self.dashboard_port, self.token)
+                and self.process is not None
+                and RAY_STARTED in self.process.log_tail(400)
             ),
             timeout=timeout,
             what="Ray head",
