@@ -12,15 +12,13 @@ gateway binds to SMSCs with (issue 11). The stored value is one of:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from cryptography.fernet import Fernet, InvalidToken
+from filelock import FileLock
 
 FERNET = "fernet:"
 FILE = "file:"
@@ -31,16 +29,10 @@ class SecretError(RuntimeError):
     """A stored secret cannot be read here; the message says what to do."""
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> FileLock:
+    """One process at a time makes the file (several actors may start on one host)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return FileLock(path, mode=0o600)
 
 
 class Sealer:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import hashlib
 import os
 import re
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
+from filelock import FileLock
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -58,17 +57,10 @@ def file_fingerprint(cert_file: Path) -> str:
     return fingerprint(der)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One process at a time generates the pair (several actors may start on one host)."""
+def _locked(path: Path) -> FileLock:
+    """One process at a time makes the file (several actors may start on one host)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return FileLock(path, mode=0o600)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

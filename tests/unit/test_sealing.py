@@ -60,3 +60,19 @@ def test_numbers_masked_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     monkeypatch.setitem(log._masking, "unmasked", True)
     assert log.mask_number("4917612345678") == "4917612345678"
+
+
+def _seal_in_child(home: str) -> str:
+    return Sealer.for_home(Path(home)).seal(PASSWORD)
+
+
+def test_processes_starting_together_make_one_key(tmp_path: Path) -> None:
+    """Several actors on one host seal at once: the key file is made once, under the lock,
+    so every token opens with the key left on disk."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        tokens = pool.map(_seal_in_child, [str(tmp_path)] * 12)
+    opener = Sealer.for_home(tmp_path)
+    assert [opener.open(t) for t in tokens] == [PASSWORD] * 12
+    assert stat.S_IMODE((tmp_path / "secrets.key.lock").stat().st_mode) == 0o600

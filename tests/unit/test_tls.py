@@ -131,3 +131,18 @@ def test_customer_ca_must_be_a_ca_certificate() -> None:
         check_client_ca("hello")
     with pytest.raises(ConfigError, match="--require-client-cert"):
         check_client_cert(False, None, None, ca.cert_pem.bytes().decode())
+
+
+def _make_pair_in_child(home: str) -> tuple[str, bool]:
+    return ensure_self_signed(Path(home) / "tls.crt", Path(home) / "tls.key", "gw.example")
+
+
+def test_listeners_starting_together_make_one_pair(tmp_path: Path) -> None:
+    """Several listener actors on one host start at once: one of them makes the pair, the
+    others read it, and all print the same fingerprint."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        results = pool.map(_make_pair_in_child, [str(tmp_path)] * 8)
+    assert sum(made for _, made in results) == 1
+    assert {fp for fp, _ in results} == {file_fingerprint(tmp_path / "tls.crt")}
