@@ -294,7 +294,7 @@ class RoutingLogic:
             out.append((self.topics.message_state, m.id.encode(), state.encode(), None))
             count_final(self.final, final, reason)
             if customer_wants(m.registered_delivery, final):
-                receipt = failure_receipt(m, final, err)
+                receipt = failure_receipt(m, final, err, now=now)
                 out.append((self.topics.deliver, m.customer.encode(), receipt.encode(), None))
         return out
 
