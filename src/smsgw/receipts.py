@@ -260,14 +260,15 @@ def failure_receipt(
     *,
     network_error: bytes | None = None,
     ttl_s: float = 72 * 3600,
+    now: float | None = None,
 ) -> Delivery:
     """The receipt a customer gets for a message the gateway itself could not send.
 
     Here, below the stages, because the router, the provider binds and the provider
     drain all build it (esm_class 0x04 marks a delivery receipt, SMPP 3.4 §5.2.12;
-    its text follows Appendix B).
+    its text follows Appendix B). `now` (epoch s; default the clock) is when it was decided.
     """
-    now = time.time()
+    now = time.time() if now is None else now
     text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
     return Delivery(
         id=receipt_delivery_id(m.id, m.destination.addr, state),

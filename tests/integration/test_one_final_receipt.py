@@ -29,6 +29,7 @@ def test_a_contradicting_second_receipt_never_reaches_the_customer(
     add_sim_provider(gw, "twice", smsc.port, tps=100)
     with psycopg.connect(gw.db_url) as conn:
         add_mt_route(conn, prefix="", provider="twice")
+    gw.wait_routes(("491700000000", "twice"))  # else a slow reload leaves them unrouted
     wait_bound(gw, sims, ["twice"])
     c = Customer(gw.host, gw.port, "once", "pw").bind()
     try:
@@ -50,5 +51,43 @@ def test_a_contradicting_second_receipt_never_reaches_the_customer(
             c.query(mid)
         c.wait(lambda: len(c.queries) == N, 30, "query_sm answers")
         assert {state for _, state in c.queries.values()} == {int(MessageState.DELIVERED)}
+    finally:
+        c.close()
+
+
+def test_a_failure_only_customer_gets_nothing_from_a_contradicting_second_receipt(
+    node: GatewayNode, sims: Sims
+) -> None:
+    """registered_delivery 2 asks for failure receipts only (SMPP 3.4 §5.2.17): a message
+    the provider reports DELIVRD and then UNDELIV is DELIVERED (its first final state),
+    so the customer gets no receipt for it. Found by the pipeline state machine; before
+    the fix the second receipt became a failure receipt (to_customer == N)."""
+    gw = node
+    smsc = sims.start("twice", second_receipt="UNDELIV", receipt_delay=0.2)
+    gw.add_customer("failonly", "pw")
+    add_sim_provider(gw, "twice", smsc.port, tps=100)
+    with psycopg.connect(gw.db_url) as conn:
+        add_mt_route(conn, prefix="", provider="twice")
+    gw.wait_routes(("491700000000", "twice"))
+    wait_bound(gw, sims, ["twice"])
+    c = Customer(gw.host, gw.port, "failonly", "pw").bind()
+    try:
+        for i in range(N):
+            c.submit(f"4917{i:07d}", registered_delivery=2)
+        c.wait(lambda: len(c.responses) == N, 30, "responses")
+        ids = set(c.accepted_ids().values())
+
+        def correlated() -> dict[str, int]:
+            stats: dict[str, int] = gw.pipeline_stats()["correlator"]  # type: ignore[assignment]
+            return stats
+
+        # Both receipts of every message reached the correlator.
+        c.wait(lambda: correlated()["matched"] >= 2 * N, 90, f"receipts: {correlated()}")
+        assert correlated()["to_customer"] == 0, correlated()
+        for mid in ids:
+            c.query(mid)
+        c.wait(lambda: len(c.queries) == N, 30, "query_sm answers")
+        assert {state for _, state in c.queries.values()} == {int(MessageState.DELIVERED)}
+        assert c.receipts == [], [r.text for r in c.receipts]
     finally:
         c.close()

@@ -36,7 +36,7 @@ from smsgw.receipts import (
     render_receipt_text,
 )
 from smsgw.records import Delivery, InboundReceipt, Pairing
-from smsgw.state import StateRecord, count_final
+from smsgw.state import MessageState, StateRecord, count_final
 from smsgw.topics import Topics
 
 
@@ -87,6 +87,23 @@ def customer_receipt(
     )
 
 
+def receipt_wanted(
+    registered_delivery: int, state: MessageState, first_final: MessageState | None
+) -> bool:
+    """Whether a provider receipt becomes a customer receipt.
+
+    As the customer asked (registered_delivery, SMPP 3.4 §5.2.17), and for a final
+    state only the message's first one (`first_final`: the state of an earlier
+    final receipt for the same provider message, else None). A provider that
+    reports DELIVRD and then UNDELIV must not send a customer who asked for
+    failures only (registered_delivery 2) a failure receipt for a message whose
+    final state is DELIVERED (StateStore.apply keeps the first).
+    """
+    if state.final and first_final is not None:
+        return False
+    return customer_wants(registered_delivery, state)
+
+
 def _same_handset(p: Pairing, r: InboundReceipt) -> bool:
     """The receipt comes from the handset the paired message went to ('+' and 00 aside)."""
     return bool(r.handset) and p.destination.addr.lstrip("+0") == r.handset.lstrip("+0")
@@ -128,6 +145,8 @@ class Correlator:
         self.tombstone_after_s = 120.0
         self.log = log.get("smsgw.correlator")
         self._warned_ids: set[str] = set()  # providers whose receipt ids disagreed
+        # Pairing key -> the state of its first final receipt, while the pairing is held.
+        self._first_final: dict[str, MessageState] = {}
 
     def _assigned(self, parts: list[TopicPartition]) -> None:
         sent = [TopicPartition(self.topics.sent, p.partition, OFFSET_BEGINNING) for p in parts]
@@ -137,6 +156,7 @@ class Correlator:
         gone = {p.partition for p in parts}
         self.pairs_reader.incremental_unassign([TopicPartition(self.topics.sent, p) for p in gone])
         self.pairings = {k: v for k, v in self.pairings.items() if v[0] not in gone}
+        self._first_final = {k: s for k, s in self._first_final.items() if k in self.pairings}
         self.parked = {
             k: v for k, v in self.parked.items() if v and (v[0][0].partition() or 0) not in gone
         }
@@ -248,7 +268,8 @@ class Correlator:
         )
         p = self.producer
         futures = []
-        wanted = customer_wants(pairing.registered_delivery, receipt.state)
+        first_final = self._first_final.get(pairing.key)
+        wanted = receipt_wanted(pairing.registered_delivery, receipt.state, first_final)
         for mid in pairing.message_ids:
             state = StateRecord(
                 mid,
@@ -267,7 +288,8 @@ class Correlator:
                 futures.append(
                     p.produce(self.topics.deliver, delivery.encode(), pairing.customer.encode())
                 )
-        if receipt.state.final:
+        if receipt.state.final and first_final is None:
+            self._first_final[pairing.key] = receipt.state
             # The pairing has done its job. Its tombstone waits until this receipt's
             # offset is long committed: a crash before that re-reads the receipt,
             # which must still find its pairing.
@@ -286,6 +308,7 @@ class Correlator:
         cutoff = time.monotonic() - self.tombstone_after_s
         while self._finals and self._finals[0][0] < cutoff:
             _at, key = self._finals.popleft()
+            self._first_final.pop(key, None)
             if self.pairings.pop(key, None) is not None:
                 self.producer.produce(self.topics.sent, None, key.encode())
 
