@@ -41,7 +41,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
@@ -58,6 +57,7 @@ from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
+from smsgw.kafka.transactions import TransactionalProducer, bounded
 from smsgw.message import (
     AcceptedMessage,
     Withdrawal,
@@ -93,6 +93,7 @@ class RouterConfig(Protocol):
 # One record to produce: topic, key, value (None: tombstone), partition (None: by key).
 Out = tuple[str, bytes, bytes | None, int | None]
 RESTORE_TIMEOUT_S = 60.0
+CLOSE_TIMEOUT_S = 30.0
 # A transaction costs the broker a marker on every partition it touched; at a
 # few hundred msg/s, one per fetched batch meant ~100 a second. Gathering for
 # this long first keeps it near 1/TXN_INTERVAL_S at the cost of that much
@@ -142,13 +143,7 @@ class Router:
         self.late_after_s = max(0.0, produce_timeout_s - 1.0)
         self._late: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self.final: dict[str, int] = {}  # "STATE|reason" (count_final)
-        self.consumer = AsyncConsumer(
-            consumer_config(bootstrap, f"{topics.prefix}router"),
-            [topics.submit],
-            on_assign=self._assigned,
-            on_revoke=self._revoked,
-        )
-        self.producer = Producer(
+        self.producer = TransactionalProducer(
             client_config(
                 bootstrap,
                 {
@@ -159,7 +154,13 @@ class Router:
                 },
             )
         )
-        self.producer.init_transactions(30)
+        self.producer.init()  # first: a consumer is not left behind if this fails
+        self.consumer = AsyncConsumer(
+            consumer_config(bootstrap, f"{topics.prefix}router"),
+            [topics.submit],
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+        )
         self.dead_letters = DeadLetters(bootstrap, topics, "router")
         self.assembler = Assembler(multipart_expiry_s)
         self._to_restore: set[int] = set()
@@ -205,7 +206,11 @@ class Router:
                     await self._expire()
                 self.counts["multipart_held"] = self.assembler.parts_held
         finally:
-            await asyncio.to_thread(self.consumer.consumer.close)
+            self.producer.close()
+            try:  # without its coordinator a consumer's close can wait forever (librdkafka #3740)
+                await bounded(self.consumer.consumer.close, CLOSE_TIMEOUT_S, "router-close")
+            except TimeoutError:
+                self.log.warning("consumer not closed in time; left to its session timeout")
 
     async def _gather(self, stop: asyncio.Event, limit: int = 2000) -> list[Message]:
         """Records for one transaction: what arrives within TXN_INTERVAL_S of the first."""
@@ -445,33 +450,9 @@ class Router:
                 ensure_topic_names, self.bootstrap, needed, self.outbound_partitions
             )
             self._known_topics |= needed
-        await asyncio.to_thread(self._transact, out, offsets)
-
-    def _transact(self, out: list[Out], offsets: dict[tuple[str, int], int]) -> None:
-        """One batch, one transaction; on failure abort and re-raise (the actor restarts)."""
-        p = self.producer
-        p.begin_transaction()
-        try:
-            for topic, key, value, partition in out:
-                while True:
-                    try:
-                        if partition is None:
-                            p.produce(topic, value=value, key=key)
-                        else:
-                            p.produce(topic, value=value, key=key, partition=partition)
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-            if offsets:
-                p.send_offsets_to_transaction(
-                    [TopicPartition(t, part, o) for (t, part), o in offsets.items()],
-                    self.consumer.consumer.consumer_group_metadata(),
-                    30,
-                )
-            p.commit_transaction(30)
-        except KafkaException:
-            p.abort_transaction(30)
-            raise
+        # A failed transaction raises (aborted, stuck or fatal): the router restarts and
+        # re-reads from its committed offsets (smsgw.kafka.transactions).
+        await self.producer.commit(out, offsets, self.consumer.consumer.consumer_group_metadata())
 
     # ------------------------------------------------------------ restore
     async def _restore(self) -> None:
