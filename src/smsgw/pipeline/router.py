@@ -41,7 +41,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
@@ -51,6 +50,7 @@ from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
+from smsgw.kafka.transactions import TransactionalProducer, bounded
 from smsgw.pipeline.routing_logic import (
     Out,
     RouterConfig,
@@ -62,6 +62,7 @@ from smsgw.topics import Topics
 __all__ = ["Out", "Router", "RouterConfig", "submit_octets"]
 
 RESTORE_TIMEOUT_S = 60.0
+CLOSE_TIMEOUT_S = 30.0
 # A transaction costs the broker a marker on every partition it touched; at a
 # few hundred msg/s, one per fetched batch meant ~100 a second. Gathering for
 # this long first keeps it near 1/TXN_INTERVAL_S at the cost of that much
@@ -86,13 +87,7 @@ class Router:
         self.topics = topics
         self.config = config
         self.outbound_partitions = outbound_partitions
-        self.consumer = AsyncConsumer(
-            consumer_config(bootstrap, f"{topics.prefix}router"),
-            [topics.submit],
-            on_assign=self._assigned,
-            on_revoke=self._revoked,
-        )
-        self.producer = Producer(
+        self.producer = TransactionalProducer(
             client_config(
                 bootstrap,
                 {
@@ -103,7 +98,13 @@ class Router:
                 },
             )
         )
-        self.producer.init_transactions(30)
+        self.producer.init()  # first: a consumer is not left behind if this fails
+        self.consumer = AsyncConsumer(
+            consumer_config(bootstrap, f"{topics.prefix}router"),
+            [topics.submit],
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+        )
         self.dead_letters = DeadLetters(bootstrap, topics, "router")
         self.log = log.get("smsgw.router")
         # 1 s less than the produce timeout, for clocks.
@@ -145,7 +146,11 @@ class Router:
                     if out:
                         await self._commit(out, {})
         finally:
-            await asyncio.to_thread(self.consumer.consumer.close)
+            self.producer.close()
+            try:  # without its coordinator a consumer's close can wait forever (librdkafka #3740)
+                await bounded(self.consumer.consumer.close, CLOSE_TIMEOUT_S, "router-close")
+            except TimeoutError:
+                self.log.warning("consumer not closed in time; left to its session timeout")
 
     async def _gather(self, stop: asyncio.Event, limit: int = 2000) -> list[Message]:
         """Records for one transaction: what arrives within TXN_INTERVAL_S of the first."""
@@ -185,33 +190,9 @@ class Router:
                 ensure_topic_names, self.bootstrap, needed, self.outbound_partitions
             )
             self._known_topics |= needed
-        await asyncio.to_thread(self._transact, out, offsets)
-
-    def _transact(self, out: list[Out], offsets: dict[tuple[str, int], int]) -> None:
-        """One batch, one transaction; on failure abort and re-raise (the actor restarts)."""
-        p = self.producer
-        p.begin_transaction()
-        try:
-            for topic, key, value, partition in out:
-                while True:
-                    try:
-                        if partition is None:
-                            p.produce(topic, value=value, key=key)
-                        else:
-                            p.produce(topic, value=value, key=key, partition=partition)
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-            if offsets:
-                p.send_offsets_to_transaction(
-                    [TopicPartition(t, part, o) for (t, part), o in offsets.items()],
-                    self.consumer.consumer.consumer_group_metadata(),
-                    30,
-                )
-            p.commit_transaction(30)
-        except KafkaException:
-            p.abort_transaction(30)
-            raise
+        # A failed transaction raises (aborted, stuck or fatal): the router restarts and
+        # re-reads from its committed offsets (smsgw.kafka.transactions).
+        await self.producer.commit(out, offsets, self.consumer.consumer.consumer_group_metadata())
 
     # ------------------------------------------------------------ restore
     async def _restore(self) -> None:
