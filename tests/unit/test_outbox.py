@@ -118,3 +118,15 @@ def test_a_multipart_record_with_a_failed_part_does_not_fail_over() -> None:
     assert isinstance(refused, Failed)
     assert box.take_for_failover() == []
     assert [i.part.id for i in box.queue] == ["m.2"]  # waits for this provider
+
+
+def test_a_late_message_waits_as_long_as_its_withdrawal_marker_can_take() -> None:
+    """Issue 14: the listener answers at received + T, then its marker's produce may take T
+    more; a fixed 2-s hold let 624 refused submits out in a rolling restart."""
+    from smsgw.pipeline.outbox import WITHDRAWAL_HOLD_S, withdrawal_hold_s
+
+    t = 5.0
+    # Routed 4.5 s after acceptance: held until received + 2T + 2 s.
+    assert withdrawal_hold_s(1000.0, 1004.5, t) == 7.5
+    # Routed a minute late (its marker is surely written by now): the minimum hold.
+    assert withdrawal_hold_s(1000.0, 1060.0, t) == WITHDRAWAL_HOLD_S

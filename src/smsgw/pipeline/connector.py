@@ -31,8 +31,8 @@ stateful property test); this class does the I/O around them.
 
 A message routed "late" (more than the produce timeout after acceptance: its
 customer may have been answered with an error, smsgw.server.withdraw) waits
-WITHDRAWAL_HOLD_S before it is queued; its withdrawal marker, forwarded by the
-router right behind it on this topic, drops it (REJECTED, reason
+until its withdrawal marker could have come (outbox.withdrawal_hold_s); the
+marker, forwarded by the router right behind it on this topic, drops it (REJECTED, reason
 "withdrawn", no receipt). A marker for a message already sent is counted
 (``withdrawn_too_late``).
 """
@@ -57,7 +57,16 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
-from smsgw.pipeline.outbox import BindStats, Failed, Group, Item, Outbox, Paired, Retry
+from smsgw.pipeline.outbox import (
+    BindStats,
+    Failed,
+    Group,
+    Item,
+    Outbox,
+    Paired,
+    Retry,
+    withdrawal_hold_s,
+)
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
@@ -82,9 +91,6 @@ from smsgw.topics import Topics
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
 __all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
-# How long a late-routed message waits for a withdrawal marker that would follow
-# it within a router transaction or two.
-WITHDRAWAL_HOLD_S = 2.0
 
 
 class ConnectorConfig(Protocol):
@@ -164,6 +170,7 @@ class ProviderBind:
         self.receipt_ttl_s = receipt_ttl_s
         self.failover_after_s = failover_after_s
         self.max_age_s = provider.max_age_s(message_ttl_s)
+        self.produce_timeout_s = produce_timeout_s
         self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
         # The expiry timer sleeps until the outbox's first deadline, or this.
         self._deadline_changed = asyncio.Event()
@@ -331,8 +338,11 @@ class ProviderBind:
                     continue
                 first = self.outbox.next_deadline()
                 if self.outbox.add(pos, routed):
+                    hold = withdrawal_hold_s(
+                        routed.message.received_at, time.time(), self.produce_timeout_s
+                    )
                     asyncio.get_running_loop().call_later(
-                        WITHDRAWAL_HOLD_S, self.outbox.release, routed.message.id
+                        hold, self.outbox.release, routed.message.id
                     )
                 if self.outbox.next_deadline() < first:
                     self._deadline_changed.set()

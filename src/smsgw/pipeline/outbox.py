@@ -58,6 +58,19 @@ from smsgw.validity import TimeFieldError, expires_at, parse_time, relative_time
 
 Position = tuple[str, int, int]  # topic, partition, offset of a record
 SENT_IDS_KEPT = 10_000  # ids remembered as sent, to count withdrawals that came too late
+WITHDRAWAL_HOLD_S = 2.0  # at least this long: the marker's router transaction or two
+
+
+def withdrawal_hold_s(received_at: float, now: float, produce_timeout_s: float) -> float:
+    """Seconds a late-routed message waits for its withdrawal marker (wall-clock times).
+
+    The listener answers the error at ``received_at + produce_timeout_s`` and only
+    then writes the marker, whose own produce may take up to the produce timeout on
+    the same troubled Kafka; the router then forwards it behind the message. A
+    fixed 2-s hold let 624 refused submits out to the provider in a rolling restart
+    (issue 14): the markers came later than that.
+    """
+    return max(WITHDRAWAL_HOLD_S, received_at + 2 * produce_timeout_s + WITHDRAWAL_HOLD_S - now)
 
 
 @dataclass
