@@ -1,15 +1,20 @@
 """A confluent-kafka consumer driven from an asyncio loop, with safe commits.
 
 ``consume(timeout=0)`` only hands over what librdkafka's own threads already
-fetched, so calling it on the loop never blocks; when nothing is there the
-loop sleeps briefly. Rebalance callbacks therefore run on the loop thread,
-where the worker's state lives. Commits are of ``OffsetTracker`` commit
-points: never past a record whose work is unfinished.
+fetched, so calling it on the loop never blocks. When nothing is there, the
+consumer waits in a blocking ``consume`` on a thread of its own, which
+librdkafka wakes the moment a fetch lands: an idle consumer costs one wake-up
+per wait, not a sleep loop on the event loop (issue 13). Rebalance callbacks
+that fire during that wait are handed to the loop thread, where the worker's
+state lives, and the waiting thread blocks until they ran. Commits are of
+``OffsetTracker`` commit points: never past a record whose work is unfinished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +24,14 @@ from smsgw import log
 from smsgw.kafka.security import client_config
 from smsgw.offsets import OffsetTracker
 
-IDLE_SLEEP = 0.005
+# How long a consumer with nothing to read waits for records before ``batch``
+# returns empty (the caller's loop then runs its timers: commits, expiry). A
+# worker with nothing else to do passes a longer wait.
+IDLE_WAIT_S = 0.1
+# librdkafka serves rebalance callbacks inside the waiting consume; the loop runs
+# them. If the loop does not within this time (it is shutting down), they run on
+# the waiting thread rather than never.
+_HANDOFF_S = 30.0
 _static_member: dict[str, str] = {}  # "name" -> this process's member name, if any
 
 
@@ -70,16 +82,59 @@ class AsyncConsumer:
         self._on_assign = on_assign
         self.assigned: set[tuple[str, int]] = set()
         self.log = log.get("smsgw.consumer").bind(group=config.get("group.id"))
+        # Set whenever a record is done: a commit loop can sleep until there is work.
+        self.progress = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._waiter: concurrent.futures.ThreadPoolExecutor | None = None
+        self._waiting: concurrent.futures.Future[list[Message]] | None = None
+        # Positions when the last wait began (everything before them was handed
+        # over): what commit() may use while the waiting thread moves the live ones.
+        self._safe_positions: list[TopicPartition] = []
+        self._closing = False
         self.consumer.subscribe(
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
 
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread (a callback served inside the waiting consume)."""
+        loop = self._loop
+        if (
+            loop is None
+            or self._closing
+            or threading.get_ident() == self._loop_thread
+            or loop.is_closed()
+        ):
+            fn()
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fn()
+                done.set_result(None)
+            except BaseException as exc:  # handed back to the waiting thread
+                done.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+            done.result(_HANDOFF_S)
+        except (RuntimeError, concurrent.futures.TimeoutError):
+            if not done.done():
+                fn()
+
     def _assigned(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self._on_loop(lambda: self._assigned_here(parts))
+
+    def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self._on_loop(lambda: self._revoked_here(parts))
+
+    def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
         if self._on_assign:
             self._on_assign(parts)
 
-    def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+    def _revoked_here(self, parts: list[TopicPartition]) -> None:
         self.commit(asynchronous=False)  # hand over what is finished
         for p in parts:
             self.assigned.discard((p.topic, p.partition))
@@ -87,12 +142,46 @@ class AsyncConsumer:
         if self._on_revoke:
             self._on_revoke(parts)
 
-    async def batch(self, max_records: int = 500) -> list[Message]:
-        """Records already fetched (tracked as read); waits briefly when there are none."""
-        out = self.accept(self.consumer.consume(max_records, 0))
-        if not out:
-            await asyncio.sleep(IDLE_SLEEP)
-        return out
+    async def batch(self, max_records: int = 500, wait_s: float = IDLE_WAIT_S) -> list[Message]:
+        """Records fetched (tracked as read); when there are none, waits up to ``wait_s``
+        for the first ones (woken by their arrival, not by a timer).
+
+        A wait cancelled half-way keeps its records for the next call (or close):
+        the consumer's position is already past them.
+        """
+        if self._waiting is None:
+            msgs = self.consumer.consume(max_records, 0)
+            if msgs or wait_s <= 0:
+                return self.accept(msgs)
+            self._begin_wait(max_records, wait_s)
+        assert self._waiting is not None
+        msgs = await asyncio.shield(asyncio.wrap_future(self._waiting))
+        self._waiting = None
+        return self.accept(msgs)
+
+    def _begin_wait(self, max_records: int, wait_s: float) -> None:
+        if self._waiter is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._waiter = concurrent.futures.ThreadPoolExecutor(1, "kafka-wait")
+        before = self._safe_positions
+        self._safe_positions = self._positions()
+        if [(p.topic, p.partition, p.offset) for p in before] != [
+            (p.topic, p.partition, p.offset) for p in self._safe_positions
+        ]:
+            self.progress.set()  # past a transaction marker, say: worth a commit
+        self._waiting = self._waiter.submit(self.consumer.consume, max_records, wait_s)
+
+    def _positions(self) -> list[TopicPartition]:
+        if not self.assigned:
+            return []
+        try:
+            got: list[TopicPartition] = self.consumer.position(
+                [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+            )
+            return got
+        except Exception:  # no position yet (rebalance); the next commit catches up
+            return []
 
     def accept(self, msgs: list[Message]) -> list[Message]:
         """The records among `msgs` (errors logged, EOF events dropped), tracked as read."""
@@ -109,19 +198,18 @@ class AsyncConsumer:
 
     def done(self, msg: Message) -> None:
         self.tracker.done(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+        self.progress.set()
 
     def commit(self, asynchronous: bool = True) -> None:
         # A transactionally written partition ends in a commit marker, which
         # takes an offset but is never a record: without this the group would
         # rest one short of the end, and show a lag that never drains.
-        if self.assigned:
-            try:
-                here = self.consumer.position([TopicPartition(t, p) for t, p in self.assigned])
-            except Exception:  # no position yet (rebalance); the next commit catches up
-                here = []
-            for tp in here:
-                if tp.offset >= 0:
-                    self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
+        # While a wait is under way its thread moves the live position past records
+        # not handed over yet: only the positions from before the wait are safe.
+        here = self._safe_positions if self._waiting is not None else self._positions()
+        for tp in here:
+            if tp.offset >= 0 and (tp.topic, tp.partition) in self.assigned:
+                self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
         points = self.tracker.commit_points()
         if not points:
             return
@@ -140,6 +228,21 @@ class AsyncConsumer:
     def resume(self, parts: list[TopicPartition]) -> None:
         self.consumer.resume(parts)
 
-    def close(self) -> None:
-        self.commit(asynchronous=False)
+    def settle(self) -> None:
+        """Wait for a wait under way to end; its records count as read, never done
+        (they go to the partition's next reader). Blocking: call off the loop."""
+        self._closing = True
+        if self._waiting is not None:
+            try:
+                self.accept(self._waiting.result())
+            except Exception as exc:
+                self.log.info("wait ended in error", error=repr(exc))
+            self._waiting = None
+        if self._waiter is not None:
+            self._waiter.shutdown(wait=True)
+
+    def close(self, commit: bool = True) -> None:
+        self.settle()
+        if commit:
+            self.commit(asynchronous=False)
         self.consumer.close()

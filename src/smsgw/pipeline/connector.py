@@ -92,6 +92,10 @@ RETRIABLE = {S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR, S.ESME_RX_T_APP
 # How long a late-routed message waits for a withdrawal marker that would follow
 # it within a router transaction or two.
 WITHDRAWAL_HOLD_S = 2.0
+# A bind with nothing to do waits on events, never on a timer (issue 13): the
+# consumer's wait for records returns this often at most (to notice a stop).
+FETCH_WAIT_S = 5.0
+COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
 
 
 class ConnectorConfig(Protocol):
@@ -247,6 +251,11 @@ class ProviderBind:
         self.queue: collections.deque[_Item] = collections.deque()
         self.in_flight: dict[int, _Item] = {}
         self.window = asyncio.Semaphore(provider.window)
+        # Set when the send loop may have work: records queued, an answer or a
+        # timeout freed a resend's turn. Cleared by the send loop before it waits.
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()  # the send loop took from a full queue
+        self._unbound = asyncio.Event()  # the session ended: the failover clock runs
         self.client: SmppClient | None = None  # the transceiver, or the pair's transmitter
         self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
@@ -274,6 +283,7 @@ class ProviderBind:
                 if self.stats.bound:
                     self.unbound_since = time.monotonic()
                 self.stats.bound = False
+                self._unbound.set()
                 self._requeue_in_flight()
                 if stop.is_set():
                     break
@@ -365,9 +375,13 @@ class ProviderBind:
         limit = max(200, 4 * self.provider.window)
         while not stop.is_set():
             if len(self.queue) >= limit:
-                await asyncio.sleep(0.01)
+                # Until the send loop takes some (or now and then: the failover or
+                # expiry may empty the queue while nothing is sent).
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 1.0)
                 continue
-            for msg in await self.consumer.batch(limit - len(self.queue)):
+            for msg in await self.consumer.batch(limit - len(self.queue), FETCH_WAIT_S):
                 raw = msg.value() or b""
                 if is_withdrawal(raw):
                     try:
@@ -389,11 +403,13 @@ class ProviderBind:
                     asyncio.get_running_loop().call_later(WITHDRAWAL_HOLD_S, self._release, m.id)
                     continue
                 self.queue.extend(items)
+                self._wake.set()
 
     def _release(self, mid: str) -> None:
         items = self._held.pop(mid, None)
         if items:
             self.queue.extend(items)
+            self._wake.set()
 
     def _withdraw(self, w: Withdrawal) -> None:
         """The customer was answered with an error: drop the message if it is not sent."""
@@ -488,14 +504,21 @@ class ProviderBind:
         self._failed(item, 0, state=MessageState.EXPIRED, err=ERR_EXPIRED, reason="expired")
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
+        """Commit what is finished, in batches; idle (nothing finished) it only waits."""
         while not stop.is_set():
-            await asyncio.sleep(0.2)
+            await self.consumer.progress.wait()
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            self.consumer.progress.clear()
             self.consumer.commit()
 
     async def _failover_loop(self, stop: asyncio.Event) -> None:
         """Provider unreachable for a while: hand messages with a failover route on."""
         while not stop.is_set():
-            await asyncio.sleep(0.5)
+            if self.stats.bound:  # bound: nothing to do until the session ends
+                self._unbound.clear()
+                await self._unbound.wait()
+                continue
+            await asyncio.sleep(0.5)  # unbound: hand on what the fetcher queues meanwhile
             if self.stats.bound or time.monotonic() - self.unbound_since < self.failover_after_s:
                 continue
             keep: collections.deque[_Item] = collections.deque()
@@ -562,6 +585,7 @@ class ProviderBind:
             return
         self.stats.resent_unknown += 1
         self.queue.appendleft(item)
+        self._wake.set()
 
     # ------------------------------------------------------------ sending
     def _must_wait_alone(self) -> bool:
@@ -580,7 +604,9 @@ class ProviderBind:
     async def _send_loop(self, client: SmppClient) -> None:
         while True:
             if not self.queue or self._must_wait_alone():
-                await asyncio.sleep(0.002)
+                # Until something is queued or answered (no timer: an idle bind sleeps).
+                self._wake.clear()
+                await self._wake.wait()
                 continue
             wait = self.pause_until - time.monotonic()
             if wait > 0:
@@ -597,6 +623,7 @@ class ProviderBind:
                 self.window.release()
                 continue
             item = self.queue.popleft()
+            self._room.set()
             now = time.time()
             if now >= item.group.deadline:
                 self.window.release()
@@ -633,6 +660,7 @@ class ProviderBind:
 
     # ------------------------------------------------------------ events
     def _on_event(self, e: Any) -> None:
+        self._wake.set()  # an answer or a timeout may let the send loop go on
         if isinstance(e, ev.SubmitResponse):
             self._on_submit_resp(e)
         elif isinstance(e, ev.DeliverReceived):

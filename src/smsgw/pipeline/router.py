@@ -205,7 +205,7 @@ class Router:
                     await self._expire()
                 self.counts["multipart_held"] = self.assembler.parts_held
         finally:
-            await asyncio.to_thread(self.consumer.consumer.close)
+            await asyncio.to_thread(self.consumer.close, False)  # offsets go in transactions
 
     async def _gather(self, stop: asyncio.Event, limit: int = 2000) -> list[Message]:
         """Records for one transaction: what arrives within TXN_INTERVAL_S of the first."""
