@@ -38,7 +38,9 @@ _static_member: dict[str, str] = {}  # "name" -> this process's member name, if 
 def use_static_membership(name: str) -> None:
     """Join every consumer group of this process as the static member ``name``.
 
-    For processes that host one named worker (a Ray actor): when it restarts
+    For processes that host named workers (a Ray actor; a consumer with a
+    ``client.id`` joins as ``name/client.id``, so the binds of one connector
+    host are members of their own): when it restarts
     under the same name it gets its partitions back at once, instead of after
     the dead member's session timeout (KIP-345). The name must be unique per
     group, and a live process with the same name is fenced.
@@ -75,7 +77,10 @@ class AsyncConsumer:
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
         if "name" in _static_member and "group.instance.id" not in config:
-            config = {**config, "group.instance.id": _static_member["name"]}
+            member = _static_member["name"]
+            if "client.id" in config:  # one of several named workers of this process
+                member = f"{member}/{config['client.id']}"  # (a connector host's binds)
+            config = {**config, "group.instance.id": member}
         self.consumer = Consumer(config)
         self.tracker = OffsetTracker()
         self._on_revoke = on_revoke
