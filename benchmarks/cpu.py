@@ -17,7 +17,7 @@ ROLES = (
     "ray::ListenerImpl",
     "ray::RouterImpl",
     "ray::CorrelatorImpl",
-    "ray::ProviderBindImpl",
+    "ray::ConnectorHostImpl",
     "ray::SupervisorImpl",
     "ray::DashboardAgent",
     "gcs_server",
