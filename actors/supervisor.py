@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -395,6 +396,10 @@ class SupervisorImpl:
         self.actors.clear()
 
     # ------------------------------------------------------------ API
+    def pid(self) -> int:
+        """This process (benchmarks/binds.py measures every process of the gateway)."""
+        return os.getpid()
+
     def status(self) -> dict[str, Any]:
         return dict(self.snapshot)
 
