@@ -96,6 +96,7 @@ WITHDRAWAL_HOLD_S = 2.0
 # consumer's wait for records returns this often at most (to notice a stop).
 FETCH_WAIT_S = 5.0
 COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
+IDLE_FETCH_WAIT_MS = 500
 
 
 class ConnectorConfig(Protocol):
@@ -242,7 +243,9 @@ class ProviderBind:
             consumer_config(
                 bootstrap,
                 f"{topics.prefix}provider.{provider.name}",
-                **{"client.id": self.name},
+                # An idle bind's long-poll: the broker answers as soon as a record is
+                # there, so this only spaces the empty fetches of hundreds of binds.
+                **{"client.id": self.name, "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS},
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
