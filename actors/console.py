@@ -19,12 +19,13 @@ from smsgw.console import (
     authorized,
     console_page,
     counter_series,
-    ensure_token,
     login_page,
     message_page,
+    session_cookie,
     summarize,
     to_json,
 )
+from smsgw.credentials import ray_token
 from smsgw.settings import Settings, parse_hostport
 
 Lookup = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -38,7 +39,9 @@ class ConsoleServer:
         self.status = status
         self.lookup = lookup
         self.window = RateWindow()
-        self.token = ensure_token(settings.home)
+        # The Ray cluster's token, as every other door of the control plane asks for
+        # (docs/SECURITY.md): no token, no console.
+        self.token = ray_token(settings.ray_auth_token_file) or ""
         self.runner: web.AppRunner | None = None
         self.log = log.get("smsgw.console")
 
@@ -47,6 +50,12 @@ class ConsoleServer:
         self.window.add(time.time(), counter_series(self.status().get("actors") or {}))
 
     async def start(self) -> None:
+        if not self.token:
+            self.log.error(
+                "console not started: no Ray cluster token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH"
+                " or $SMSGW_HOME/ray_auth_token), and the console never serves without one"
+            )
+            return
         app = web.Application()
         app.add_routes(
             [
@@ -90,7 +99,7 @@ class ConsoleServer:
         if not authorized(self.token, f"Bearer {token}", None):
             return web.Response(text=login_page(failed=True), status=401, content_type="text/html")
         response = web.HTTPSeeOther("/")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        response.set_cookie(COOKIE, session_cookie(self.token), httponly=True, samesite="Strict")
         return response
 
     def _refused(self, request: web.Request) -> web.Response:

@@ -112,6 +112,12 @@ def wait_ready(
     raise TimeoutError(f"the gateway's actors did not come up in {timeout:.0f} s: {last}")
 
 
+def disconnect() -> None:
+    """Leave the cluster (a driver still connected when Ray stops reports every worker dying)."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def stop_all(topic_prefix: str = "smsgw.", timeout: float = 60.0) -> bool:
     """Stop every actor of the gateway; False if there was nothing running."""
     sup = find_supervisor(topic_prefix)

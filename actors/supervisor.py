@@ -413,9 +413,14 @@ class SupervisorImpl:
 
 
 def _stop(actors: list[tuple[str, Any]]) -> None:
-    """Stop actors on purpose: connector hosts first shut down (bounded) so binds unbind
-    from the SMSC (SMPP 3.4 §4.2) instead of dropping the TCP connection; then kill."""
-    polite = [handle.shutdown.remote() for name, handle in actors if name.startswith("connectors@")]
+    """Stop actors on purpose: each shuts down first (bounded), then is killed idle.
+
+    Connector hosts unbind their binds from the SMSC and listeners ask their
+    customers to unbind (SMPP 3.4 §4.2) instead of dropping TCP connections; every actor
+    closes its Kafka clients. A kill in the middle of its work is what made an
+    expected stop look like a crash.
+    """
+    polite = [handle.shutdown.remote() for _name, handle in actors]
     if polite:
         with contextlib.suppress(Exception):
             ray.wait(polite, num_returns=len(polite), timeout=STOP_GRACE_S)

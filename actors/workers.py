@@ -96,6 +96,7 @@ class _Base:
         }
 
     def shutdown(self) -> None:
+        """Stop on purpose: end the work (binds unbind, Kafka clients close) before a kill."""
         self.host.stop()
 
     async def _supervised(
@@ -135,9 +136,13 @@ class PeerListeners:
         self.directory: dict[str, list[str]] = {}
         self.lag: dict[str, int] = {}  # per topic, as the supervisor last measured it
         self.bind_counts: dict[str, int] = {}  # customer -> binds on other listeners
+        self.homes: dict[str, dict[str, str]] = {}  # customer -> receiving session -> listener
 
     def targets(self, customer: str) -> list[str]:
         return self.directory.get(customer, [])
+
+    def sessions(self, customer: str) -> dict[str, str]:
+        return self.homes.get(customer, {})
 
     def binds_elsewhere(self, system_id: str) -> int:
         return self.bind_counts.get(system_id, 0)
@@ -159,6 +164,7 @@ class PeerListeners:
             self.lag = dict(status.get("lag") or {})
             directory: dict[str, list[str]] = {}
             counts: dict[str, int] = {}
+            homes: dict[str, dict[str, str]] = {}
             for name, a in status.get("actors", {}).items():
                 if not name.startswith("listener@") or name == self.me:
                     continue
@@ -166,8 +172,11 @@ class PeerListeners:
                     counts[customer] = counts.get(customer, 0) + int(n)
                 for customer in a.get("receivers") or []:
                     directory.setdefault(customer, []).append(name)
+                for customer, sessions in (a.get("sessions") or {}).items():
+                    homes.setdefault(customer, {}).update(dict.fromkeys(sessions, name))
             self.directory = directory
             self.bind_counts = counts
+            self.homes = homes
 
 
 class ListenerImpl(_Base):
@@ -232,6 +241,10 @@ class ListenerImpl(_Base):
             "tls_sha256": gw.tls_fingerprint,
             "binds": core.binds.customers(),
             "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
+            # Receiving sessions per customer: other nodes send a receipt to its session here.
+            "sessions": {
+                c: [b.bind_id for b in core.binds.receivers(c)] for c in core.binds.customers()
+            },
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
             "failures": [r.public() for r in list(core.states.failures)[-20:]],

@@ -42,7 +42,8 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
             f"smsgw: ready — SMPP on {', '.join(listeners)}; "
             f"Ray dashboard {runtime.get('ray_dashboard') or '(external cluster)'}; "
             f"metrics {runtime.get('metrics') or '(set by the external Ray cluster)'}; "
-            f"console {runtime.get('console')} (token in {settings.home / 'console.token'})",
+            f"console {runtime.get('console')} "
+            f"(log in with the Ray token, {settings.ray_auth_token_file})",
             err=True,
         )
         while not stop.wait(0.5):
@@ -51,6 +52,9 @@ def run_gateway(settings: Settings, runtime: dict[str, Any], stop: threading.Eve
         if runtime.get("embedded", {}).get("ray", False):
             click.echo("smsgw: stopping the gateway's actors", err=True)
             rt.stop_all(settings.topic_prefix)
+            # The driver leaves before Ray stops: connected, it reports every worker
+            # dying with the head as an error of its job.
+            rt.disconnect()
         else:
             click.echo(
                 "smsgw: leaving the cluster's actors running (`smsgw stop` stops them)", err=True

@@ -100,7 +100,7 @@ def console_health(url: str | None) -> Health:
             ok = resp.status == 200
     except OSError as exc:
         return Health("console", False, f"{url}: {exc}")
-    return Health("console", ok, f"{url} (token in $SMSGW_HOME/console.token)")
+    return Health("console", ok, f"{url} (log in with the Ray token, $SMSGW_HOME/ray_auth_token)")
 
 
 def all_health(

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
+from smsgw.credentials import ray_token
 
 
 def ray_command() -> list[str]:
@@ -56,13 +57,7 @@ def auth_env(token_path: Path) -> dict[str, str]:
 
 def auth_token(default_path: Path | None = None) -> str | None:
     """The token a client presents: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else ours."""
-    if token := os.environ.get("RAY_AUTH_TOKEN"):
-        return token.strip()
-    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    for candidate in (Path(named) if named else None, default_path):
-        if candidate is not None and candidate.is_file():
-            return candidate.read_text().strip()
-    return None
+    return ray_token(default_path)
 
 
 def dashboard_ok(host: str, port: int, token: str | None = None) -> bool:

@@ -26,7 +26,7 @@ from smsgw.topics import Topics
 
 
 def console_url(s: Settings) -> str:
-    """Where the supervisor serves the operator console (token: $SMSGW_HOME/console.token)."""
+    """Where the supervisor serves the operator console (login: the Ray token)."""
     host, port = parse_hostport(s.console_listen, 8280)
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"
 

@@ -1,54 +1,48 @@
-"""The operator console's logic: its token, its numbers and its pages (no Ray, no server).
+"""The operator console's logic: its login, its numbers and its pages (no Ray, no server).
 
 The supervisor (``smsgw.actors.console``) serves these over HTTP on
 ``SMSGW_CONSOLE_LISTEN`` (loopback by default). Every page but the login form
-needs the token in ``$SMSGW_HOME/console.token`` (DESIGN invariant 10), sent
-as ``Authorization: Bearer`` or through the login form's cookie.
+needs the Ray cluster's token (``$SMSGW_HOME/ray_auth_token``, DESIGN invariant
+10; docs/SECURITY.md), the one secret of the control plane, sent as
+``Authorization: Bearer`` or once through the login form, which sets a cookie
+derived from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import html
 import itertools
 import json
-import os
-import secrets
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-TOKEN_FILE = "console.token"
 COOKIE = "smsgw_console"
 WINDOW_S = 60.0  # "the last minute" of every rate on the page
 
 
-def ensure_token(home: Path) -> str:
-    """The console token, generated (0600, owner only) on first start."""
-    path = home / TOKEN_FILE
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
-    home.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
+def session_cookie(token: str) -> str:
+    """The login cookie: derived from the cluster token, never the token itself.
+
+    A cookie read off a browser opens the console, not Ray (whose token runs code
+    on every node); it changes when the cluster's token is rotated.
+    """
+    return hmac.new(token.encode(), b"smsgw console session", hashlib.sha256).hexdigest()
 
 
 def authorized(token: str, authorization: str | None, cookie: str | None) -> bool:
-    """A bearer token or the login cookie, compared in constant time."""
+    """The cluster token as a bearer token, or the login cookie, compared in constant time."""
+    if not token:
+        return False  # never serve without one
     offered = []
     if authorization and authorization.lower().startswith("bearer "):
-        offered.append(authorization[7:].strip())
+        offered.append((authorization[7:].strip(), token))
     if cookie:
-        offered.append(cookie)
-    return any(hmac.compare_digest(o.encode(), token.encode()) for o in offered)
+        offered.append((cookie, session_cookie(token)))
+    return any(hmac.compare_digest(o.encode(), want.encode()) for o, want in offered)
 
 
 # ---------------------------------------------------------------- counters
@@ -270,7 +264,8 @@ def login_page(failed: bool = False) -> str:
     note = '<p class="down">Wrong token.</p>' if failed else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>smsgw console</title>
 <style>{_STYLE}</style></head><body><h1>smsgw console</h1>{note}
-<form method="post" action="/login"><label>Token (<code>$SMSGW_HOME/console.token</code>)
+<form method="post" action="/login"><label>Ray cluster token
+(<code>$SMSGW_HOME/ray_auth_token</code>)
 <input type="password" name="token" id="token" autofocus></label>
 <button type="submit" id="login">Log in</button></form></body></html>"""
 

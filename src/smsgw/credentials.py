@@ -50,3 +50,19 @@ class KafkaCredentials:
             "sasl.username": self.username,
             "sasl.password": self.password,
         }
+
+
+def ray_token(default_path: Path | None = None) -> str | None:
+    """The Ray cluster's token: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else ours.
+
+    The one secret of the control plane (``smsgw run`` generates it into
+    ``$SMSGW_HOME/ray_auth_token``; an external cluster names its own in the
+    environment, which every actor inherits). The operator console takes it too.
+    """
+    if token := os.environ.get("RAY_AUTH_TOKEN"):
+        return token.strip() or None
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    for candidate in (Path(named) if named else None, default_path):
+        if candidate is not None and candidate.is_file():
+            return candidate.read_text().strip() or None
+    return None

@@ -270,4 +270,5 @@ def failure_receipt(
         expires_at=now + ttl_s,
         message_id=m.id,
         state=int(state),
+        session=m.bind,
     )

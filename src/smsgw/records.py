@@ -102,6 +102,8 @@ class Pairing:
     # copies of a part, or customer parts of a message the gateway re-segmented.
     also: tuple[str, ...] = ()
     bind: str = ""  # which provider bind sent it (for `smsgw message show`)
+    # The customer's session that submitted it (AcceptedMessage.bind): its receipt goes home there.
+    session: str = ""
 
     @property
     def message_ids(self) -> tuple[str, ...]:
@@ -123,6 +125,7 @@ class Pairing:
                 "acc": self.accepted_at,
                 **({"also": list(self.also)} if self.also else {}),
                 **({"bind": self.bind} if self.bind else {}),
+                **({"ses": self.session} if self.session else {}),
             }
         )
 
@@ -143,6 +146,7 @@ class Pairing:
             d.get("acc", 0.0),
             tuple(d.get("also", ())),
             d.get("bind", ""),
+            d.get("ses", ""),
         )
 
 
@@ -221,6 +225,9 @@ class Delivery:
     message_id: str = ""  # the gateway id a receipt is about
     state: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # A receipt's submitting session ("<node>/<incarnation>/<n>"): delivered there while it
+    # is bound, to any receiving bind of the customer once it is gone. "" for MO: any bind.
+    session: str = ""
 
     def encode(self) -> bytes:
         return _dumps(
@@ -239,6 +246,7 @@ class Delivery:
                 "mid": self.message_id,
                 "state": self.state,
                 "extra": self.extra,
+                **({"ses": self.session} if self.session else {}),
             }
         )
 
@@ -260,4 +268,5 @@ class Delivery:
             message_id=d["mid"],
             state=d["state"],
             extra=d.get("extra", {}),
+            session=d.get("ses", ""),
         )

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # Ray's --metrics-export-port of the embedded head: fixed, so Prometheus
     # (cluster/observe/prometheus.yml, `make observe`) finds it on every start.
     metrics_port: int = Field(default=9477, gt=0, lt=65536)
-    # The operator console (HTTP, token in $SMSGW_HOME/console.token), served by the
+    # The operator console (HTTP, the Ray cluster's token to log in), served by the
     # supervisor. Loopback unless configured otherwise (DESIGN invariant 10).
     console_listen: str = "127.0.0.1:8280"
 

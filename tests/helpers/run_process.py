@@ -51,12 +51,13 @@ class GatewayProcess:
         env.update({f"SMSGW_{k.upper()}": v for k, v in settings.items()})
         self.env = env
         self.stderr_path = self.home / "run.stderr"
+        self.stdout_path = self.home / "run.stdout"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, providers: int, timeout: float = 240) -> None:
         """Until the listener accepts and ``providers`` provider binds are up."""
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([SMSGW, "run"], env=self.env, stderr=err)
+        with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen([SMSGW, "run"], env=self.env, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -97,6 +98,11 @@ class GatewayProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> tuple[str, str]:
+        """What ``smsgw run`` printed so far: (stdout, stderr); Ray's actor logs come here."""
+        out = self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+        return out, self.stderr()
 
     def stop(self) -> None:
         if self.proc is None:

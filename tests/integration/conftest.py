@@ -9,6 +9,7 @@ import pytest
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 
 
 def gateway_settings(bootstrap: str, db_url: str, **overrides: object) -> Settings:
@@ -30,3 +31,20 @@ def gateway(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def node(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode]:
+    """A whole gateway in one node (listener, router, provider binds, correlator, deliverer)."""
+    gw = GatewayNode(gateway_settings(bootstrap, db_url), topics, with_pipeline=True)
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def sims() -> Iterator[Sims]:
+    """Simulated providers, stopped after the test."""
+    s = Sims()
+    yield s
+    s.stop()

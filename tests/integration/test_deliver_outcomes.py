@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -16,12 +15,10 @@ import smpplib.smpp
 from smsgw.db.routes import add_mo_route, add_mt_route
 from smsgw.server.deliverer import backoff_s
 from smsgw.smpp.status import CommandStatus as S
-from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
 from tests.helpers.kafka import drain
-from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims, _provider, _wait_bound
+from tests.helpers.sims import Sims, add_sim_provider, wait_bound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,32 +65,17 @@ class PickyCustomer(Customer):
             return [t for t, r in self.arrivals if r == rid]
 
 
-@pytest.fixture
-def sims() -> Iterator[Sims]:
-    s = Sims()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def node(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode]:
-    gw = GatewayNode(gateway_settings(bootstrap, db_url), topics, with_pipeline=True)
-    gw.start()
-    yield gw
-    gw.stop()
-
-
 def test_refusals_end_a_delivery_and_retries_do_not_block_the_others(
     node: GatewayNode, sims: Sims
 ) -> None:
     gw = node
     smsc = sims.start("smsc", receipt_delay=0.2)
     gw.add_customer("picky", "pw")
-    _provider(gw, "smsc", smsc.port, tps=200)
+    add_sim_provider(gw, "smsc", smsc.port, tps=200)
     with psycopg.connect(gw.db_url) as conn:
         add_mt_route(conn, prefix="", provider="smsc")
         add_mo_route(conn, "777", "picky")
-    _wait_bound(gw, sims, ["smsc"])
+    wait_bound(gw, sims, ["smsc"])
     t_appn = int(S.ESME_RX_T_APPN)
     c = PickyCustomer(
         gw.host,

@@ -472,9 +472,11 @@ def test_console_page_in_headless_chromium_shows_what_was_sent(
     from selenium.webdriver.common.by import By
 
     base = f"http://127.0.0.1:{gateway.console_port}"
-    token_file = gateway.home / "console.token"
+    # The console takes the Ray cluster's token, like the dashboard: no token of its own.
+    token_file = gateway.home / "ray_auth_token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
+    assert not (gateway.home / "console.token").exists()
     assert base in gateway.stderr()  # `smsgw run` says where the console is
 
     # Without the token: refused, pages and API alike.
@@ -495,6 +497,8 @@ def test_console_page_in_headless_chromium_shows_what_was_sent(
         driver.find_element(By.ID, "token").send_keys(token)
         driver.find_element(By.ID, "login").click()
         _wait(lambda: bool(_table(driver, "nodes")), 30, lambda: driver.page_source[:500])
+        cookie = (driver.get_cookie("smsgw_console") or {}).get("value")
+        assert cookie and cookie != token, "the browser keeps a derived cookie, not the token"
 
         # Traffic while the page is open; it refreshes by itself (no reload from here on).
         good: list[int] = []

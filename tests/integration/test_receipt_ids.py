@@ -4,34 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from smsgw.db.routes import add_mt_route
-from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
-from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims, _provider, _wait_bound
+from tests.helpers.sims import Sims, add_sim_provider, wait_bound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def sims() -> Iterator[Sims]:
-    s = Sims()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def node(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode]:
-    gw = GatewayNode(gateway_settings(bootstrap, db_url), topics, with_pipeline=True)
-    gw.start()
-    yield gw
-    gw.stop()
 
 
 def test_tlv_hex_text_decimal_receipts_all_reach_the_customer(
@@ -42,10 +23,12 @@ def test_tlv_hex_text_decimal_receipts_all_reach_the_customer(
         "hexdec", id_format="hex", receipt_id_format="dec", tlv_submit_id=True, receipt_delay=0.2
     )
     gw.add_customer("c", "pw")
-    _provider(gw, "hexdec", smsc.port, tps=100, submit_id_format="hex", receipt_id_format="dec")
+    add_sim_provider(
+        gw, "hexdec", smsc.port, tps=100, submit_id_format="hex", receipt_id_format="dec"
+    )
     with psycopg.connect(gw.db_url) as conn:
         add_mt_route(conn, prefix="", provider="hexdec")
-    _wait_bound(gw, sims, ["hexdec"])
+    wait_bound(gw, sims, ["hexdec"])
     c = Customer(gw.host, gw.port, "c", "pw").bind()
     try:
         for i in range(4):

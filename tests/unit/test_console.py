@@ -1,36 +1,55 @@
-"""The console's pure parts: its token, its last-minute counts, its model of the status."""
+"""The console's pure parts: its login, its last-minute counts, its model of the status."""
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
+
+import pytest
 
 from smsgw.console import (
     RateWindow,
     authorized,
     console_page,
     counter_series,
-    ensure_token,
     message_page,
+    session_cookie,
     summarize,
 )
+from smsgw.credentials import ray_token
 from smsgw.state import MessageState, StateRecord, StateStore
 
 
-def test_token_is_generated_once_owner_only(tmp_path: Path) -> None:
-    token = ensure_token(tmp_path)
-    assert len(token) >= 32
-    assert stat.S_IMODE((tmp_path / "console.token").stat().st_mode) == 0o600
-    assert ensure_token(tmp_path) == token
-
-
-def test_authorized_by_bearer_or_cookie_only_with_the_token() -> None:
+def test_authorized_by_the_cluster_token_or_the_cookie_derived_from_it() -> None:
     assert authorized("s3cret", "Bearer s3cret", None)
     assert authorized("s3cret", "bearer s3cret", None)
-    assert authorized("s3cret", None, "s3cret")
+    assert authorized("s3cret", None, session_cookie("s3cret"))
+    assert not authorized("s3cret", None, "s3cret"), "the cookie is never the token itself"
+    assert not authorized("s3cret", None, session_cookie("other"))
     assert not authorized("s3cret", None, None)
     assert not authorized("s3cret", "Bearer s3cre", None)
     assert not authorized("s3cret", "Basic s3cret", "nope")
+    assert session_cookie("s3cret") != "s3cret"
+
+
+def test_no_token_opens_nothing() -> None:
+    assert not authorized("", "Bearer ", "")
+    assert not authorized("", "Bearer ", session_cookie(""))
+
+
+def test_the_cluster_token_comes_from_the_environment_before_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, named = tmp_path / "ray_auth_token", tmp_path / "named"
+    ours.write_text("ours\n")
+    named.write_text("named\n")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    assert ray_token(ours) == "ours"
+    assert ray_token(tmp_path / "missing") is None
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(named))
+    assert ray_token(ours) == "named"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "inline")
+    assert ray_token(ours) == "inline"
 
 
 def _series(accepted: float, actor: str = "listener@a") -> dict[tuple[str, ...], float]:

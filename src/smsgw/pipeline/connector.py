@@ -720,6 +720,7 @@ class ProviderBind:
             m.received_at,
             tuple(also),
             self.name,
+            m.bind,
         )
         fut = self.producer.produce(self.topics.sent, pairing.encode(), key.encode())
         for mid in item.ids:

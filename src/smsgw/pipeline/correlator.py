@@ -77,6 +77,7 @@ def customer_receipt(
         message_id=mid,
         state=int(r.state),
         extra={"accepted_at": p.accepted_at} if p.accepted_at else {},
+        session=p.session,
     )
 
 

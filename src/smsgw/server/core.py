@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,10 +48,14 @@ class NodeCore:
     latencies_ms: list[float] = field(default_factory=list)  # submit -> resp, drained by metrics
     e2e_ms: list[float] = field(default_factory=list)  # submit -> receipt acknowledged
     _next_session: int = 0
+    # This listener's incarnation: a restarted listener (or a second node under the same
+    # name) never hands out a session id that an earlier one gave a message.
+    _incarnation: str = field(default_factory=lambda: secrets.token_hex(3))
 
     def new_bind_id(self) -> str:
+        """A session id unique across nodes and restarts: receipts find their session by it."""
         self._next_session += 1
-        return f"{self.settings.node_name}/{self._next_session}"
+        return f"{self.settings.node_name}/{self._incarnation}/{self._next_session}"
 
     def binds_cluster_wide(self, system_id: str) -> int:
         """This customer's binds on every node (others' counts are at most ~1 s old)."""

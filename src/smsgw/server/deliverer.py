@@ -21,6 +21,7 @@ import heapq
 import itertools
 import time
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,10 +95,40 @@ class RemoteBinds(Protocol):
 
     def targets(self, customer: str) -> list[str]: ...
 
+    def sessions(self, customer: str) -> dict[str, str]:
+        """The customer's receiving sessions on other nodes: session id -> listener."""
+        ...
+
     async def send(self, target: str, deliveries: list[bytes]) -> list[int]: ...
 
 
 REMOTE_BATCH = 200
+# Deliveries looked at per dispatch: those of a session whose window is full stay
+# queued while the ones behind them go to other sessions, up to this far back.
+SCAN_LIMIT = 2000
+LOCAL = ""  # session_home: the session is bound on this node
+
+
+def session_home(session: str, here: Collection[str], peers: Mapping[str, str]) -> str | None:
+    """Where a receipt goes: LOCAL, another node's listener, or None (any receiving bind).
+
+    A receipt goes to the session that submitted its message while that session is
+    bound, here or on another node, so two applications sharing a system_id each
+    get their own receipts; once the session is gone, to any receiver or
+    transceiver bind of the customer. SMPP 3.4 leaves the choice to the MC (§2.3:
+    a receiver or transceiver of the ESME); Kannel's bearerbox routes a receipt to
+    the smsbox that sent the message and to another only when that one is gone.
+    A transmitter session cannot take deliver_sm (§2.2.1): `here` and `peers` hold
+    receiving sessions only, so its receipts go to any receiving bind. MO has no
+    session (""): any bind too.
+    """
+    if not session:
+        return None
+    if session in here:
+        return LOCAL
+    return peers.get(session)
+
+
 NACKED = -2  # deliver_here's status for a delivery answered with generic_nack
 # Deliveries live for days (SMSGW_DELIVERY_TTL_S): a scan of every waiting queue
 # every few seconds is precise enough, and at 0.2 s it was a fifth of the
@@ -255,59 +286,70 @@ class Deliverer:
         if not queue:
             self.waiting.pop(customer, None)
             return
-        receivers = [
-            c for c in self.core.binds.receivers(customer) if getattr(c, "can_deliver", False)
-        ]
-        if not receivers and not self.core.binds.receivers(customer):
-            self._forward(customer, queue)
-            return
-        while queue and receivers:
-            item = queue[0]
-            if item.delivery.id in self.delivered:
-                queue.popleft()
+        bound = {c.bind_id: c for c in self.core.binds.receivers(customer)}
+        free = [c for c in bound.values() if getattr(c, "can_deliver", False)]
+        peers = self.remote.sessions(customer) if self.remote is not None else {}
+        anywhere = self.remote.targets(customer) if self.remote is not None and not bound else []
+        # One batch per customer on its way to another node at a time.
+        forwarding = bool(peers or anywhere) and customer not in self._remote_busy
+        target: str | None = None
+        batch: list[_Pending] = []
+        kept: collections.deque[_Pending] = collections.deque()
+        scanned = 0
+        while queue and scanned < SCAN_LIMIT:
+            if not free and not (forwarding and len(batch) < REMOTE_BATCH):
+                break  # nothing can take a delivery now
+            item = queue.popleft()
+            scanned += 1
+            d = item.delivery
+            if d.id in self.delivered:
                 self.stats.duplicates_skipped += 1
                 self.consumer.done(item.msg)
                 continue
-            if item.delivery.id in self.sending:
+            if d.id in self.sending:
                 # A replayed copy of one on the wire: look again once that one is
                 # answered (then it is a duplicate), without holding up the rest.
-                queue.popleft()
                 self._later(item, now + 1.0)
                 continue
-            conn = receivers[0]
-            fut = conn.send_deliver(item.delivery)  # type: ignore[attr-defined]
-            if fut is None:
-                receivers.pop(0)
+            home = session_home(d.session, bound, peers)
+            if home is None and not bound:  # its session is gone and none is bound here
+                home = anywhere[int(now) % len(anywhere)] if anywhere else None
+                if home is None:
+                    kept.append(item)  # bound nowhere: wait
+                    continue
+            if home is None or home == LOCAL:
+                conns = [bound[d.session]] if home == LOCAL else free
+                if not self._send_here(item, conns, free):
+                    kept.append(item)
+            elif forwarding and target in (None, home) and len(batch) < REMOTE_BATCH:
+                target = home
+                batch.append(item)
+            else:
+                kept.append(item)
+        queue.extendleft(reversed(kept))
+        if not queue:
+            self.waiting.pop(customer, None)
+        if target is not None and batch:
+            self._forward(customer, target, batch)
+
+    def _send_here(self, item: _Pending, targets: list[Any], free: list[Any]) -> bool:
+        """Put a delivery on the first of `targets` with room; a bind found full leaves `free`."""
+        for conn in list(targets):
+            if conn not in free:
                 continue
-            queue.popleft()
+            fut = conn.send_deliver(item.delivery)
+            free.remove(conn)
+            if fut is None:
+                continue
+            free.append(conn)  # round-robin over the customer's binds
             self.sending.add(item.delivery.id)
             fut.add_done_callback(lambda f, it=item: self._answered(f, it))
-            receivers.append(receivers.pop(0))  # round-robin over the customer's binds
-        if not queue:
-            self.waiting.pop(customer, None)
+            return True
+        return False
 
-    def _forward(self, customer: str, queue: collections.deque[_Pending]) -> None:
-        """No bind here: hand a batch to a node where the customer is bound (one call per batch)."""
-        if self.remote is None or customer in self._remote_busy:
-            return
-        targets = self.remote.targets(customer)
-        if not targets:
-            return  # bound nowhere: wait
-        now = time.time()
-        batch: list[_Pending] = []
-        while queue and len(batch) < REMOTE_BATCH:
-            item = queue.popleft()
-            if item.delivery.id in self.delivered:
-                self.stats.duplicates_skipped += 1
-                self.consumer.done(item.msg)
-                continue
-            batch.append(item)
-        if not queue:
-            self.waiting.pop(customer, None)
-        if not batch:
-            return
+    def _forward(self, customer: str, target: str, batch: list[_Pending]) -> None:
+        """Hand a batch to another node's listener (one call per batch, one batch at a time)."""
         self._remote_busy.add(customer)
-        target = targets[int(now) % len(targets)]
         task = asyncio.ensure_future(self._send_remote(customer, target, batch))
         task.add_done_callback(lambda _t: self._remote_busy.discard(customer))
 
@@ -348,9 +390,9 @@ class Deliverer:
             d = Delivery.decode(blob)
             sent = None
             while sent is None and self.core.binds.receivers(d.customer):
-                for conn in self.core.binds.receivers(d.customer):
+                for conn in self._receivers_for(d):
                     if getattr(conn, "can_deliver", False):
-                        sent = conn.send_deliver(d)  # type: ignore[attr-defined]
+                        sent = conn.send_deliver(d)
                         if sent is not None:
                             break
                 left = deadline - loop.time()
@@ -380,6 +422,12 @@ class Deliverer:
             else:
                 out.append(int(f.result()))
         return out
+
+    def _receivers_for(self, d: Delivery) -> list[Any]:
+        """The delivery's own session if it is bound here, else every receiving bind."""
+        receivers = self.core.binds.receivers(d.customer)
+        own = [c for c in receivers if c.bind_id == d.session]
+        return own or receivers
 
     def _answered(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         d = item.delivery
