@@ -297,7 +297,7 @@ class CorrelatorImpl(_Base):
     async def _main(self, stop: asyncio.Event) -> None:
         s = self.settings
         assert s.kafka_bootstrap
-        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        producer = AsyncProducer.stage_producer(s.kafka_bootstrap)
         bootstrap = s.kafka_bootstrap
 
         def make() -> Correlator:
@@ -362,7 +362,7 @@ class ConnectorHostImpl(_Base):
         assert s.database_url and s.kafka_bootstrap
         config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
-        producer = AsyncProducer(s.kafka_bootstrap, timeout_s=s.produce_timeout_s)
+        producer = AsyncProducer.stage_producer(s.kafka_bootstrap)
         self.binds = binds = BindHost(s, self.topics, config, producer)
         await binds.assign(self.wanted)
         config.on_change(binds.reconcile)  # a provider changed: its binds restart alone

@@ -34,7 +34,8 @@ import click
 
 from benchmarks import report
 from benchmarks.bench_env import BenchEnv
-from benchmarks.plots import plot_run
+from benchmarks.cpu import CpuMeter, machine_scope, per_message
+from benchmarks.plots import plot_cpu, plot_run
 from benchmarks.runs import ROOT
 from benchmarks.scenarios import (
     KILL_KINDS,
@@ -71,6 +72,9 @@ def plot_scenario(out: Path, name: str, runs: list[dict[str, Any]], delay_ms: fl
     if not runs:
         return files
     best = report.median_run(runs)
+    if any(r.get("cpu") for r in runs):
+        cpu = [r.get("cpu") or {} for r in runs]
+        files.append(plot_cpu(out / f"{name}-cpu.png", cpu, title=f"{name}: CPU per message").name)
     for i, r in enumerate(runs):
         title = (
             f"{name} run {i + 1}: offered {r.get('offered_rate')}/s, "
@@ -102,6 +106,14 @@ def _line(name: str, i: int, r: dict[str, Any]) -> str:
         f"{r.get('receipts_missing')} dup {r.get('receipts_duplicate')} "
         f"rejected {r.get('rejected_by_status')}"
     )
+    cpu = r.get("cpu") or {}
+    if cpu.get("gateway_ms_per_msg") is not None:
+        top = sorted((cpu.get("ms_per_msg") or {}).items(), key=lambda kv: -(kv[1] or 0))[:4]
+        text += (
+            f" | CPU/msg {cpu['gateway_ms_per_msg']:.2f} ms ("
+            + ", ".join(f"{role} {ms:.2f}" for role, ms in top if ms is not None)
+            + ")"
+        )
     if "kill" in r:
         k = r["kill"]
         text += (
@@ -210,7 +222,9 @@ def main(scenarios: str, out: Path | None, steps: str, **kw: Any) -> None:
             try:
                 scenario.setup(ctx)
                 for i in range(opts.runs):
+                    meter = CpuMeter(scope=None if env.embedded else machine_scope).start()
                     r = scenario.run(ctx, i)
+                    r["cpu"] = per_message(meter.stop(), r.get("accepted"))
                     click.echo(_line(name, i, r), err=True)
                     runs.append(r)
             except Exception as exc:  # keep the other scenarios' results

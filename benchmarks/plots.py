@@ -114,3 +114,38 @@ def plot_run(
     finally:
         plt.close(fig)
     return path
+
+
+def plot_cpu(path: Path, runs: Sequence[Mapping[str, Any]], *, title: str) -> Path:
+    """Stacked bars: CPU ms per message by role, one bar per run (the `cpu` entries).
+
+    The dashed line is each run's gateway total (everything but the load tools
+    and the benchmark's driver), the figure the issue's targets are about.
+    """
+    roles: list[str] = []
+    for r in runs:
+        roles.extend(k for k in (r.get("ms_per_msg") or {}) if k not in roles)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    try:
+        xs = list(range(1, len(runs) + 1))
+        bottoms = [0.0] * len(runs)
+        cmap = plt.get_cmap("tab20")
+        for j, role in enumerate(roles):
+            ys = [float((r.get("ms_per_msg") or {}).get(role) or 0.0) for r in runs]
+            ax.bar(xs, ys, bottom=bottoms, label=role, color=cmap(j % 20))
+            bottoms = [b + y for b, y in zip(bottoms, ys, strict=True)]
+        totals = [float(r.get("gateway_ms_per_msg") or 0.0) for r in runs]
+        ax.plot(xs, totals, "k_", markersize=40, label="gateway total (no load tools)")
+        for x, t in zip(xs, totals, strict=True):
+            ax.annotate(f"{t:.2f}", (x, t), xytext=(22, -3), textcoords="offset points")
+        ax.set_xticks(xs, [f"run {x}" for x in xs])
+        ax.set_ylabel("CPU ms per accepted message (user + system)")
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path

@@ -101,13 +101,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
         runtime.get("console"),
     )
     cluster = _cluster_status(settings) if report[1].healthy else None
+    kafka = _kafka_status(settings) if report[0].healthy else None
     problems = [f"{h.part}: {h.detail}" for h in report if not h.healthy]
     if cluster is not None:
         problems += list(cluster.get("problems", []))
     if as_json:
         click.echo(
             json.dumps(
-                {"health": [h.__dict__ for h in report], "cluster": cluster, "problems": problems},
+                {
+                    "health": [h.__dict__ for h in report],
+                    "cluster": cluster,
+                    "kafka": kafka,
+                    "problems": problems,
+                },
                 indent=2,
                 default=str,
             )
@@ -120,11 +126,46 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 else click.style("UNHEALTHY", fg="red")
             )
             click.echo(f"{h.part:<9} {mark} {h.detail}")
+        if kafka:
+            _print_kafka(kafka)
         if cluster:
             _print_cluster(cluster)
         for p in problems:
             click.echo(click.style("problem: ", fg="red") + p)
     sys.exit(1 if problems else 0)
+
+
+def _kafka_status(settings: Any) -> dict[str, Any] | None:
+    """Brokers, under-replicated partitions, each topic against the replication policy."""
+    if not settings.kafka_bootstrap:
+        return None
+    from smsgw.kafka.admin import replication_report
+
+    try:
+        return replication_report(settings.kafka_bootstrap, settings.topic_prefix)
+    except Exception as exc:
+        return {"error": repr(exc)}
+
+
+def _print_kafka(k: dict[str, Any]) -> None:
+    if "error" in k:
+        click.echo(f"kafka     {k['error']}")
+        return
+    p = k["policy"]
+    click.echo(
+        f"\nkafka brokers ({len(k['brokers'])}, controller {k['controller']}): "
+        + ", ".join(f"{b['id']}@{b['address']}" for b in k["brokers"])
+    )
+    click.echo(
+        f"replication: wanted RF {p['replication']}, min ISR {p['min_isr']}; "
+        f"under-replicated partitions {k['under_replicated']}, offline {k['offline']}"
+    )
+    for t in k["topics"]:
+        mark = "ok" if t["meets_policy"] else "BELOW: " + "; ".join(t["problems"])
+        click.echo(
+            f"  {t['name']:<32} RF {t['factor']} min ISR {t['min_isr']} "
+            f"under-replicated {t['under_replicated']}  {mark}"
+        )
 
 
 def _cluster_status(settings: Any) -> dict[str, Any]:

@@ -1,7 +1,11 @@
-"""A real single-node Apache Kafka broker (KRaft, combined broker+controller).
+"""Real Apache Kafka brokers (KRaft, combined broker+controller) on this machine.
 
-Listeners are on 127.0.0.1 only. Internal topics get replication factor 1 and
-min ISR 1 — on one node anything higher leaves consumer groups and
+One broker (``EmbeddedKafka``) or a cluster of several (``EmbeddedKafkaCluster``,
+``SMSGW_KAFKA_BROKERS=3``: each its own ports, data dir and JVM, a static
+controller quorum of all of them), so broker failover is exercised without
+other machines. Listeners are on 127.0.0.1 only. Internal topics (consumer
+offsets, transaction state) get ``min(3, brokers)`` replicas and min ISR one
+less (at least 1) — on one node anything higher leaves consumer groups and
 transactions unable to work.
 
 Loopback is not a boundary between local users: with credentials the client
@@ -18,9 +22,11 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from smsgw.cluster.kafka_dist import ensure_kafka_jars, resource_path
+from smsgw.cluster.kafka_tuning import BROKER_LOAD_SETTINGS
 from smsgw.cluster.procs import ManagedProcess, ServiceError, port_open, wait_for
 from smsgw.kafka.security import KafkaCredentials, client_config
 
@@ -52,8 +58,15 @@ class EmbeddedKafka:
         heap: str = "768m",
         extra_config: dict[str, str] | None = None,
         credentials: KafkaCredentials | None = None,
+        node_id: int = 1,
+        voters: Sequence[tuple[int, int]] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.node_id = node_id
+        # (node id, controller port) of every controller: a static quorum; None: standalone.
+        self.voters = list(voters) if voters else None
+        self.cluster_id = cluster_id
         self.credentials = credentials  # None: PLAINTEXT, anyone on the host may connect
         self.port = port
         self.controller_port = controller_port
@@ -101,23 +114,40 @@ class EmbeddedKafka:
         }
 
     def server_properties(self) -> dict[str, str]:
+        nodes = len(self.voters) if self.voters else 1
+        rf = str(min(3, nodes))
+        isr = str(max(1, min(3, nodes) - 1))
+        quorum = (
+            {"controller.quorum.voters": ",".join(f"{i}@127.0.0.1:{p}" for i, p in self.voters)}
+            if self.voters
+            else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
+        )
+        # Several brokers: a dead one is fenced (and dropped from every ISR, its
+        # partitions given new leaders) 3 s after its last heartbeat instead of 9 s,
+        # well within a producer's SMSGW_PRODUCE_TIMEOUT_S (5 s).
+        failover = (
+            {"broker.heartbeat.interval.ms": "500", "broker.session.timeout.ms": "3000"}
+            if self.voters
+            else {}
+        )
         props = {
+            **failover,
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **quorum,
             **self._listener_properties(),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.log_dir),
             "num.partitions": "6",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
@@ -127,6 +157,7 @@ class EmbeddedKafka:
             "log.flush.interval.messages": str(2**62),
             "log.retention.hours": "168",
         }
+        props.update(BROKER_LOAD_SETTINGS)  # thread pools for this load (kafka_tuning.py)
         props.update(self.extra_config)
         return props
 
@@ -181,13 +212,16 @@ class EmbeddedKafka:
         if self.credentials is not None:
             c = self.credentials
             scram = ["--add-scram", f"{c.mechanism}=[name={c.username},password={c.password}]"]
+        # A static quorum (controller.quorum.voters) is formatted without
+        # --standalone; its members share one cluster id.
+        quorum = [] if self.voters else ["--standalone"]
         proc = ManagedProcess(
             "kafka-format",
             self._java_argv(
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
-                f"--cluster-id={_kafka_uuid()}",
+                *quorum,
+                f"--cluster-id={self.cluster_id or _kafka_uuid()}",
                 *scram,
                 "-c",
                 str(config),  # ids may start with "-"
@@ -219,27 +253,25 @@ class EmbeddedKafka:
         ports_file.write_text(json.dumps(wanted))
 
     def start(self, timeout: float = 90.0) -> None:
+        self.launch()
+        wait_for(self.ready, timeout=timeout, what="Kafka broker", proc=self.process)
+
+    def launch(self) -> None:
+        """Format (once) and start the process, without waiting for it (a quorum starts
+        only once enough of its controllers run)."""
         self._check_ports()
         config = self._write_config()
         self.format_once(config)
         self.process = ManagedProcess(
-            "kafka", self._java_argv("kafka.Kafka", str(config)), self.data_dir / "kafka.log"
+            f"kafka-{self.node_id}",
+            self._java_argv("kafka.Kafka", str(config)),
+            self.data_dir / "kafka.log",
         )
         self.process.start()
-        wait_for(self.ready, timeout=timeout, what="Kafka broker", proc=self.process)
 
     def ready(self) -> bool:
         """The broker answers metadata and has registered itself."""
-        if not port_open("127.0.0.1", self.port):
-            return False
-        from confluent_kafka.admin import AdminClient
-
-        try:
-            admin = AdminClient(client_config(self.bootstrap, security=self.client_security))
-            md = admin.list_topics(timeout=2)
-        except Exception:
-            return False
-        return len(md.brokers) > 0
+        return _registered(self.port, self.client_security, {self.node_id})
 
     def stop(self) -> None:
         if self.process is not None:
@@ -250,3 +282,109 @@ class EmbeddedKafka:
         if self.process is not None:
             self.process.kill()
             self.process = None
+
+
+def _registered(port: int, security: dict[str, str], wanted: set[int]) -> bool:
+    """The broker on ``port`` answers metadata that lists every broker in ``wanted``."""
+    if not port_open("127.0.0.1", port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient(client_config(f"127.0.0.1:{port}", security=security))
+        md = admin.list_topics(timeout=2)
+    except Exception:
+        return False
+    return wanted <= set(md.brokers)
+
+
+class EmbeddedKafkaCluster:
+    """``brokers`` combined controller+broker processes: a static KRaft quorum of all.
+
+    Node ``i`` (ids 1..n) keeps its data in ``data_dir/node-<i>`` on its own
+    client and controller port; the cluster id is made once and kept. Tests stop,
+    kill and restart single nodes (``node(i)``) to exercise failover.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        ports: Sequence[int],
+        controller_ports: Sequence[int],
+        version: str = "4.3.1",
+        heap: str = "512m",
+        credentials: KafkaCredentials | None = None,
+        extra_config: dict[str, str] | None = None,
+    ) -> None:
+        if len(ports) != len(controller_ports) or not ports:
+            raise ValueError("one client and one controller port per broker")
+        self.data_dir = data_dir
+        self.credentials = credentials
+        voters = [(i + 1, p) for i, p in enumerate(controller_ports)]
+        self.nodes = [
+            EmbeddedKafka(
+                data_dir / f"node-{i + 1}",
+                port=port,
+                controller_port=cport,
+                version=version,
+                heap=heap,
+                extra_config=extra_config,
+                credentials=credentials,
+                node_id=i + 1,
+                voters=voters,
+                cluster_id=self._cluster_id(),
+            )
+            for i, (port, cport) in enumerate(zip(ports, controller_ports, strict=True))
+        ]
+
+    def _cluster_id(self) -> str:
+        path = self.data_dir / "cluster.id"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.data_dir, 0o700)
+            path.write_text(_kafka_uuid())
+        return path.read_text().strip()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def client_security(self) -> dict[str, str]:
+        return self.credentials.client_security() if self.credentials else {}
+
+    def node(self, node_id: int) -> EmbeddedKafka:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = 120.0) -> None:
+        for n in self.nodes:
+            if n.process is None or not n.process.alive():
+                n.launch()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 120.0, nodes: Sequence[int] | None = None) -> None:
+        """Until every broker (or those in ``nodes``) is registered with the cluster."""
+        ids = set(nodes) if nodes is not None else {n.node_id for n in self.nodes}
+        for i in sorted(ids):
+            n = self.node(i)
+            wait_for(
+                lambda n=n: _registered(n.port, self.client_security, ids),  # type: ignore[misc]
+                timeout=timeout,
+                what=f"Kafka broker {i} of {len(self.nodes)}",
+                proc=n.process,
+            )
+
+    def restart(self, node_id: int, timeout: float = 120.0) -> None:
+        """Start one stopped or killed node again and wait until it is registered."""
+        n = self.node(node_id)
+        n.launch()
+        wait_for(n.ready, timeout=timeout, what=f"Kafka broker {node_id}", proc=n.process)
+
+    def stop(self) -> None:
+        for n in reversed(self.nodes):
+            n.stop()
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsgw.cluster.kafka import EmbeddedKafka
+from smsgw.cluster.kafka import EmbeddedKafka, EmbeddedKafkaCluster
 from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.ray_local import EmbeddedRay
-from smsgw.cluster.topics import ensure_topics
+from smsgw.cluster.topics import check_replication, ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.kafka.security import KafkaCredentials
 from smsgw.kafka.security import use_settings as use_kafka_settings
@@ -35,7 +35,7 @@ def console_url(s: Settings) -> str:
 class Stack:
     settings: Settings
     on_step: Callable[[str], None] = lambda _msg: None
-    kafka: EmbeddedKafka | None = None
+    kafka: EmbeddedKafka | EmbeddedKafkaCluster | None = None
     postgres: EmbeddedPostgres | None = None
     ray: EmbeddedRay | None = None
     resolved: dict[str, Any] = field(default_factory=dict)
@@ -49,15 +49,7 @@ class Stack:
         try:
             kafka_bootstrap = s.kafka_bootstrap
             if kafka_bootstrap is None:
-                self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port} (SASL/SCRAM)")
-                self.kafka = EmbeddedKafka(
-                    s.home / "kafka",
-                    port=s.kafka_port,
-                    controller_port=s.kafka_controller_port,
-                    version=s.kafka_version,
-                    heap=s.kafka_heap,
-                    credentials=KafkaCredentials.load_or_create(s.kafka_credentials_file),
-                )
+                self.kafka = self._embedded_kafka(s)
                 self.kafka.start()
                 kafka_bootstrap = self.kafka.bootstrap
                 s = s.with_kafka_credentials()
@@ -101,7 +93,9 @@ class Stack:
                     f" {s.tls_cert_file} (SHA-256 {fp})"
                 )
             self.on_step("creating Kafka topics")
-            ensure_topics(kafka_bootstrap, Topics(s.topic_prefix).specs(s.topic_partitions))
+            specs = Topics(s.topic_prefix).specs(s.topic_partitions)
+            ensure_topics(kafka_bootstrap, specs)
+            check_replication(kafka_bootstrap, specs, fix=s.kafka_fix_replication)
         except BaseException:
             self.stop()
             raise
@@ -130,6 +124,34 @@ class Stack:
                 "database_url": database_url,
                 "ray_address": ray_address,
             }
+        )
+
+    def _embedded_kafka(self, s: Settings) -> EmbeddedKafka | EmbeddedKafkaCluster:
+        """One broker, or ``kafka_brokers`` of them (heap at most 512 MB each) on this machine."""
+        creds = KafkaCredentials.load_or_create(s.kafka_credentials_file)
+        if s.kafka_brokers == 1:
+            self.on_step(f"starting Kafka on 127.0.0.1:{s.kafka_port} (SASL/SCRAM)")
+            return EmbeddedKafka(
+                s.home / "kafka",
+                port=s.kafka_port,
+                controller_port=s.kafka_controller_port,
+                version=s.kafka_version,
+                heap=s.kafka_heap,
+                credentials=creds,
+            )
+        ports = [s.kafka_port + 2 * i for i in range(s.kafka_brokers)]
+        self.on_step(
+            f"starting a Kafka cluster of {s.kafka_brokers} brokers on 127.0.0.1:"
+            + ",".join(map(str, ports))
+            + " (SASL/SCRAM)"
+        )
+        return EmbeddedKafkaCluster(
+            s.home / f"kafka-{s.kafka_brokers}",
+            ports=ports,
+            controller_ports=[s.kafka_controller_port + 2 * i for i in range(s.kafka_brokers)],
+            version=s.kafka_version,
+            heap="512m",
+            credentials=creds,
         )
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from smsgw.cluster.kafka import EmbeddedKafka
+from smsgw.cluster.kafka import EmbeddedKafka, EmbeddedKafkaCluster
 from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.procs import free_port
 from smsgw.cluster.ray_local import EmbeddedRay, auth_env
@@ -62,6 +62,22 @@ def kafka() -> Iterator[EmbeddedKafka]:
     )
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka3(kafka: EmbeddedKafka) -> Iterator[EmbeddedKafkaCluster]:
+    """Three controller+broker processes (512 MB heap each), the session broker's SCRAM
+    user: what ``SMSGW_KAFKA_BROKERS=3`` starts. Tests that stop a broker start it again."""
+    cluster = EmbeddedKafkaCluster(
+        _service_dir("kafka3"),
+        ports=[free_port() for _ in range(3)],
+        controller_ports=[free_port() for _ in range(3)],
+        heap="512m",
+        credentials=kafka.credentials,
+    )
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,9 @@ class SimConfig:
     # The receipted_message_id TLV in the submit_sm_resp form (SMPP 3.4 §5.3.2.12)
     # rather than in the receipt text's form.
     tlv_submit_id: bool = False
+    # Quirk: a second, contradicting receipt (this stat) a moment after the first,
+    # as some SMSCs do after a late network report.
+    second_receipt: str | None = None
     window: int = 10  # outstanding deliver_sm per bind
     retry_delay: float = 1.0  # before resending a deliver_sm answered with an error
     mo_rate: float = 0.0  # generated MO messages per second (to receiver binds)
@@ -71,6 +74,10 @@ class SimConfig:
         unknown = set(self.outcomes) - set(OUTCOMES)
         if unknown:
             raise ValueError(f"unknown outcomes {sorted(unknown)}; use {sorted(OUTCOMES)}")
+        if self.second_receipt is not None and self.second_receipt not in OUTCOMES:
+            raise ValueError(
+                f"unknown second_receipt {self.second_receipt!r}; use {sorted(OUTCOMES)}"
+            )
         if not self.outcomes or sum(self.outcomes.values()) <= 0:
             raise ValueError("outcomes need a positive total weight")
         if self.window < 1:

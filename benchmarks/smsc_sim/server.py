@@ -327,6 +327,9 @@ class SmscSimulator:
         else:
             session.respond_submit(event.sequence, S.ESME_ROK, message_id)
             deliverer.send_later(cfg.receipt_delay, receipt)
+        if cfg.second_receipt:
+            contradiction = self._receipt(conn, pdu, number, cfg.second_receipt)
+            deliverer.send_later(cfg.receipt_delay + 0.2, contradiction)
 
     def _receipt(self, conn: SmscConnection, pdu: Pdu, number: int, stat: str) -> Delivery:
         short = pdu.get_bytes("short_message") or pdu.tlv(TAG_MESSAGE_PAYLOAD) or b""

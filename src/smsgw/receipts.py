@@ -226,6 +226,21 @@ def network_error_for_status(status: int) -> bytes:
     return struct.pack(">BH", 3, status & 0xFFFF)
 
 
+def receipt_delivery_id(message_id: str, destination: str, state: MessageState) -> str:
+    """The deliverer's once-only key for a receipt: one per *final* outcome.
+
+    Every final state of a message to one destination shares the key, so the
+    customer gets at most one final receipt even when an outcome is decided twice
+    (a provider bind that dies after writing an outcome and before committing its
+    offset decides the record again on replay; a provider that reports DELIVRD and
+    then UNDELIV). The first one written wins, as in ``StateStore.apply``.
+    Intermediate receipts (registered_delivery 0x10, SMPP 3.4 §5.2.17) keep a key
+    per state.
+    """
+    tail = "final" if state.final else str(int(state))
+    return f"r:{message_id}:{destination}:{tail}"
+
+
 def customer_wants(registered_delivery: int, state: MessageState) -> bool:
     """registered_delivery bits 0-1: 1 final outcome, 2 failure only; 0x10 intermediate."""
     mode = registered_delivery & 0x03
@@ -255,7 +270,7 @@ def failure_receipt(
     now = time.time()
     text = message_preview(m.message_payload or m.short_message, m.data_coding, m.esm_class)
     return Delivery(
-        id=f"r:{m.id}:{m.destination.addr}:{int(state)}",
+        id=receipt_delivery_id(m.id, m.destination.addr, state),
         kind="receipt",
         customer=m.customer,
         source=m.destination,  # a receipt comes "from" the handset

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_ca_location: str | None = None
+    # Copies of every gateway topic and how many must hold a record before it is
+    # acknowledged (None: min(3, brokers) and RF - 1, at least 1; see
+    # smsgw.kafka.replication). At start, lower topics are reported; with
+    # kafka_fix_replication their min.insync.replicas is raised.
+    kafka_replication: int | None = Field(default=None, ge=1)
+    kafka_min_isr: int | None = Field(default=None, ge=1)
+    kafka_fix_replication: bool = False
     database_url: str | None = None
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SMSGW_RAY_ADDRESS")
@@ -116,6 +123,9 @@ class Settings(BaseSettings):
     # Embedded services (used only when the external one is not named).
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # Embedded brokers (combined controller+broker, KRaft). With N > 1, broker i
+    # listens on kafka_port + 2i and its controller on kafka_controller_port + 2i.
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
     kafka_heap: str = "768m"
     kafka_version: str = "4.3.1"
     postgres_port: int = 5433

@@ -89,10 +89,14 @@ class StateStore:
         return len(self._states)
 
     def apply(self, record: StateRecord) -> None:
-        """Keep the newer record; a final state is never replaced by a non-final one."""
+        """Keep the newer record; the first final state is never replaced.
+
+        A message has one final state (issue 10): an outcome decided again after a
+        crash, or a provider's second, contradicting receipt, does not change it.
+        """
         old = self._states.get(record.id)
         if old is not None:
-            if old.state.final and not record.state.final:
+            if old.state.final:
                 return
             newly_final = record.state.final and not old.state.final
             if record.updated_at < old.updated_at and not newly_final:

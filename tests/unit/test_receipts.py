@@ -10,6 +10,7 @@ from smsgw.receipts import (
     is_receipt,
     network_error_for_status,
     parse_receipt,
+    receipt_delivery_id,
     receipt_tlvs,
     render_receipt_text,
 )
@@ -61,3 +62,14 @@ def test_which_receipts_a_customer_asked_for() -> None:
 
 def test_receipt_esm_class() -> None:
     assert is_receipt(0x04) and is_receipt(0x08) and not is_receipt(0x00) and not is_receipt(0x40)
+
+
+def test_every_final_receipt_of_a_message_shares_one_delivery_id() -> None:
+    """The deliverer sends one final receipt per message and destination (issue 10)."""
+    finals = {receipt_delivery_id("7", "4912", s) for s in M if s.final}
+    assert finals == {"r:7:4912:final"}
+    intermediate = {receipt_delivery_id("7", "4912", s) for s in M if not s.final}
+    assert len(intermediate) == 3 and not intermediate & finals
+    assert receipt_delivery_id("7", "4913", M.DELIVERED) != receipt_delivery_id(
+        "7", "4912", M.DELIVERED
+    )

@@ -25,6 +25,15 @@ def test_final_state_is_not_overwritten_by_a_late_intermediate_one() -> None:
     assert got is not None and got.state is MessageState.DELIVERED
 
 
+def test_first_final_state_stays_when_a_second_one_arrives() -> None:
+    """Issue 10: a replayed outcome or a provider's contradicting receipt keeps one final state."""
+    s = StateStore()
+    s.apply(rec("1", MessageState.UNDELIVERABLE, 5.0))
+    s.apply(rec("1", MessageState.DELIVERED, 9.0))
+    got = s.lookup("1", "acme", "491")
+    assert got is not None and got.state is MessageState.UNDELIVERABLE
+
+
 def test_older_update_does_not_replace_newer() -> None:
     s = StateStore()
     s.apply(rec("1", MessageState.ENROUTE, 5.0))

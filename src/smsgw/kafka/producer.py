@@ -6,6 +6,11 @@ allowed to release a ``submit_sm_resp`` with status 0. librdkafka serves
 delivery reports from ``poll()``; one thread polls and hands finished reports
 to the event loop in batches (one ``call_soon_threadsafe`` per batch, not per
 message).
+
+Two kinds: the listener's (``timeout_s``: a customer waits for the answer,
+so a record not on Kafka in time is refused) and a pipeline stage's
+(``stage_producer``: the record was taken on from Kafka, so it is never
+given up).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from smsgw.kafka.security import client_config
+from smsgw.kafka.tuning import STAGE_LINGER_MS
 
 _Report = tuple["asyncio.Future[Message]", KafkaError | None, Message]
 
@@ -37,18 +43,39 @@ class BacklogFull(ProduceError):
 def producer_config(
     bootstrap: str, *, timeout_s: float, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    bounded: dict[str, Any] = {}
+    if timeout_s > 0:
+        # librdkafka times a record out only once no request carries it; a leader
+        # whose followers died holds the request for this long waiting for acks=all
+        # (default 30 s: refusals came 17 s late with two brokers down).
+        bounded["request.timeout.ms"] = int(timeout_s * 1000)
     return client_config(bootstrap) | {
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
-        "linger.ms": 2,
+        # Stage outputs by default; the listener's acceptance passes its own
+        # (smsgw.kafka.tuning: requests per message vs delay per hop).
+        "linger.ms": STAGE_LINGER_MS,
         "batch.num.messages": 2000,
         "compression.type": "lz4",
-        # A delivery report (success or error) always arrives within this.
+        # A delivery report (success or error) always arrives within this
+        # (0: never, a stage's STAGE_TIMEOUT_S).
         "message.timeout.ms": int(timeout_s * 1000),
         "socket.keepalive.enable": True,
+        **bounded,
         **(extra or {}),
     }
+
+
+# A pipeline stage (provider bind, correlator, deliverer) writes the outcome of a
+# record it has consumed; the record's offset is committed only after that write.
+# Given up after a timeout, the record would stay uncommitted behind it until a
+# restart (receipts stalled, sends repeated: issue 14, one broker SIGKILLed).
+# So a stage's producer never times a record out: librdkafka retries it, in
+# order and without duplicates (idempotence), through leader elections and a
+# lost min ISR until Kafka takes it. 0 is librdkafka's "infinite". Only the
+# timeouts differ from the listener's producer; batching stays shared.
+STAGE_TIMEOUT_S = 0.0
 
 
 class AsyncProducer:
@@ -97,6 +124,12 @@ class AsyncProducer:
             self._producer.poll(0.05)  # returns at the first report; idle: 20 wake-ups/s
             self._hand_over()
         self._producer.flush(10)
+        if len(self._producer):
+            # Records still waiting (a stage's never time out): purged, their futures
+            # fail and their offsets stay uncommitted for the next owner; without
+            # this, close() would wait for Kafka forever.
+            self._producer.purge()
+            self._producer.flush(1)
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -123,6 +156,11 @@ class AsyncProducer:
         closer = getattr(self._producer, "close", None)  # confluent-kafka >= 2.13
         if closer is not None:
             closer()
+
+    @classmethod
+    def stage_producer(cls, bootstrap: str, **kwargs: Any) -> AsyncProducer:
+        """A pipeline stage's producer: retries every record until Kafka takes it."""
+        return cls(bootstrap, timeout_s=STAGE_TIMEOUT_S, **kwargs)
 
     def flush(self, timeout: float) -> int:
         remaining: int = self._producer.flush(timeout)

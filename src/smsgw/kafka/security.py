@@ -46,7 +46,11 @@ def use_security(conf: dict[str, str]) -> None:
 
 
 def use_settings(settings: Settings) -> None:
+    """Security and the replication policy of every client and topic of this process."""
+    from smsgw.kafka.replication import use_replication
+
     use_security(security_config(settings))
+    use_replication(settings.kafka_replication, settings.kafka_min_isr)
 
 
 def client_config(

@@ -13,6 +13,7 @@ from smsgw.auth import BindGuard
 from smsgw.db.customers import lease_instance
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.dlq import DeadLetters
+from smsgw.kafka.tuning import ACCEPT_LINGER_MS
 from smsgw.msgid import IdGenerator
 from smsgw.node.pipeline import PipelineNode
 from smsgw.pipeline.supervise import supervise
@@ -93,6 +94,7 @@ class Gateway:
             timeout_s=s.produce_timeout_s,
             max_backlog=s.max_backlog,
             submit_topic=self.topics.submit,
+            extra={"linger.ms": ACCEPT_LINGER_MS},  # a customer waits on each acks=all
         )
         self.core = core = NodeCore(
             settings=s,

@@ -48,14 +48,18 @@ class PipelineNode:
         self.remote = remote
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
-        self.bind_host = BindHost(settings, topics, config, producer)  # every configured bind
+        self.bind_host: BindHost | None = None  # every configured bind, from start()
         self.router: Router | None = None
         self.correlator: Correlator | None = None
         self.deliverer: Deliverer | None = None
         self.history: HistoryWriter | None = None
+        # Not the listener's producer: a stage never gives its writes up (STAGE_TIMEOUT_S).
+        self.stage_producer: AsyncProducer | None = None
         self.log = log.get("smsgw.pipeline")
 
     async def start(self) -> None:
+        self.stage_producer = AsyncProducer.stage_producer(self.bootstrap)
+        self.bind_host = BindHost(self.settings, self.topics, self.config, self.stage_producer)
         makers: dict[str, Callable[[], Awaitable[Worker] | Worker]] = {
             "router": self._router,
             "correlator": self._correlator,
@@ -90,7 +94,7 @@ class PipelineNode:
         self.correlator = Correlator(
             self.bootstrap,
             self.topics,
-            self.producer,
+            self._stage_producer(),
             park_timeout_s=self.settings.receipt_park_s,
             receipt_ttl_s=self.settings.delivery_ttl_s,
         )
@@ -108,17 +112,25 @@ class PipelineNode:
 
     def _deliverer(self) -> Deliverer:
         self.deliverer = Deliverer(
-            self.core, self.bootstrap, self.topics, self.producer, remote=self.remote
+            self.core, self.bootstrap, self.topics, self._stage_producer(), remote=self.remote
         )
         return self.deliverer
 
+    def _stage_producer(self) -> AsyncProducer:
+        assert self.stage_producer is not None, "start() first"
+        return self.stage_producer
+
     async def reconcile(self) -> None:
         """Open binds for configured providers; close those removed or changed."""
-        await self.bind_host.reconcile()
+        if self.bind_host is not None:
+            await self.bind_host.reconcile()
 
     def provider_binds(self) -> list[ProviderBind]:
-        return self.bind_host.binds()
+        return self.bind_host.binds() if self.bind_host is not None else []
 
     async def stop(self) -> None:
         self.stop_event.set()
-        await asyncio.gather(*self.tasks, self.bind_host.stop(), return_exceptions=True)
+        stopping = [self.bind_host.stop()] if self.bind_host is not None else []
+        await asyncio.gather(*self.tasks, *stopping, return_exceptions=True)
+        if self.stage_producer is not None:
+            await self.stage_producer.close()

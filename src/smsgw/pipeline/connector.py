@@ -26,6 +26,9 @@ under this bind's own reference, re-segmented if the provider wants another
 framing (smsgw.reframe); the record's offset is done when every part's
 outcome is durable.
 
+The decisions above live in smsgw.pipeline.outbox (sans-IO, driven by a
+stateful property test); this class does the I/O around them.
+
 A message routed "late" (more than the produce timeout after acceptance: its
 customer may have been answered with an error, smsgw.server.withdraw) waits
 WITHDRAWAL_HOLD_S before it is queued; its withdrawal marker, forwarded by the
@@ -37,20 +40,15 @@ router right behind it on this topic, drops it (REJECTED, reason
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
-import heapq
-import itertools
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
-from confluent_kafka import Message
 
 from smsgw import log
 from smsgw.db.customers import Customer
@@ -59,13 +57,10 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
+from smsgw.pipeline.outbox import BindStats, Failed, Group, Item, Outbox, Paired, Retry
 from smsgw.pipeline.smpp_client import BindRefused, SmppClient
 from smsgw.provider_ids import receipt_key, receipt_keys
 from smsgw.receipts import (
-    ERR_EXPIRED,
-    ERR_PROVIDER_REFUSED,
-    ERR_UNKNOWN_OUTCOME,
-    ERR_UNSENDABLE,
     customer_wants,
     failure_receipt,
     is_receipt,
@@ -74,7 +69,6 @@ from smsgw.receipts import (
     parse_receipt,
 )
 from smsgw.records import Delivery, InboundReceipt, Pairing, Routed
-from smsgw.reframe import OutPart, outgoing
 from smsgw.routing import MoRoutingTable
 from smsgw.smpp import events as ev
 from smsgw.smpp.events import BindMode
@@ -84,11 +78,10 @@ from smsgw.smpp.status import CommandStatus as S
 from smsgw.state import MessageState, StateRecord, count_final
 from smsgw.tls import client_context
 from smsgw.topics import Topics
-from smsgw.validity import TimeFieldError, expires_at, parse_time, relative_time
 
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
-RETRIABLE = {S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, S.ESME_RSYSERR, S.ESME_RX_T_APPN}
+__all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
 # How long a late-routed message waits for a withdrawal marker that would follow
 # it within a router transaction or two.
 WITHDRAWAL_HOLD_S = 2.0
@@ -102,56 +95,6 @@ IDLE_FETCH_WAIT_MS = 500
 class ConnectorConfig(Protocol):
     customers: dict[str, Customer]
     mo_routing: MoRoutingTable
-
-
-@dataclass
-class _Group:
-    """The provider parts of one routed record (one, unless multipart)."""
-
-    msg: Message
-    routed: Routed
-    remaining: int  # parts whose outcome is not durable yet
-    accepted: int = 0  # parts the provider took (no failover after the first)
-    deadline: float = float("inf")  # epoch s: expired after this (validity or max age)
-    validity_end: float | None = None  # the customer's validity, forwarded as what remains
-
-
-@dataclass
-class _Item:
-    group: _Group
-    part: AcceptedMessage  # what goes on the wire
-    ids: tuple[str, ...]  # gateway ids this part's outcome answers
-    index: int = 0
-    attempts: int = 0
-    unknown: int = 0  # sends that got no answer (connection lost, response timeout)
-    sent_at: float = 0.0
-
-    @property
-    def msg(self) -> Message:
-        return self.group.msg
-
-
-@dataclass
-class BindStats:
-    submitted: int = 0
-    accepted: int = 0
-    throttled: int = 0
-    retried: int = 0
-    failed: int = 0
-    resent_unknown: int = 0
-    failed_over: int = 0
-    expired: int = 0
-    unknown_exhausted: int = 0
-    unsendable: int = 0
-    withdrawn: int = 0
-    withdrawn_too_late: int = 0
-    receipts: int = 0
-    mo: int = 0
-    connects: int = 0
-    bound: bool = False
-    errors: dict[str, int] = field(default_factory=dict)
-    final: dict[str, int] = field(default_factory=dict)  # "STATE|reason" (count_final)
-    last_error: str = ""  # why the last connection or bind failed (`smsgw status`)
 
 
 def submit_fields(
@@ -227,11 +170,7 @@ class ProviderBind:
         self.failover_after_s = failover_after_s
         self.max_age_s = provider.max_age_s(message_ttl_s)
         self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
-        self._held: dict[str, list[_Item]] = {}  # late messages waiting out the hold
-        self._sent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
-        # Queued groups by deadline; the expiry timer sleeps until the first.
-        self._deadlines: list[tuple[float, int, _Group]] = []
-        self._deadline_seq = itertools.count()
+        # The expiry timer sleeps until the outbox's first deadline, or this.
         self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
         # Each bind's part of the provider's contracted TPS (DESIGN invariant 4).
@@ -251,11 +190,9 @@ class ProviderBind:
             on_revoke=self._revoked,
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
-        self.queue: collections.deque[_Item] = collections.deque()
-        self.in_flight: dict[int, _Item] = {}
-        self.window = asyncio.Semaphore(provider.window)
         # Set when the send loop may have work: records queued, an answer or a
-        # timeout freed a resend's turn. Cleared by the send loop before it waits.
+        # timeout freed a window slot or a resend's turn. Cleared by the send loop
+        # before it waits (no timer: an idle bind sleeps).
         self._wake = asyncio.Event()
         self._room = asyncio.Event()  # the send loop took from a full queue
         self._unbound = asyncio.Event()  # the session ended: the failover clock runs
@@ -263,9 +200,19 @@ class ProviderBind:
         self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
         self.stats = BindStats()
-        # Concatenation references this bind hands out; a random start keeps a
-        # restarted bind from reusing the references of the messages just sent.
-        self._ref = random.randrange(1 << 16)
+        # Every decision on the queued messages (smsgw.pipeline.outbox). Concatenation
+        # references start at random: a restarted bind does not reuse those of the
+        # messages just sent.
+        self.outbox = Outbox(
+            window=provider.window,
+            max_unknown_attempts=provider.max_unknown_attempts,
+            max_age_s=self.max_age_s,
+            late_after_s=self.late_after_s,
+            segmentation=provider.segmentation,
+            offsets=self.consumer.tracker,
+            stats=self.stats,
+            ref=random.randrange(1 << 16),
+        )
         self.log = log.get("smsgw.connector").bind(bind=self.name)
 
     # ------------------------------------------------------------ lifecycle
@@ -377,134 +324,75 @@ class ProviderBind:
     async def _fetch(self, stop: asyncio.Event) -> None:
         limit = max(200, 4 * self.provider.window)
         while not stop.is_set():
-            if len(self.queue) >= limit:
+            if len(self.outbox.queue) >= limit:
                 # Until the send loop takes some (or now and then: the failover or
                 # expiry may empty the queue while nothing is sent).
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), 1.0)
                 continue
-            for msg in await self.consumer.batch(limit - len(self.queue), FETCH_WAIT_S):
+            for msg in await self.consumer.batch(limit - len(self.outbox.queue), FETCH_WAIT_S):
+                pos = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
                 raw = msg.value() or b""
                 if is_withdrawal(raw):
                     try:
                         self._withdraw(Withdrawal.decode(raw))
                     except UNDECODABLE as exc:
                         self.dead_letters.put(msg, exc)
-                    self.consumer.done(msg)
+                    self._skip(pos)
                     continue
                 try:
                     routed = Routed.decode(raw)
                 except UNDECODABLE as exc:
                     self.dead_letters.put(msg, exc)
-                    self.consumer.done(msg)
+                    self._skip(pos)
                     continue
-                items = self._items(msg, routed)
-                m = routed.message
-                if not routed.parts and routed.routed_at - m.received_at > self.late_after_s:
-                    self._held[m.id] = items
-                    asyncio.get_running_loop().call_later(WITHDRAWAL_HOLD_S, self._release, m.id)
-                    continue
-                self.queue.extend(items)
-                self._wake.set()
+                first = self.outbox.next_deadline()
+                if self.outbox.add(pos, routed):
+                    asyncio.get_running_loop().call_later(
+                        WITHDRAWAL_HOLD_S, self._release, routed.message.id
+                    )
+                else:
+                    self._wake.set()
+                if self.outbox.next_deadline() < first:
+                    self._deadline_changed.set()
+
+    def _skip(self, pos: tuple[str, int, int]) -> None:
+        self.outbox.skip(pos)
+        self.consumer.progress.set()  # the outbox marks offsets done: wake the committer
 
     def _release(self, mid: str) -> None:
-        items = self._held.pop(mid, None)
-        if items:
-            self.queue.extend(items)
-            self._wake.set()
+        """A late message's hold is over: queued, the send loop woken."""
+        self.outbox.release(mid)
+        self._wake.set()
 
     def _withdraw(self, w: Withdrawal) -> None:
         """The customer was answered with an error: drop the message if it is not sent."""
-        items = self._held.pop(w.id, None)
-        if items is None:
-            items = [i for i in self.queue if w.id in i.ids]
-            if items:
-                self.queue = collections.deque(i for i in self.queue if w.id not in i.ids)
-        if not items:
-            if w.id in self._sent_ids:
-                self.stats.withdrawn_too_late += 1
-                self.log.error("withdrawn message was sent already", id=w.id)
-            return
-        self.stats.withdrawn += 1
-        self.log.warning("withdrawn message not sent", id=w.id)
-        for item in items:
-            self._failed(
-                item, 0, state=MessageState.REJECTED, err=0, reason="withdrawn", receipt=False
-            )
-
-    def _items(self, msg: Message, routed: Routed) -> list[_Item]:
-        """The provider parts of a routed record, each with the ids its receipt answers."""
-        segments = routed.segments
-        if len(segments) > 1 or routed.message.message_payload is not None:
-            self._ref = (self._ref + 1) & 0xFFFF
-        try:
-            parts = outgoing(
-                segments, routed.ids_by_seq(), mode=self.provider.segmentation, ref=self._ref
-            )
-        except ValueError as exc:  # a mode this code does not know: send as received
-            self.log.error("cannot segment for provider", error=str(exc))
-            parts = [OutPart(m, (m.id,)) for m in segments]
-        m = routed.message
-        group = _Group(
-            msg,
-            routed,
-            remaining=len(parts),
-            deadline=expires_at(m.validity_period, m.received_at, self.max_age_s),
-        )
-        try:
-            group.validity_end = parse_time(m.validity_period, m.received_at)
-        except TimeFieldError:
-            group.validity_end = None
-        self._watch_deadline(group)
-        return [_Item(group, p.message, p.ids, index=i) for i, p in enumerate(parts)]
-
-    def _watch_deadline(self, group: _Group) -> None:
-        if len(self._deadlines) > 1000 + 2 * (len(self.queue) + len(self.in_flight)):
-            # Finished groups stay in the heap until their deadline; drop them now and
-            # then (amortised O(1)), or a day's TTL would hold a day of messages.
-            self._deadlines = [d for d in self._deadlines if d[2].remaining > 0]
-            heapq.heapify(self._deadlines)
-        first = self._deadlines[0][0] if self._deadlines else float("inf")
-        heapq.heappush(self._deadlines, (group.deadline, next(self._deadline_seq), group))
-        if group.deadline < first:
-            self._deadline_changed.set()
+        too_late = self.stats.withdrawn_too_late
+        failed = self.outbox.withdraw(w.id)
+        if self.stats.withdrawn_too_late > too_late:
+            self.log.error("withdrawn message was sent already", id=w.id)
+        if failed:
+            self.log.warning("withdrawn message not sent", id=w.id)
+        self._record(failed)
 
     async def _expiry_timer(self, stop: asyncio.Event) -> None:
         """Expire queued messages at their deadline, bound or not (a timer, not a scan).
 
         Sleeps until the earliest deadline (or until an earlier one arrives);
-        then every queued part of the groups due is taken out of the queue and
-        fails with EXPIRED. Parts in flight are left to their answer: if they
-        come back unanswered, the send loop's own check expires them.
+        then the outbox fails every queued part of the groups due with EXPIRED.
         """
         while not stop.is_set():
             self._deadline_changed.clear()
             now = time.time()
-            due: set[int] = set()
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, _, group = heapq.heappop(self._deadlines)
-                if group.remaining > 0:
-                    due.add(id(group))
-            if due:
-                self._expire_queued(due)
-            wait = self._deadlines[0][0] - now if self._deadlines else 3600.0
+            expired = self.outbox.expire(now)
+            if expired:
+                self._room.set()
+            self._record(expired)
+            first = self.outbox.next_deadline()
+            wait = first - now if first != float("inf") else 3600.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deadline_changed.wait(), max(0.0, wait))
-
-    def _expire_queued(self, groups: set[int]) -> None:
-        keep: collections.deque[_Item] = collections.deque()
-        for item in self.queue:
-            if id(item.group) in groups:
-                self._expired(item)
-            else:
-                keep.append(item)
-        self.queue = keep
-
-    def _expired(self, item: _Item) -> None:
-        self.stats.expired += 1
-        self.log.info("message expired before the provider took it", ids=item.ids)
-        self._failed(item, 0, state=MessageState.EXPIRED, err=ERR_EXPIRED, reason="expired")
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         """Commit what is finished, in batches; idle (nothing finished) it only waits."""
@@ -524,20 +412,11 @@ class ProviderBind:
             await asyncio.sleep(0.5)  # unbound: hand on what the fetcher queues meanwhile
             if self.stats.bound or time.monotonic() - self.unbound_since < self.failover_after_s:
                 continue
-            keep: collections.deque[_Item] = collections.deque()
-            handed: set[int] = set()
-            while self.queue:
-                item = self.queue.popleft()
-                g = item.group
+            groups = self.outbox.take_for_failover()
+            if groups:
+                self._room.set()
+            for g in groups:
                 r = g.routed
-                if id(g) in handed:
-                    continue
-                if not r.failover or g.accepted:
-                    # No failover, or part of a multipart message is already with this
-                    # provider: wait for the provider (the record stays in Kafka).
-                    keep.append(item)
-                    continue
-                handed.add(id(g))
                 nxt = dataclasses.replace(
                     r, provider=r.failover[0], failover=r.failover[1:], routed_at=time.time()
                 )
@@ -545,69 +424,27 @@ class ProviderBind:
                     self.topics.outbound(nxt.provider), nxt.encode(), r.message.kafka_key
                 )
                 fut.add_done_callback(functools.partial(self._handed_on, g))
-                self.stats.failed_over += 1
                 self.log.info("failing over", id=r.message.id, to=nxt.provider)
-            self.queue = keep
 
     def _revoked(self, parts: list[Any]) -> None:
-        gone = {(p.topic, p.partition) for p in parts}
-        for mid, items in list(self._held.items()):
-            if (items[0].msg.topic(), items[0].msg.partition()) in gone:
-                del self._held[mid]
-        self.queue = collections.deque(
-            i for i in self.queue if (i.msg.topic(), i.msg.partition()) not in gone
-        )
+        self.outbox.revoke((p.topic, p.partition) for p in parts)
 
     def _requeue_in_flight(self) -> None:
         """Submits whose response never came: outcome unknown, send again (counted)."""
-        if self.in_flight:
-            items = sorted(self.in_flight.values(), key=lambda i: (i.msg.offset() or 0, i.index))
-            self.log.warning("resending submits of unknown outcome", count=len(items))
-            for _ in items:
-                self.window.release()
-            self.in_flight.clear()
-            for item in reversed(items):
-                self._unanswered(item)
-
-    def _unanswered(self, item: _Item) -> None:
-        """No answer to a send: resend it (alone, first), or fail it once its attempts ran out."""
-        item.unknown += 1
-        if item.unknown >= self.provider.max_unknown_attempts:
-            self.stats.unknown_exhausted += 1
+        if self.outbox.in_flight:
             self.log.warning(
-                "no answer from the provider after repeated sends, message failed",
-                ids=item.ids,
-                attempts=item.unknown,
+                "resending submits of unknown outcome", count=len(self.outbox.in_flight)
             )
-            self._failed(
-                item,
-                0,
-                err=ERR_UNKNOWN_OUTCOME,
-                reason="unknown-outcome",
-            )
-            return
-        self.stats.resent_unknown += 1
-        self.queue.appendleft(item)
-        self._wake.set()
+            self._record(self.outbox.disconnected())
+            self._wake.set()
 
     # ------------------------------------------------------------ sending
-    def _must_wait_alone(self) -> bool:
-        """A resend of unknown outcome goes alone: nothing beside it in flight, then nothing
-        after it until it is answered. A message that makes the provider drop the
-        connection then takes only its own attempts, not its neighbours'."""
-        if not self.in_flight:
-            return False
-        return self.queue[0].unknown > 0 or any(i.unknown for i in self.in_flight.values())
-
-    def _validity_for(self, item: _Item, now: float) -> str | None:
-        """What remains of the customer's validity, relative (SMPP 3.4 §7.1.1.2); None: as is."""
-        end = item.group.validity_end
-        return None if end is None else relative_time(end - now)
-
     async def _send_loop(self, client: SmppClient) -> None:
+        outbox = self.outbox
         while True:
-            if not self.queue or self._must_wait_alone():
-                # Until something is queued or answered (no timer: an idle bind sleeps).
+            if not outbox.ready():
+                # Until something is queued, an answer frees a slot or a resend's
+                # turn comes (set by the fetcher and the session's events).
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -615,51 +452,35 @@ class ProviderBind:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            await self.window.acquire()
             await self.limiter.acquire()
-            if not self.queue or client.closed.done():
-                self.window.release()
-                if client.closed.done():
-                    return
-                continue
-            if self._must_wait_alone():
-                self.window.release()
-                continue
-            item = self.queue.popleft()
-            self._room.set()
+            if client.closed.done():
+                return
             now = time.time()
-            if now >= item.group.deadline:
-                self.window.release()
-                self._expired(item)
+            item = outbox.next(now)
+            if item is None:
+                continue
+            self._room.set()
+            if isinstance(item, Failed):  # expired in the queue
+                self._record([item])
                 continue
             try:
                 fields, tlvs = submit_fields(
                     item.part,
                     self.provider.request_receipts,
-                    validity_period=self._validity_for(item, now),
+                    validity_period=outbox.validity_for(item, now),
                 )
                 seq = client.submit(fields, tlvs)
             except WindowFull:
-                self.queue.appendleft(item)
-                self.window.release()
+                outbox.unsent(item)
                 await asyncio.sleep(0.01)
                 continue
             except Exception as exc:  # the codec (smpplib) raises anything on a bad value
-                self.window.release()
-                self.stats.unsendable += 1
                 self.log.error(
                     "message does not encode for the provider", ids=item.ids, error=repr(exc)
                 )
-                self._failed(item, 0, err=ERR_UNSENDABLE, reason="unencodable")
+                self._record([outbox.unsendable(item)])
                 continue
-            item.attempts += 1
-            item.sent_at = time.time()
-            for mid in item.ids:  # a withdrawal arriving after this is too late (counted)
-                self._sent_ids[mid] = None
-            while len(self._sent_ids) > 10_000:
-                self._sent_ids.popitem(last=False)
-            self.in_flight[seq] = item
-            self.stats.submitted += 1
+            outbox.sent(seq, item, now)
 
     # ------------------------------------------------------------ events
     def _on_event(self, e: Any) -> None:
@@ -668,39 +489,37 @@ class ProviderBind:
             self._on_submit_resp(e)
         elif isinstance(e, ev.DeliverReceived):
             self._on_deliver(e)
-        elif isinstance(e, ev.ResponseTimeout) and e.sequence in self.in_flight:
-            item = self.in_flight.pop(e.sequence)
-            self.window.release()
-            self._unanswered(item)
+        elif isinstance(e, ev.ResponseTimeout):
+            failed = self.outbox.no_answer(e.sequence)
+            if failed is not None:
+                self._record([failed])
         elif isinstance(e, ev.ProtocolError):
             self.log.warning("protocol error from provider", status=e.status.name, detail=e.detail)
 
     def _on_submit_resp(self, e: ev.SubmitResponse) -> None:
-        item = self.in_flight.pop(e.sequence, None)
-        if item is None:
-            return
-        self.window.release()
-        m = item.part
-        if e.status == S.ESME_ROK:
-            item.group.accepted += 1
-            self.stats.accepted += 1
-            self._paired(item, e.message_id)
-            return
-        key = f"0x{int(e.status):02X}"
-        self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
-        if e.status in RETRIABLE:
-            if e.status == S.ESME_RTHROTTLED:
-                self.stats.throttled += 1
-            self.stats.retried += 1
-            backoff = min(0.1 * (2 ** min(item.attempts, 6)), 10.0)
-            self.pause_until = max(self.pause_until, time.monotonic() + backoff)
-            self.queue.appendleft(item)  # resent first: parts keep their order
-            return
-        self.stats.failed += 1
-        self.log.info("provider refused message", id=m.id, status=e.status.name)
-        self._failed(item, int(e.status))
+        result = self.outbox.answer(e.sequence, e.status, e.message_id)
+        if isinstance(result, Retry):
+            self.pause_until = max(self.pause_until, time.monotonic() + result.backoff_s)
+        elif isinstance(result, Paired):
+            self._paired(result.item, result.provider_id)
+        elif isinstance(result, Failed):
+            self.log.info("provider refused message", id=result.item.part.id, status=e.status.name)
+            self._record([result])
 
-    def _paired(self, item: _Item, provider_id: str) -> None:
+    def _record(self, outcomes: list[Failed]) -> None:
+        """Write final states the outbox decided (logged here, where the I/O is)."""
+        for f in outcomes:
+            if f.reason == "unknown-outcome":
+                self.log.warning(
+                    "no answer from the provider after repeated sends, message failed",
+                    ids=f.item.ids,
+                    attempts=f.item.unknown,
+                )
+            elif f.reason == "expired":
+                self.log.info("message expired before the provider took it", ids=f.item.ids)
+            self._failed(f)
+
+    def _paired(self, item: Item, provider_id: str) -> None:
         m = item.part
         p = self.provider
         key = _key(p.name, provider_id, p.submit_id_format)
@@ -730,20 +549,12 @@ class ProviderBind:
             self.producer.produce(self.topics.message_state, state.encode(), mid.encode())
         fut.add_done_callback(lambda f: self._durable(f, item))
 
-    def _failed(
-        self,
-        item: _Item,
-        status: int,
-        *,
-        state: MessageState = MessageState.UNDELIVERABLE,
-        err: int = ERR_PROVIDER_REFUSED,
-        reason: str = "refused",
-        receipt: bool = True,
-    ) -> None:
+    def _failed(self, f: Failed) -> None:
         """A final state that is not the provider's receipt: state record, receipt, offset.
 
-        ``status`` is the provider's command_status for a refusal (0 otherwise).
+        ``f.status`` is the provider's command_status for a refusal (0 otherwise).
         """
+        item, status, state, err, reason = f.item, f.status, f.state, f.err, f.reason
         futures = []
         for mid in item.ids:
             m = dataclasses.replace(item.part, id=mid)
@@ -752,7 +563,7 @@ class ProviderBind:
             )
             self.producer.produce(self.topics.message_state, record.encode(), mid.encode())
             count_final(self.stats.final, state, reason)
-            if receipt and customer_wants(m.registered_delivery, state):
+            if f.receipt and customer_wants(m.registered_delivery, state):
                 delivery = failure_receipt(
                     m,
                     state,
@@ -771,14 +582,15 @@ class ProviderBind:
         else:
             self._finish(item)
 
-    def _handed_on(self, group: _Group, fut: asyncio.Future[Any]) -> None:
+    def _handed_on(self, group: Group, fut: asyncio.Future[Any]) -> None:
         """The whole record went to the failover provider's topic."""
         if fut.exception() is None:
-            self.consumer.done(group.msg)
+            self.outbox.handed_on(group)
+            self.consumer.progress.set()
         else:
             self.log.error("could not hand on to failover", error=str(fut.exception()))
 
-    def _durable(self, fut: asyncio.Future[Any], item: _Item) -> None:
+    def _durable(self, fut: asyncio.Future[Any], item: Item) -> None:
         if fut.exception() is None:
             self._finish(item)
         else:
@@ -786,11 +598,10 @@ class ProviderBind:
             # after a restart or rebalance (a possible duplicate, counted there).
             self.log.error("could not record outcome", error=str(fut.exception()))
 
-    def _finish(self, item: _Item) -> None:
+    def _finish(self, item: Item) -> None:
         """One part's outcome is durable; the record is done with its last part."""
-        item.group.remaining -= 1
-        if item.group.remaining == 0:
-            self.consumer.done(item.msg)
+        self.outbox.durable(item)
+        self.consumer.progress.set()  # a commit point may have moved
 
     def _on_deliver(self, e: ev.DeliverReceived, link: SmppClient | None = None) -> None:
         client = link or self.client

@@ -28,7 +28,13 @@ from smsgw import log
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.receipts import STAT_BY_STATE, customer_wants, receipt_tlvs, render_receipt_text
+from smsgw.receipts import (
+    STAT_BY_STATE,
+    customer_wants,
+    receipt_delivery_id,
+    receipt_tlvs,
+    render_receipt_text,
+)
 from smsgw.records import Delivery, InboundReceipt, Pairing
 from smsgw.state import StateRecord, count_final
 from smsgw.topics import Topics
@@ -56,7 +62,7 @@ def customer_receipt(
     mid = message_id or p.message_id
     now = time.time()
     return Delivery(
-        id=f"r:{mid}:{p.destination.addr}:{int(r.state)}",
+        id=receipt_delivery_id(mid, p.destination.addr, r.state),
         kind="receipt",
         customer=p.customer,
         source=p.destination,

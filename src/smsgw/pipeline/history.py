@@ -26,6 +26,7 @@ from smsgw import log
 from smsgw.db import history as store
 from smsgw.history import Event, events_from
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.tuning import HISTORY_FETCH
 from smsgw.topics import Topics
 
 BATCH_ROWS = 5000
@@ -66,7 +67,9 @@ class HistoryWriter:
         self.stats = HistoryStats()
         # New out.<provider> topics are found by the pattern within seconds.
         config = consumer_config(
-            bootstrap, f"{topics.prefix}history", **{"topic.metadata.refresh.interval.ms": 5000}
+            bootstrap,
+            f"{topics.prefix}history",
+            **{"topic.metadata.refresh.interval.ms": 5000, **HISTORY_FETCH},
         )
         self.consumer = AsyncConsumer(config, history_topics(topics))
         self.log = log.get("smsgw.history")

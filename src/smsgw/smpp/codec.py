@@ -11,16 +11,24 @@ commands smpplib lacks. smpplib quirks handled here:
 - parsed C-strings are bytes but `generate()` wants str: Latin-1 bridges;
 - `generate()` silently truncates over-long C-strings: we refuse instead;
 - it would emit a body for error responses; SMPP 3.4 says none is sent.
+
+submit_sm, deliver_sm and their responses (status 0) go through `fast`, a
+byte-level path property-tested to give exactly what the smpplib path gives;
+anything it does not handle plainly (malformed, odd values) comes back None
+and takes the smpplib path. `decode_reference`/`encode_reference` are the
+smpplib path alone, for those tests and `benchmarks.codec`.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import smpplib.exceptions  # type: ignore[import-untyped]
 import smpplib.smpp  # type: ignore[import-untyped]
 
+from smsgw.smpp import fast
 from smsgw.smpp.pdu import (
     COMMAND_IDS,
     COMMAND_NAMES,
@@ -40,6 +48,8 @@ from smsgw.smpp.wire import (
     walk_mandatory,
     walk_tlvs,
 )
+
+_HEADER = struct.Struct(">LLLL")
 
 # Commands whose body is the header alone: any body is a bad command_length.
 HEADER_ONLY = frozenset(
@@ -88,6 +98,27 @@ def _build_specs() -> tuple[dict[str, tuple[FieldSpec, ...]], frozenset[str]]:
 
 SPECS, SMPPLIB_COMMANDS = _build_specs()
 
+FastDecoder = Callable[[bytes], "tuple[dict[str, FieldValue], int] | None"]
+FastEncoder = Callable[[Mapping[str, FieldValue]], "bytes | None"]
+
+
+def _fast_table() -> tuple[dict[str, FastDecoder], dict[str, FastEncoder]]:
+    """The fast path per command, only where smpplib's layout is the one `fast` knows."""
+    dec: dict[str, FastDecoder] = {}
+    enc: dict[str, FastEncoder] = {}
+    for command, layout, d, e in (
+        ("submit_sm", fast.SM_LAYOUT, fast.decode_sm, fast.encode_sm),
+        ("deliver_sm", fast.SM_LAYOUT, fast.decode_sm, fast.encode_sm),
+        ("submit_sm_resp", fast.RESP_LAYOUT, fast.decode_resp, fast.encode_resp),
+        ("deliver_sm_resp", fast.RESP_LAYOUT, fast.decode_resp, fast.encode_resp),
+    ):
+        if command in SMPPLIB_COMMANDS and SPECS[command] == layout:
+            dec[command], enc[command] = d, e
+    return dec, enc
+
+
+FAST_DECODE, FAST_ENCODE = _fast_table()
+
 
 def decode_header(frame: bytes) -> tuple[int, int, int, int]:
     """(command_length, command_id, command_status, sequence_number)."""
@@ -97,6 +128,15 @@ def decode_header(frame: bytes) -> tuple[int, int, int, int]:
 
 def decode(frame: bytes) -> Pdu:
     """Decode one complete frame; every failure is a DecodeError with a status."""
+    return _decode(frame, use_fast=True)
+
+
+def decode_reference(frame: bytes) -> Pdu:
+    """`decode` through smpplib only (what the fast path is tested against)."""
+    return _decode(frame, use_fast=False)
+
+
+def _decode(frame: bytes, *, use_fast: bool) -> Pdu:
     if len(frame) < HEADER_SIZE:
         raise DecodeError(S.ESME_RINVCMDLEN, f"{len(frame)} octets is shorter than a header")
     length, command_id, status, sequence = decode_header(frame)
@@ -110,6 +150,15 @@ def decode(frame: bytes) -> Pdu:
     if is_response and status != 0:
         return Pdu(command, sequence, status)  # error responses carry no body
     body = frame[HEADER_SIZE:]
+    fast_decode = FAST_DECODE.get(command) if use_fast else None
+    if fast_decode is not None:
+        found = fast_decode(body)
+        if found is not None:
+            try:
+                tlvs = walk_tlvs(body[found[1] :])
+            except DecodeError as exc:
+                raise DecodeError(exc.status, exc.detail, **where) from None
+            return Pdu(command, sequence, status, found[0], tlvs)
     if command in HEADER_ONLY and body:
         raise DecodeError(S.ESME_RINVCMDLEN, f"{command} with a body", **where)
     try:
@@ -141,6 +190,22 @@ def _smpplib_fields(command: str, frame: bytes, sequence: int) -> dict[str, Fiel
 
 def encode(pdu: Pdu) -> bytes:
     """Encode a Pdu; raises EncodeError for values that do not fit."""
+    if pdu.status == 0:
+        fast_encode = FAST_ENCODE.get(pdu.command)
+        if fast_encode is not None and 0 <= pdu.sequence <= 0xFFFFFFFF:
+            body = fast_encode(pdu.fields)
+            if body is not None:
+                if pdu.tlvs:
+                    body += pack_tlvs(pdu.tlvs)
+                return (
+                    _HEADER.pack(HEADER_SIZE + len(body), COMMAND_IDS[pdu.command], 0, pdu.sequence)
+                    + body
+                )
+    return encode_reference(pdu)
+
+
+def encode_reference(pdu: Pdu) -> bytes:
+    """`encode` through smpplib only (what the fast path is tested against)."""
     command_id = COMMAND_IDS.get(pdu.command)
     if command_id is None:
         raise EncodeError(f"unknown command {pdu.command!r}")

@@ -1,0 +1,120 @@
+"""smsgw.pipeline.outbox rules, example by example (the state machine covers their mix)."""
+
+from __future__ import annotations
+
+from smsgw.pipeline.outbox import Failed, Item, Outbox, Paired, Retry
+from smsgw.records import Routed
+from smsgw.smpp.status import CommandStatus as S
+from smsgw.smpp.udh import Concat
+from smsgw.state import MessageState
+from tests.helpers.messages import accepted_message
+
+T0 = 1_000_000.0
+
+
+def outbox(window: int = 2, late_after_s: float = float("inf")) -> Outbox:
+    return Outbox(window=window, max_unknown_attempts=2, max_age_s=600.0, late_after_s=late_after_s)
+
+
+def routed(mid: str, **fields: object) -> Routed:
+    return Routed(accepted_message(mid, received_at=T0, **fields), "p", routed_at=T0)
+
+
+def take(box: Outbox, now: float = T0) -> Item:
+    out = box.next(now)
+    assert isinstance(out, Item)
+    return out
+
+
+def test_a_resend_of_unknown_outcome_goes_alone() -> None:
+    box = outbox()
+    for i in range(3):
+        box.add(("t", 0, i), routed(f"m{i}"))
+    a, b = take(box), take(box)
+    box.sent(1, a, T0)
+    box.sent(2, b, T0)
+    assert not box.ready()  # window of 2
+    assert box.no_answer(1) is None  # resent, first
+    assert box.queue[0] is a and not box.ready()  # alone: b is still in flight
+    assert isinstance(box.answer(2, S.ESME_ROK, "x"), Paired)
+    assert take(box) is a
+    box.sent(3, a, T0)
+    assert not box.ready()  # nothing beside it until it is answered
+    failed = box.no_answer(3)  # second attempt of unknown outcome: max reached
+    assert isinstance(failed, Failed) and failed.err == 906 and failed.reason == "unknown-outcome"
+    assert box.ready()
+
+
+def test_refusals_temporary_and_permanent() -> None:
+    box = outbox()
+    box.add(("t", 0, 0), routed("m0"))
+    item = take(box)
+    box.sent(1, item, T0)
+    retry = box.answer(1, S.ESME_RTHROTTLED)
+    assert isinstance(retry, Retry) and retry.backoff_s > 0 and box.queue[0] is item
+    box.sent(2, take(box), T0)
+    failed = box.answer(2, S.ESME_RINVDSTADR)
+    assert isinstance(failed, Failed)
+    assert (failed.state, failed.err, failed.status) == (MessageState.UNDELIVERABLE, 902, 0x0B)
+    assert box.answer(2, S.ESME_ROK) is None  # not ours any more
+
+
+def test_the_commit_point_waits_for_every_earlier_record() -> None:
+    box = outbox(window=5)
+    box.add(("t", 0, 10), routed("m0"))
+    box.add(("t", 0, 11), routed("m1"))
+    first, second = take(box), take(box)
+    box.durable(second)
+    assert box.commit_points() == {}  # 10 is unfinished: the group stays at 10
+    box.durable(first)
+    assert box.commit_points() == {("t", 0): 12}
+
+
+def test_expiry_in_the_queue_and_before_a_send_and_the_validity_that_remains() -> None:
+    box = outbox()
+    box.add(("t", 0, 0), routed("short", validity_period="000000000030000R"))  # 30 s
+    box.add(("t", 0, 1), routed("long", validity_period="000000000500000R"))  # 5 min
+    assert box.next_deadline() == T0 + 30
+    expired = box.expire(T0 + 31)
+    assert [f.item.part.id for f in expired] == ["short"] and expired[0].err == 903
+    item = take(box, T0 + 100)
+    assert box.validity_for(item, T0 + 100) == "000000000320000R"  # 200 s remain
+    box.unsent(item)
+    late = box.next(T0 + 301)
+    assert isinstance(late, Failed) and late.state == MessageState.EXPIRED
+
+
+def test_a_late_message_is_held_and_a_withdrawal_drops_it_unsent() -> None:
+    box = outbox(late_after_s=4.0)
+    late = Routed(accepted_message("w", received_at=T0 - 10), "p", routed_at=T0)
+    assert box.add(("t", 0, 0), late)
+    assert not box.ready()
+    (rejected,) = box.withdraw("w")
+    assert rejected.state == MessageState.REJECTED and not rejected.receipt
+    assert box.withdraw("w") == []
+
+
+def test_failover_takes_whole_records_not_started_ones() -> None:
+    box = outbox()
+    box.add(("t", 0, 0), Routed(accepted_message("a", received_at=T0), "p", ("q",), T0))
+    box.add(("t", 0, 1), routed("b"))  # no failover route
+    (group,) = box.take_for_failover()
+    assert group.routed.message.id == "a" and [i.part.id for i in box.queue] == ["b"]
+    box.handed_on(group)
+    assert box.commit_points() == {("t", 0): 1}
+
+
+def test_a_multipart_record_with_a_failed_part_does_not_fail_over() -> None:
+    """The failover provider would send the refused part again: a second final state."""
+    box = outbox()
+    parts = tuple(
+        accepted_message(f"m.{i}", received_at=T0, concat=Concat(1, 2, i, 16, "sar"))
+        for i in (1, 2)
+    )
+    box.add(("t", 0, 0), Routed(parts[0], "p", ("q",), T0, parts))
+    first = take(box)
+    box.sent(1, first, T0)
+    refused = box.answer(1, S.ESME_RINVDSTADR)
+    assert isinstance(refused, Failed)
+    assert box.take_for_failover() == []
+    assert [i.part.id for i in box.queue] == ["m.2"]  # waits for this provider
