@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smsgw-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench interop-peers
+.PHONY: setup system-deps run observe test lint typecheck unit clean-cache bench interop-peers test-hosts
 
 setup: system-deps $(STAMP) kafka-jars
 
@@ -44,6 +44,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+# Hosts as network namespaces behind an HAProxy VIP (issue 14; root; docs/NETNS.md).
+test-hosts: setup
+	$(BIN)/pytest tests/hosts -o addopts="-ra --strict-markers" $(PYTEST_ARGS)
 
 # pytest exits 5 when it collected no test; make treats that as a failure too.
 test: setup interop-peers lint typecheck

@@ -12,7 +12,14 @@ keeps the IP it was given.
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 from collections.abc import Callable
+from typing import Any
+
+# Seconds a starting node waits for its raylet to register (`ray start` gives it
+# 30, hard-coded); a loaded machine starts the node's agents slower than that.
+NODE_START_TIMEOUT_ENV = "SMSGW_RAY_NODE_START_TIMEOUT_S"
 
 
 def is_loopback(host: str) -> bool:
@@ -39,9 +46,38 @@ def keep_loopback() -> None:
     services.resolve_ip_for_localhost = resolve
 
 
+def patient_node_start(timeout_s: float) -> None:
+    """Let ``ray start`` wait up to ``timeout_s`` for its node to register (idempotent).
+
+    ``ray._private.node.Node`` polls ``services.get_node`` for 30 s and gives up
+    ("The current node timed out during startup"); each poll here retries
+    until the node is registered or ``timeout_s`` is over.
+    """
+    from ray._private import services
+
+    original: Callable[..., Any] = services.get_node
+    if getattr(original, "smsgw_patient", False):
+        return
+
+    def get_node(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return original(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    get_node.smsgw_patient = True  # type: ignore[attr-defined]
+    services.get_node = get_node
+
+
 def ray_cli() -> None:
     """``ray`` with loopback kept (``python -m smsgw.actors.loopback start ...``)."""
     keep_loopback()
+    if patience := os.environ.get(NODE_START_TIMEOUT_ENV):
+        patient_node_start(float(patience))
     from ray.scripts.scripts import main
 
     main()  # type: ignore[no-untyped-call]

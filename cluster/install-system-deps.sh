@@ -4,7 +4,8 @@
 # Kannel (an independent SMPP peer for the interop tests), Prometheus (`make
 # observe` and the dashboard test), Chromium and its WebDriver (the console test),
 # Node.js with npm and a JDK (node-smpp and jsmpp, third-party SMPP peers of the
-# interop tier).
+# interop tier), HAProxy (the customers' VIP in front of the network-namespace
+# hosts of cluster/netns.py) and iproute2 (`ip netns`).
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
@@ -17,6 +18,8 @@ if [ "${SMSGW_SKIP_KANNEL:-0}" != 1 ]; then
   command -v bearerbox >/dev/null || [ -x /usr/sbin/bearerbox ] || need+=(kannel)
 fi
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ "${SMSGW_SKIP_BROWSER:-0}" != 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)

@@ -73,11 +73,27 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 
 
 class EmbeddedPostgres:
-    """One cluster in ``data_dir`` listening on 127.0.0.1:``port`` with a generated password."""
+    """One cluster in ``data_dir`` listening on 127.0.0.1:``port`` with a generated password.
 
-    def __init__(self, data_dir: Path, *, port: int, user: str = "smsgw", dbname: str = "smsgw"):
+    ``host`` and ``allow`` put it on another address (a private network's; the
+    network-namespace hosts of ``cluster/netns.py``): clients from the ``allow``
+    network (CIDR) authenticate with the password (scram-sha-256) like loopback ones.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int,
+        user: str = "smsgw",
+        dbname: str = "smsgw",
+        host: str = "127.0.0.1",
+        allow: str | None = None,
+    ):
         self.base = data_dir
         self.port = port
+        self.host = host
+        self.allow = allow
         self.user = user
         self.dbname = dbname
         self.process: ManagedProcess | None = None
@@ -93,7 +109,7 @@ class EmbeddedPostgres:
 
     def url(self, dbname: str | None = None) -> str:
         pw = quote(self.password_file.read_text().strip(), safe="")
-        return f"postgresql://{self.user}:{pw}@127.0.0.1:{self.port}/{dbname or self.dbname}"
+        return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{dbname or self.dbname}"
 
     def _run_as_service(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
@@ -141,10 +157,11 @@ class EmbeddedPostgres:
         if self.account:
             # Every start: the home above is set back to 0700 by each `smsgw run`.
             _make_traversable(self.base)
-        if port_open("127.0.0.1", self.port):
+        if port_open(self.host, self.port):
             raise ServiceError(
-                f"port {self.port} on 127.0.0.1 is taken; PostgreSQL cannot listen there"
+                f"port {self.port} on {self.host} is taken; PostgreSQL cannot listen there"
             )
+        self._allow_network()
         uid, gid = self.account if self.account else (None, None)
         self.process = ManagedProcess(
             "postgres",
@@ -153,7 +170,7 @@ class EmbeddedPostgres:
                 "-D",
                 str(self.pgdata),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                f"listen_addresses={self.host}",
                 "-c",
                 f"port={self.port}",
                 "-c",
@@ -178,6 +195,16 @@ class EmbeddedPostgres:
         self.process.start()
         wait_for(self.ready, timeout=timeout, what="PostgreSQL", proc=self.process)
         self._create_database(self.dbname)
+
+    def _allow_network(self) -> None:
+        """A password line for the ``allow`` network in pg_hba.conf (initdb's covers loopback)."""
+        if self.allow is None:
+            return
+        hba = self.pgdata / "pg_hba.conf"
+        line = f"host all all {self.allow} scram-sha-256"
+        if line not in hba.read_text().splitlines():
+            with hba.open("a") as fh:
+                fh.write(line + "\n")
 
     def ready(self) -> bool:
         import psycopg

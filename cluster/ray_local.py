@@ -17,10 +17,14 @@ import os
 import secrets
 import sys
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
+from smsgw.actors.loopback import is_loopback
 from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_open, wait_for
 from smsgw.credentials import ray_token
+
+RAY_STARTED = "Ray runtime started"  # `ray start` prints it once its node is registered
 
 
 def ray_command() -> list[str]:
@@ -58,6 +62,33 @@ def auth_env(token_path: Path) -> dict[str, str]:
 def auth_token(default_path: Path | None = None) -> str | None:
     """The token a client presents: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else ours."""
     return ray_token(default_path)
+
+
+def require_token(node_ip: str, env: Mapping[str, str]) -> None:
+    """Refuse to start a Ray node reachable from other hosts without token authentication.
+
+    A node on loopback is reachable by this host's users only; on any other
+    address Ray's ports answer the network (SECURITY.md), and a Ray that does
+    not check the token runs whatever code a client sends. ``env`` is the
+    node's own environment: an operator's ``RAY_AUTH_MODE=disabled`` there
+    would otherwise win.
+    """
+    if is_loopback(node_ip):
+        return
+    if env.get("RAY_AUTH_MODE") != "token":
+        raise ServiceError(
+            f"Ray on {node_ip} (not loopback) needs RAY_AUTH_MODE=token, not "
+            f"{env.get('RAY_AUTH_MODE')!r}: other hosts could run code through it"
+        )
+    named = env.get("RAY_AUTH_TOKEN_PATH")
+    token = env.get("RAY_AUTH_TOKEN") or (
+        Path(named).read_text().strip() if named and Path(named).is_file() else ""
+    )
+    if not token.strip():
+        raise ServiceError(
+            f"Ray on {node_ip} (not loopback) needs its token: RAY_AUTH_TOKEN or a non-empty "
+            f"RAY_AUTH_TOKEN_PATH file (now {named!r})"
+        )
 
 
 def dashboard_ok(host: str, port: int, token: str | None = None) -> bool:
@@ -193,12 +224,18 @@ class EmbeddedRay:
         if self.resources:
             argv.append(f"--resources={json.dumps(self.resources)}")
         env = self._env(LOOPBACK_ONLY_ENV if self.loopback_only else {})
+        require_token(self.node_ip, env)
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
+        # The GCS and dashboard answer before the head's raylet has registered (its
+        # agents start slower on a loaded machine); a driver connecting then finds
+        # no node ("No node info found"), so wait for `ray start` to say it is up.
         wait_for(
             lambda: (
                 port_open(self.node_ip, self.port)
                 and dashboard_ok(self.dashboard_host, self.dashboard_port, self.token)
+                and self.process is not None
+                and RAY_STARTED in self.process.log_tail(400)
             ),
             timeout=timeout,
             what="Ray head",
@@ -227,6 +264,7 @@ class EmbeddedRay:
         if self.num_cpus is not None:
             argv.append(f"--num-cpus={self.num_cpus}")
         env = self._env()
+        require_token((self.join or "").rsplit(":", 1)[0], env)
         self.process = ManagedProcess("ray-worker", argv, self.log_dir / "ray-worker.log", env=env)
         self.process.start()
         wait_for(

@@ -112,6 +112,32 @@ class GatewayNode:
             time.sleep(0.02)
         raise AssertionError("the gateway did not reload its configuration within 5 s")
 
+    def wait_routes(
+        self, *routes: tuple[str, str], customer: str = "", timeout: float = 30.0
+    ) -> None:
+        """Block until the node's configuration routes each ``(destination, provider)`` pair.
+
+        Routes written straight to PostgreSQL reach the node by NOTIFY and a reload; a test
+        that submits before that races the reload (its messages find no route).
+        """
+        import time
+
+        def routed() -> bool:
+            core = self.gateway.core
+            if core is None:
+                return False
+            for dest, provider in routes:
+                r = core.config.routing.route(customer, "", dest)
+                if r is None or r.provider != provider or provider not in core.config.providers:
+                    return False
+            return True
+
+        deadline = time.monotonic() + timeout
+        while not self.call(routed):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the gateway did not load the routes {routes} in {timeout} s")
+            time.sleep(0.02)
+
     def read_submits(self, expect: int | None, timeout: float = 30.0) -> list[AcceptedMessage]:
         """The accepted messages on ``submit`` (withdrawal markers left out)."""
         return [

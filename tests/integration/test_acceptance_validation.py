@@ -19,12 +19,11 @@ from smsgw.db.routes import add_mt_route
 from smsgw.smpp.status import CommandStatus as S
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 from tests.integration.test_message_path import (  # noqa: F401  (fixtures)
-    Sims,
     _provider,
     _wait_bound,
     path_gateway,
-    sims,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,7 +46,7 @@ def _send_oversized_service_type(c: Customer, sequence: int, service_type: bytes
 
 def test_six_character_service_type_is_refused_and_the_provider_keeps_flowing(
     path_gateway: GatewayNode,  # noqa: F811
-    sims: Sims,  # noqa: F811
+    sims: Sims,
 ) -> None:
     gw = path_gateway
     sim = sims.start("shared", receipt_delay=0.2)

@@ -24,8 +24,9 @@ from smsgw.state import MessageState
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims, _provider, _wait_bound
+from tests.integration.test_message_path import _provider, _wait_bound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,20 +19,13 @@ import pytest
 from smsgw.db.providers import add_provider
 from smsgw.topics import Topics
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROVIDERS = 10  # of 2 binds each
 IDLE_S = 10.0
-
-
-@pytest.fixture
-def sims() -> Iterator[Sims]:
-    s = Sims()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

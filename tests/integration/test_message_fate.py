@@ -105,6 +105,7 @@ def _provider(gw: GatewayNode, name: str, port: int, **kw: Any) -> None:
 def _route(gw: GatewayNode, prefix: str, provider: str) -> None:
     with psycopg.connect(gw.db_url) as conn:
         add_mt_route(conn, prefix=prefix, provider=provider)
+    gw.wait_routes((prefix + "00000", provider))
 
 
 def _absolute_in(seconds: float, quarters: int, sign: str) -> str:
@@ -320,6 +321,7 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
     with psycopg.connect(gw.db_url) as conn:
         r_gone = add_mt_route(conn, prefix="4917", provider="gone")
         r_moved = add_mt_route(conn, prefix="4918", provider="moved")
+    gw.wait_routes(("491700000", "gone"), ("491800000", "moved"))
     c = Customer(gw.host, gw.port, "q", "pw").bind()
     try:
         for i in range(12):

@@ -9,7 +9,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.cluster.procs import free_port
 from smsgw.db.providers import add_provider
@@ -19,34 +18,10 @@ from smsgw.state import MessageState
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
-from tests.helpers.loop_thread import LoopThread
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-class Sims:
-    def __init__(self) -> None:
-        self.loop = LoopThread("smsc-sims")
-        self.sims: dict[str, SmscSimulator] = {}
-
-    def start(self, name: str, **cfg: Any) -> SmscSimulator:
-        sim = SmscSimulator(SimConfig(system_id=name, password="pw", seed=1, **cfg))
-        self.loop.run(sim.start())
-        self.sims[name] = sim
-        return sim
-
-    def stop(self) -> None:
-        for sim in self.sims.values():
-            self.loop.run(sim.stop())
-        self.loop.close()
-
-
-@pytest.fixture
-def sims() -> Iterator[Sims]:
-    s = Sims()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
 from tests.helpers.kafka import drain
 from tests.helpers.parts import assert_one_udh_message, submit_acked, submit_part, wait_for
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims, _wait_bound
+from tests.integration.test_message_path import _wait_bound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,8 +22,8 @@ from smsgw.smpp.states import State
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,8 +24,8 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.topics import Topics
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import Sims
 from tests.interop import peers as p
 
 

@@ -26,7 +26,7 @@ from benchmarks.smsc_sim.stats import ReceivedSubmit
 from smsgw.db.providers import add_provider
 from smsgw.db.routes import add_mo_route, add_mt_route
 from tests.helpers.gateway import GatewayNode
-from tests.integration.test_message_path import Sims
+from tests.helpers.sims import Sims
 from tests.interop.conftest import wait_configured
 from tests.interop.peers import Event, PeerProcess
 
