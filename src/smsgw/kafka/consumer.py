@@ -3,11 +3,20 @@
 ``consume(timeout=0)`` only hands over what librdkafka's own threads already
 fetched, so calling it on the loop never blocks. When nothing is there, the
 consumer waits in a blocking ``consume`` on a thread of its own, which
-librdkafka wakes the moment a fetch lands: an idle consumer costs one wake-up
+librdkafka wakes the moment a record lands: an idle consumer costs one wake-up
 per wait, not a sleep loop on the event loop (issue 13). Rebalance callbacks
 that fire during that wait are handed to the loop thread, where the worker's
 state lives, and the waiting thread blocks until they ran. Commits are of
 ``OffsetTracker`` commit points: never past a record whose work is unfinished.
+
+confluent-kafka (>= 2.13) lets one thread at a time into a consumer: any call
+from another thread (``commit``, ``position``, ``pause``) waits until a
+blocking ``consume`` returns. So while a wait is under way the loop never
+calls the consumer: what it asks for then (commits, pauses) queues behind the
+wait on the consumer's own thread, and the consumer calls of a rebalance
+callback run on the thread that serves it. Before, a bind's commit held its
+whole event loop for the rest of a 5-s wait (the broker-loss control test's
+customer went 4.9 s without an answer).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -32,6 +41,23 @@ IDLE_WAIT_S = 0.1
 # them. If the loop does not within this time (it is shutting down), they run on
 # the waiting thread rather than never.
 _HANDOFF_S = 30.0
+
+
+def wait_consume(consumer: Consumer, max_records: int, wait_s: float) -> list[Message]:
+    """Up to ``max_records`` records, waiting at most ``wait_s`` for the first one.
+
+    librdkafka's batch consume waits for a full batch (or the timeout); waiting
+    for one record and then taking what else is fetched returns at the first.
+    Blocking: on a thread of the consumer's own.
+    """
+    first: list[Message] = consumer.consume(1, wait_s)
+    if not first or max_records <= 1:
+        return first
+    rest: list[Message] = consumer.consume(max_records - 1, 0)
+    return first + rest
+
+
+_T = TypeVar("_T")
 _static_member: dict[str, str] = {}  # "name" -> this process's member name, if any
 
 
@@ -101,8 +127,9 @@ class AsyncConsumer:
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
 
-    def _on_loop(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the loop thread (a callback served inside the waiting consume)."""
+    def _on_loop(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the loop thread (a callback served inside the waiting consume)
+        and return its result; on this thread if the loop is not there to run it."""
         loop = self._loop
         if (
             loop is None
@@ -110,42 +137,53 @@ class AsyncConsumer:
             or threading.get_ident() == self._loop_thread
             or loop.is_closed()
         ):
-            fn()
-            return
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            return fn()
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
         def run() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the waiting thread gave up on the loop and ran it itself
             try:
-                fn()
-                done.set_result(None)
+                done.set_result(fn())
             except BaseException as exc:  # handed back to the waiting thread
                 done.set_exception(exc)
 
         try:
             loop.call_soon_threadsafe(run)
-            done.result(_HANDOFF_S)
+            return done.result(_HANDOFF_S)
         except (RuntimeError, concurrent.futures.TimeoutError):
-            if not done.done():
-                fn()
+            if done.cancel():  # the loop never started it: run it here, once
+                return fn()
+            return done.result()
 
     def _assigned(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         self._on_loop(lambda: self._assigned_here(parts))
 
     def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        self._on_loop(lambda: self._revoked_here(parts))
+        """Hand over what is finished, then let the partitions go.
+
+        The commit points are the loop's (its tracker); the commit itself is made
+        here, on the thread serving the callback: the loop could not get into the
+        consumer while this thread is inside it.
+        """
+        offsets = self._on_loop(lambda: self._revoked_here(parts))
+        self._commit_now(offsets, asynchronous=False)
 
     def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
         if self._on_assign:
             self._on_assign(parts)
 
-    def _revoked_here(self, parts: list[TopicPartition]) -> None:
-        self.commit(asynchronous=False)  # hand over what is finished
+    def _revoked_here(self, parts: list[TopicPartition]) -> list[TopicPartition]:
+        """On the loop: the commit points of what is finished, then forget ``parts``."""
+        waiting = self._waiting is not None
+        offsets = self._commit_offsets(self._safe_positions if waiting else None)
         for p in parts:
             self.assigned.discard((p.topic, p.partition))
             self.tracker.forget(p.topic, p.partition)
         if self._on_revoke:
             self._on_revoke(parts)
+        return offsets
 
     async def batch(self, max_records: int = 500, wait_s: float = IDLE_WAIT_S) -> list[Message]:
         """Records fetched (tracked as read); when there are none, waits up to ``wait_s``
@@ -175,7 +213,7 @@ class AsyncConsumer:
             (p.topic, p.partition, p.offset) for p in self._safe_positions
         ]:
             self.progress.set()  # past a transaction marker, say: worth a commit
-        self._waiting = self._waiter.submit(self.consumer.consume, max_records, wait_s)
+        self._waiting = self._waiter.submit(wait_consume, self.consumer, max_records, wait_s)
 
     def _positions(self) -> list[TopicPartition]:
         if not self.assigned:
@@ -206,19 +244,32 @@ class AsyncConsumer:
         self.progress.set()
 
     def commit(self, asynchronous: bool = True) -> None:
+        """Commit what is finished; during a wait, on the consumer's thread once the
+        wait is over (the loop is never held up by it)."""
+        if self._waiting is not None and not self._closing:
+            offsets = self._commit_offsets(self._safe_positions)
+            if offsets:
+                self._queue(self._commit_now, offsets, asynchronous)
+            return
+        self._commit_now(self._commit_offsets(None), asynchronous)
+
+    def _commit_offsets(self, positions: list[TopicPartition] | None) -> list[TopicPartition]:
+        """The commit points that moved; ``positions`` None: the consumer's own (no
+        wait under way), else those from before the wait began."""
         # A transactionally written partition ends in a commit marker, which
         # takes an offset but is never a record: without this the group would
         # rest one short of the end, and show a lag that never drains.
         # While a wait is under way its thread moves the live position past records
         # not handed over yet: only the positions from before the wait are safe.
-        here = self._safe_positions if self._waiting is not None else self._positions()
+        here = self._positions() if positions is None else positions
         for tp in here:
             if tp.offset >= 0 and (tp.topic, tp.partition) in self.assigned:
                 self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
-        points = self.tracker.commit_points()
-        if not points:
+        return [TopicPartition(t, p, o) for (t, p), o in self.tracker.commit_points().items()]
+
+    def _commit_now(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if not offsets:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
@@ -228,10 +279,28 @@ class AsyncConsumer:
             self.log.info("commit failed", error=str(exc))
 
     def pause(self, parts: list[TopicPartition]) -> None:
-        self.consumer.pause(parts)
+        self._call(self.consumer.pause, parts)
 
     def resume(self, parts: list[TopicPartition]) -> None:
-        self.consumer.resume(parts)
+        self._call(self.consumer.resume, parts)
+
+    def _call(
+        self, fn: Callable[[list[TopicPartition]], None], parts: list[TopicPartition]
+    ) -> None:
+        """Now, or during a wait queued behind it on the consumer's thread (in order)."""
+        if self._waiting is None or self._closing or not self._queue(fn, parts):
+            fn(parts)
+
+    def _queue(self, fn: Callable[..., None], *args: Any) -> bool:
+        """Run ``fn`` on the consumer's thread after the wait under way; False if
+        that thread is gone (closing: the caller does it now)."""
+        if self._waiter is None:
+            return False
+        try:
+            self._waiter.submit(fn, *args)
+        except RuntimeError:  # shut down by close()
+            return False
+        return True
 
     def settle(self) -> None:
         """Wait for a wait under way to end; its records count as read, never done

@@ -14,6 +14,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from smsgw import log
+from smsgw.kafka.consumer import wait_consume
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
 from smsgw.state import StateRecord, StateStore
@@ -53,7 +54,9 @@ class StateFollower:
             while not stop.is_set():
                 msgs = self.consumer.consume(2000, 0)
                 if not msgs:  # no callbacks on an assigned consumer: any thread may wait
-                    wait = loop.run_in_executor(waiter, self.consumer.consume, 2000, IDLE_WAIT_S)
+                    wait = loop.run_in_executor(
+                        waiter, wait_consume, self.consumer, 2000, IDLE_WAIT_S
+                    )
                     msgs = await asyncio.shield(wait)
                 for m in msgs:
                     value = m.value()
