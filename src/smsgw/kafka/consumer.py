@@ -57,6 +57,10 @@ def wait_consume(consumer: Consumer, max_records: int, wait_s: float) -> list[Me
     return first + rest
 
 
+# librdkafka's error event when an assignment's committed offsets were not fetched,
+# and how long to wait before assigning those partitions again.
+OFFSET_FETCH_FAILED = "Failed to fetch committed offsets"
+REFETCH_AFTER_S = 1.0
 _T = TypeVar("_T")
 _static_member: dict[str, str] = {}  # "name" -> this process's member name, if any
 
@@ -123,6 +127,7 @@ class AsyncConsumer:
         # over): what commit() may use while the waiting thread moves the live ones.
         self._safe_positions: list[TopicPartition] = []
         self._closing = False
+        self._refetch: asyncio.TimerHandle | None = None
         self.consumer.subscribe(
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
@@ -234,10 +239,44 @@ class AsyncConsumer:
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.log.warning("consumer error", error=str(err))
+                if OFFSET_FETCH_FAILED in err.str():
+                    self._refetch_later()
                 continue
             self.tracker.read(m.topic() or "", m.partition() or 0, m.offset() or 0)
             out.append(m)
         return out
+
+    def _refetch_later(self) -> None:
+        """An assignment's committed offsets could not be fetched: librdkafka leaves
+        its partitions unfetched for good when the whole request failed (a
+        coordinator that just died: NOT_COORDINATOR with no partitions;
+        librdkafka issue 5586). In a while, the partitions nothing was read from
+        are assigned again, which fetches their offsets anew."""
+        if self._refetch is not None or self._closing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (closing): the partitions go anyway
+            return
+        self._refetch = loop.call_later(REFETCH_AFTER_S, self._reassign_unstarted)
+
+    def _reassign_unstarted(self) -> None:
+        self._refetch = None
+        parts = [
+            TopicPartition(t, p) for t, p in sorted(self.assigned) if not self.tracker.started(t, p)
+        ]
+        if not parts or self._closing:
+            return
+        self.log.warning("assigned again after a failed offset fetch", partitions=len(parts))
+
+        def reassign(parts: list[TopicPartition]) -> None:
+            try:
+                self.consumer.incremental_unassign(parts)
+                self.consumer.incremental_assign(parts)
+            except Exception as exc:  # a rebalance took them meanwhile: nothing to do
+                self.log.info("could not assign again", error=str(exc))
+
+        self._call(reassign, parts)
 
     def done(self, msg: Message) -> None:
         self.tracker.done(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
