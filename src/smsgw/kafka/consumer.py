@@ -128,6 +128,10 @@ class AsyncConsumer:
         self._safe_positions: list[TopicPartition] = []
         self._closing = False
         self._refetch: asyncio.TimerHandle | None = None
+        # The last offset sent per partition: a commit queued behind a wait never
+        # takes a partition back past a later commit (a revoke's) or one it lost.
+        self._sent: dict[tuple[str, int], int] = {}
+        self._sent_lock = threading.Lock()
         self.consumer.subscribe(
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
@@ -176,6 +180,9 @@ class AsyncConsumer:
 
     def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
+        with self._sent_lock:
+            for p in parts:
+                self._sent.pop((p.topic, p.partition), None)
         if self._on_assign:
             self._on_assign(parts)
 
@@ -288,7 +295,7 @@ class AsyncConsumer:
         if self._waiting is not None and not self._closing:
             offsets = self._commit_offsets(self._safe_positions)
             if offsets:
-                self._queue(self._commit_now, offsets, asynchronous)
+                self._queue(self._commit_now, offsets, asynchronous, True)
             return
         self._commit_now(self._commit_offsets(None), asynchronous)
 
@@ -306,7 +313,20 @@ class AsyncConsumer:
                 self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
         return [TopicPartition(t, p, o) for (t, p), o in self.tracker.commit_points().items()]
 
-    def _commit_now(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+    def _commit_now(
+        self, offsets: list[TopicPartition], asynchronous: bool, owned_only: bool = False
+    ) -> None:
+        """Commit ``offsets`` but those behind one sent already (and, ``owned_only``,
+        of partitions no longer assigned: a commit that waited for a wait)."""
+        with self._sent_lock:
+            offsets = [
+                tp
+                for tp in offsets
+                if tp.offset > self._sent.get((tp.topic, tp.partition), -1)
+                and (not owned_only or (tp.topic, tp.partition) in self.assigned)
+            ]
+            for tp in offsets:
+                self._sent[(tp.topic, tp.partition)] = tp.offset
         if not offsets:
             return
         try:
