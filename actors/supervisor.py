@@ -1,9 +1,11 @@
 """The supervisor: one named, detached actor that keeps the cluster's actors in line.
 
 It reads the configuration (PostgreSQL, LISTEN/NOTIFY) and Ray's node list,
-computes which actors should exist where — a listener per node, routers and
-correlators spread over nodes, every provider bind on exactly one node,
-spread evenly — and creates, moves or kills actors until reality matches.
+computes which actors should exist where — a listener and a connector host per
+node, routers and correlators spread over nodes — and creates, moves or kills
+actors until reality matches. Provider binds are not actors: every bind is
+assigned to exactly one node's connector host (spread evenly), which runs it
+as an asyncio task; a changed assignment is sent to the hosts it concerns.
 Workers are detached too, so a supervisor restart (``max_restarts=-1``)
 re-adopts them by name instead of killing them.
 """
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,10 +30,10 @@ from smsgw import log
 from smsgw.actors.console import ConsoleServer
 from smsgw.actors.host import LoopHost
 from smsgw.actors.workers import (
+    ConnectorHostActor,
     CorrelatorActor,
     HistoryActor,
     ListenerActor,
-    ProviderBindActor,
     RouterActor,
     namespace_for,
 )
@@ -45,8 +48,8 @@ from smsgw.topics import Topics
 
 NAMESPACE = "smsgw"
 SUPERVISOR = "supervisor"
-# A provider bind stopped on purpose gets this long to unbind (it waits at most
-# 2 s for unbind_resp) and leave its consumer group before it is killed.
+# A connector host stopped on purpose gets this long to unbind its binds (each
+# waits at most 2 s for unbind_resp, all at once) before it is killed.
 STOP_GRACE_S = 8.0
 PUBLISH_S = 2.0  # the report for `smsgw status` goes to PostgreSQL this often
 
@@ -56,7 +59,7 @@ class Spec:
     name: str
     kind: str
     node: str  # Ray node id (hex)
-    strict: bool  # pinned (listeners, provider binds) or only preferred
+    strict: bool  # pinned (listeners, connector hosts) or only preferred
     args: tuple[Any, ...]
 
     @property
@@ -67,26 +70,27 @@ class Spec:
         return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 
+def _node_names(nodes: list[dict[str, Any]], kind: str) -> dict[str, str]:
+    """Node id -> the name of that node's actor of a per-node kind."""
+    return {
+        n["NodeID"]: f"{kind}@{n.get('NodeManagerAddress', 'node')}:{n['NodeID'][:6]}"
+        for n in nodes
+    }
+
+
 def plan(
     nodes: list[dict[str, Any]],
-    providers: list[tuple[str, int, str]],
     settings: dict[str, Any],
     per_node: int = 1,
 ) -> dict[str, Spec]:
-    """The actors that should exist. Pure: nodes and providers in, specs out.
-
-    ``providers`` is ``(name, binds, fingerprint of its config)``; binds are
-    dealt round-robin over nodes in a stable order so each node gets an equal
-    share and a node joining or leaving moves as few binds as possible.
-    """
+    """The actors that should exist. Pure: nodes in, specs out."""
     ids = sorted(n["NodeID"] for n in nodes)
     if not ids:
         return {}
-    labels = {n["NodeID"]: n.get("NodeManagerAddress", "node") for n in nodes}
     specs: dict[str, Spec] = {}
-    for nid in ids:
-        name = f"listener@{labels[nid]}:{nid[:6]}"
-        specs[name] = Spec(name, "listener", nid, True, (settings,))
+    for kind in ("listener", "connectors"):
+        for nid, name in _node_names(nodes, kind).items():
+            specs[name] = Spec(name, kind, nid, True, (settings,))
     workers = min(len(ids) * per_node, int(settings.get("topic_partitions", 6)))
     for i in range(workers):
         for kind in ("router", "correlator"):
@@ -95,15 +99,50 @@ def plan(
     # One history writer: a batch per half second keeps up with far more than a
     # node's traffic, and one writer means one PostgreSQL connection.
     specs["history#0"] = Spec("history#0", "history", ids[0], False, (settings,))
-    slot = 0
-    for pname, binds, pfp in sorted(providers):
-        for i in range(binds):
-            name = f"provider:{pname}#{i}"
-            specs[name] = Spec(
-                name, "provider", ids[slot % len(ids)], True, (settings, pname, i, pfp)
-            )
-            slot += 1
     return specs
+
+
+def assign_binds(
+    nodes: list[dict[str, Any]], providers: list[tuple[str, int]]
+) -> dict[str, list[tuple[str, int]]]:
+    """Which connector host runs which bind ``(provider, index)``. Pure.
+
+    Every bind on exactly one node; binds dealt round-robin over nodes in a
+    stable order, so each node gets an equal share (±1) and a provider added or
+    removed changes only the hosts of its own binds.
+    """
+    hosts = _node_names(nodes, "connectors")
+    ids = sorted(hosts)
+    out: dict[str, list[tuple[str, int]]] = {hosts[nid]: [] for nid in ids}
+    if not ids:
+        return out
+    slot = 0
+    for pname, binds in sorted(providers):
+        for i in range(binds):
+            out[hosts[ids[slot % len(ids)]]].append((pname, i))
+            slot += 1
+    return out
+
+
+def expand_binds(actors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The hosts' answers plus one entry per bind (``provider:<name>#<i>``), as when
+    each bind was an actor: `smsgw status`, the console and the tests read those."""
+    out = dict(actors)
+    for host, a in actors.items():
+        if not host.startswith("connectors@"):
+            continue
+        for bind, b in (a.get("binds") or {}).items():
+            out[bind] = {
+                **b,
+                "name": bind,
+                "kind": "provider",
+                "host": host,
+                "pid": a.get("pid"),
+                "node": a.get("node"),
+                "state": a.get("state"),
+                "error": a.get("error"),
+            }
+    return out
 
 
 _CLASSES = {
@@ -111,7 +150,7 @@ _CLASSES = {
     "router": RouterActor,
     "correlator": CorrelatorActor,
     "history": HistoryActor,
-    "provider": ProviderBindActor,
+    "connectors": ConnectorHostActor,
 }
 
 
@@ -125,6 +164,9 @@ class SupervisorImpl:
         # The same level and format as every worker (SMSGW_LOG_LEVEL, SMSGW_LOG_JSON).
         log.configure(self.settings.log_level, self.settings.log_json)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
+        # Connector host -> (version, binds) as last sent; versions only grow.
+        self.assigned: dict[str, tuple[int, list[tuple[str, int]]]] = {}
+        self._assign_version = 0
         self.snapshot: dict[str, Any] = {"started_at": time.time(), "actors": {}, "nodes": []}
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
@@ -188,11 +230,7 @@ class SupervisorImpl:
         self.snapshot["nodes"] = [
             {"id": n["NodeID"], "address": n.get("NodeManagerAddress")} for n in nodes
         ]
-        providers = [
-            (p.name, p.binds, hashlib.sha1(repr(p).encode()).hexdigest()[:8])
-            for p in config.providers.values()
-            if p.enabled
-        ]
+        providers = [(p.name, p.binds) for p in config.providers.values() if p.enabled]
         names = {self.topics.outbound(p[0]) for p in providers} - self._topics_made
         if names and self.settings.kafka_bootstrap:
             await asyncio.to_thread(
@@ -202,10 +240,31 @@ class SupervisorImpl:
                 self.settings.topic_partitions,
             )
             self._topics_made |= names
-        desired = plan(nodes, providers, self.settings_dict)
+        desired = plan(nodes, self.settings_dict)
         # Ray's actor API calls block on the GCS; off the loop, so the step's
         # timeout can still fire if one of them hangs.
         await asyncio.to_thread(self._apply, desired)
+        self._send_assignments(assign_binds(nodes, providers))
+
+    def _send_assignments(self, wanted: dict[str, list[tuple[str, int]]]) -> None:
+        """Tell each connector host its binds, if they changed (or it lost them: a
+        restarted host reports version 0). Fire and forget: the next pass repeats."""
+        reported = self.snapshot.get("actors") or {}
+        for host, binds in wanted.items():
+            entry = self.actors.get(host)
+            if entry is None:
+                continue
+            sent = self.assigned.get(host)
+            known = (reported.get(host) or {}).get("assigned_version")
+            if sent is not None and sent[1] == binds and known != 0:
+                continue
+            # Versions outlive a supervisor restart (a host ignores older ones).
+            self._assign_version = max(self._assign_version + 1, time.time_ns())
+            self.assigned[host] = (self._assign_version, binds)
+            entry[0].assign.remote(self._assign_version, binds)
+            self.log.info("binds assigned", host=host, binds=len(binds))
+        for host in set(self.assigned) - set(wanted):
+            del self.assigned[host]
 
     def _apply(self, desired: dict[str, Spec]) -> None:
         """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing."""
@@ -274,7 +333,7 @@ class SupervisorImpl:
 
         current = list(self.actors.items())  # _apply may change the dict from its thread
         answers = await asyncio.gather(*(ask(n, h) for n, (h, _fp) in current))
-        self.snapshot["actors"] = dict(answers)
+        self.snapshot["actors"] = expand_binds(dict(answers))
         self.snapshot["updated_at"] = time.time()
         self.book.observe(self.snapshot["actors"])
         if self.console is not None:
@@ -337,6 +396,10 @@ class SupervisorImpl:
         self.actors.clear()
 
     # ------------------------------------------------------------ API
+    def pid(self) -> int:
+        """This process (benchmarks/binds.py measures every process of the gateway)."""
+        return os.getpid()
+
     def status(self) -> dict[str, Any]:
         return dict(self.snapshot)
 
@@ -352,8 +415,8 @@ class SupervisorImpl:
 def _stop(actors: list[tuple[str, Any]]) -> None:
     """Stop actors on purpose: each shuts down first (bounded), then is killed idle.
 
-    Provider binds unbind from the SMSC and listeners ask their customers to
-    unbind (SMPP 3.4 §4.2) instead of dropping TCP connections; every actor
+    Connector hosts unbind their binds from the SMSC and listeners ask their
+    customers to unbind (SMPP 3.4 §4.2) instead of dropping TCP connections; every actor
     closes its Kafka clients. A kill in the middle of its work is what made an
     expected stop look like a crash.
     """

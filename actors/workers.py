@@ -1,4 +1,4 @@
-"""The worker actors: listener (per node), router, correlator, provider bind.
+"""The worker actors: listener and connector host (per node), router, correlator, history.
 
 Thin ``@ray.remote`` shells around plain classes from ``smsgw``; every piece
 of work they handle lives in Kafka, so Ray may kill and restart them freely.
@@ -22,8 +22,8 @@ from smsgw.actors.metrics import MetricsExporter
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.consumer import use_static_membership
 from smsgw.kafka.producer import AsyncProducer
+from smsgw.node.binds import BindHost, BindKey
 from smsgw.node.gateway import Gateway
-from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.history import HistoryWriter
 from smsgw.pipeline.router import Router
@@ -339,21 +339,22 @@ class HistoryImpl(_Base):
         return {"history": vars(self.writer.stats).copy()} if self.writer else {}
 
 
-class ProviderBindImpl(_Base):
-    kind = "provider"
-    bind: ProviderBind | None = None
+class ConnectorHostImpl(_Base):
+    """All provider binds the supervisor assigned to this node, as asyncio tasks.
 
-    def __init__(
-        self,
-        name: str,
-        settings: dict[str, Any],
-        provider: str,
-        index: int,
-        *,
-        fingerprint: str = "",
-    ) -> None:
-        self.provider_name = provider
-        self.index = index
+    One process per node instead of one per bind (issue 13). The assignment
+    arrives by ``assign`` (versioned: a late, older one is ignored); a restarted
+    host has none until the supervisor, seeing version 0 in its stats, sends it
+    again, and its binds resume from their committed offsets.
+    """
+
+    kind = "connectors"
+    binds: BindHost | None = None
+
+    def __init__(self, name: str, settings: dict[str, Any], *, fingerprint: str = "") -> None:
+        self.version = 0
+        self.wanted: frozenset[BindKey] = frozenset()
+        self.exporters: dict[str, MetricsExporter] = {}
         super().__init__(name, settings, fingerprint=fingerprint)
 
     async def _main(self, stop: asyncio.Event) -> None:
@@ -362,36 +363,55 @@ class ProviderBindImpl(_Base):
         config = ConfigWatcher(s.database_url, Sealer.for_home(s.home))
         await config.start()
         producer = AsyncProducer.stage_producer(s.kafka_bootstrap)
-        provider = config.providers.get(self.provider_name)
-        if provider is None:
-            raise RuntimeError(f"provider {self.provider_name!r} is not configured")
-        bootstrap = s.kafka_bootstrap
+        self.binds = binds = BindHost(s, self.topics, config, producer)
+        await binds.assign(self.wanted)
+        config.on_change(binds.reconcile)  # a provider changed: its binds restart alone
+        exporter = asyncio.create_task(self._export_loop(stop))
+        try:
+            await stop.wait()
+        finally:
+            exporter.cancel()
+            await binds.stop()
+            await producer.close()
+            await config.stop()
 
-        def make() -> ProviderBind:
-            self.bind = ProviderBind(
-                provider,
-                self.index,
-                bootstrap=bootstrap,
-                topics=self.topics,
-                producer=producer,
-                config=config,
-                receipt_ttl_s=s.delivery_ttl_s,
-                failover_after_s=s.provider_failover_after_s,
-                message_ttl_s=s.message_ttl_s,
-                produce_timeout_s=s.produce_timeout_s,
-            )
-            return self.bind
+    def assign(self, version: int, keys: list[tuple[str, int]]) -> int:
+        """The binds this node runs from now on (the supervisor's plan); returns the
+        version in force. Does not wait for binds to open or close."""
+        if version > self.version:
+            self.version = version
+            self.wanted = frozenset((p, int(i)) for p, i in keys)
+            if self.binds is not None:
+                binds, wanted = self.binds, self.wanted
+                asyncio.run_coroutine_threadsafe(binds.assign(wanted), self.host.loop)
+        return self.version
 
-        await self._supervised(stop, make, producer.close, config.stop)
+    def restart_bind(self, name: str) -> bool:
+        """Restart one bind as its crash would (an operator's remedy, and the tests')."""
+        provider, _, index = name.removeprefix("provider:").rpartition("#")
+        binds = self.binds
+        if binds is None:
+            return False
+        return bool(self.host.call(lambda: binds.restart((provider, int(index))), timeout=5))
 
     def _stats(self) -> dict[str, Any]:
-        if self.bind is None:
-            return {}
         return {
-            "provider": self.provider_name,
-            "bind": vars(self.bind.stats).copy(),
-            "tps_share": self.bind.tps_share,
+            "assigned_version": self.version,
+            "binds": self.binds.stats() if self.binds else {},
         }
+
+    async def _export_loop(self, stop: asyncio.Event) -> None:
+        """One exporter per bind: the provider metrics stay tagged per bind."""
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            try:
+                for name, st in self._stats()["binds"].items():
+                    exporter = self.exporters.get(name)
+                    if exporter is None:
+                        exporter = self.exporters[name] = MetricsExporter("provider", name)
+                    exporter.export(st)
+            except Exception as exc:
+                log.get("smsgw.metrics").warning("metrics export failed", error=repr(exc))
 
 
 # Threaded: deliveries from peers wait for customers' answers without blocking status calls.
@@ -399,4 +419,4 @@ ListenerActor = ray.remote(**{**ACTOR_OPTIONS, "max_concurrency": 16})(ListenerI
 RouterActor = ray.remote(**ACTOR_OPTIONS)(RouterImpl)
 CorrelatorActor = ray.remote(**ACTOR_OPTIONS)(CorrelatorImpl)
 HistoryActor = ray.remote(**ACTOR_OPTIONS)(HistoryImpl)
-ProviderBindActor = ray.remote(**ACTOR_OPTIONS)(ProviderBindImpl)
+ConnectorHostActor = ray.remote(**ACTOR_OPTIONS)(ConnectorHostImpl)

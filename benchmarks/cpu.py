@@ -36,7 +36,7 @@ ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kafka broker", ("kafka.Kafka",)),
     # Ray titles an actor's process `ray::<name>:<Class>[.<method>]`
     ("listener", ("ListenerImpl",)),
-    ("provider binds", ("ProviderBindImpl",)),
+    ("provider binds", ("ConnectorHostImpl",)),  # every bind of a node is a task there
     ("router", ("RouterImpl",)),
     ("correlator", ("CorrelatorImpl",)),
     (

@@ -79,6 +79,11 @@ class OffsetTracker:
                 out[key] = point
         return out
 
+    def started(self, topic: str, partition: int) -> bool:
+        """Whether anything of the partition was read (or its position seen)."""
+        part = self.parts.get((topic, partition))
+        return part is not None and part._highest >= 0
+
     def forget(self, topic: str, partition: int) -> None:
         """The partition was revoked: its unfinished work belongs to the next owner."""
         self.parts.pop((topic, partition), None)

@@ -109,10 +109,15 @@ class Traffic(threading.Thread):
 def _diagnose(rt: Runtime, loop: LoopThread, smsc: SmscSimulator) -> str:
     actors = rt.status()["actors"]
     parts = {
-        n: {k: a.get(k) for k in ("correlator", "deliverer", "bind", "router") if a.get(k)}
+        n: {
+            k: a.get(k)
+            for k in ("state", "error", "correlator", "deliverer", "bind", "router")
+            if a.get(k)
+        }
         for n, a in actors.items()
     }
-    return f"actors: {parts}; simulator: {loop.call(smsc.stats.to_dict)}"
+    st = rt.status()
+    return f"actors: {parts}; lag: {st.get('lag')}; simulator: {loop.call(smsc.stats.to_dict)}"
 
 
 def _settle(
@@ -132,7 +137,9 @@ def _settle(
         time.sleep(1)
     at_provider = provider_texts()
     missing = set(accepted) - set(at_provider)
-    assert not missing, f"{len(missing)} accepted messages never reached the provider"
+    assert not missing, (
+        f"{len(missing)} accepted messages never reached the provider; {_diagnose(rt, loop, smsc)}"
+    )
     ids = set(accepted.values())
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not ids <= set(traffic.receipts()):
@@ -146,8 +153,8 @@ def _settle(
     return dup_provider, dup_receipts
 
 
-# Its own waits are each bounded (60-s restarts, 90-s settles) and add up past the
-# suite's 300 s on a loaded 2-core machine, set-up included.
+# Four kills, each with its restart (60 s) and a settle (90 s + 90 s) on a shared,
+# overloaded machine: the test's own deadlines decide, not the suite's 300 s.
 @pytest.mark.timeout(900)
 def test_killing_each_actor_kind_loses_nothing(
     runtime: Runtime, sim: tuple[LoopThread, SmscSimulator]
@@ -158,7 +165,13 @@ def test_killing_each_actor_kind_loses_nothing(
         providers={"p1": {"port": smsc.port, "tps": 400, "binds": 2, "window": 20}},
         routes=[{"prefix": "", "provider": "p1"}],
     )
+    t0 = time.monotonic()
+
+    def took() -> str:
+        return f"[{time.monotonic() - t0:.0f} s]"
+
     runtime.start(providers=2)
+    print(f"\n{took()} started")
     traffic = Traffic(runtime, rate=100)
     traffic.start()
     try:
@@ -166,6 +179,7 @@ def test_killing_each_actor_kind_loses_nothing(
         for prefix in ("router#", "correlator#", "provider:p1#"):
             time.sleep(4)
             runtime.wait_restarted(prefix, runtime.kill(prefix))
+            print(f"{took()} {prefix} restarted")
         time.sleep(3)
         traffic.pause.set()
         dup_provider, dup_receipts = _settle(traffic, loop, smsc, runtime)
@@ -173,21 +187,22 @@ def test_killing_each_actor_kind_loses_nothing(
         assert n1 > 600, f"too little traffic got through: {n1}"
         assert dup_receipts == 0, "receipts are delivered exactly once"
         print(
-            f"\nphase 1 (router, correlator, provider bind killed): {n1} accepted, all at the "
-            f"provider ({dup_provider} duplicate submits), all receipts exactly once"
+            f"{took()} phase 1 (router, correlator, provider binds killed): {n1} accepted, "
+            f"all at the provider ({dup_provider} duplicate submits), all receipts exactly once"
         )
         # Phase 2: the listener, which holds the customer's session and its deliverer.
         traffic.pause.clear()
         time.sleep(3)
         runtime.wait_restarted("listener@", runtime.kill("listener@"))
+        print(f"{took()} listener restarted")
         time.sleep(3)
     finally:
         traffic.stop.set()
         traffic.join(10)
     dup_provider, dup_receipts = _settle(traffic, loop, smsc, runtime)
     print(
-        f"phase 2 (listener killed): {len(traffic.accepted())} accepted in all, none lost; "
-        f"{dup_provider} duplicate submits, {dup_receipts} duplicate receipts"
+        f"{took()} phase 2 (listener killed): {len(traffic.accepted())} accepted in all, "
+        f"none lost; {dup_provider} duplicate submits, {dup_receipts} duplicate receipts"
     )
     for c in traffic.clients:
         c.close()

@@ -13,7 +13,7 @@ from benchmarks.cpu import CpuMeter, per_message, role_of
 def test_roles_from_command_lines() -> None:
     assert role_of(["java", "-cp", "x", "kafka.Kafka", "server.properties"]) == "kafka broker"
     assert role_of(["ray::ListenerImpl.start"]) == "listener"
-    assert role_of(["ray::ProviderBindImpl"]) == "provider binds"
+    assert role_of(["ray::connector-host:ConnectorHostImpl.assign"]) == "provider binds"
     assert role_of(["ray::router#0:RouterImpl.__init__"]) == "router"
     assert role_of(["ray::CorrelatorImpl"]) == "correlator"
     assert role_of(["ray::SupervisorImpl.status"]) == "other actors"

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from smsgw import log
-from smsgw.db.providers import Provider
 from smsgw.db.watch import ConfigWatcher
-from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.producer import AsyncProducer
+from smsgw.node.binds import BindHost
 from smsgw.pipeline.connector import ProviderBind
 from smsgw.pipeline.correlator import Correlator
 from smsgw.pipeline.history import HistoryWriter
@@ -26,14 +24,6 @@ from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import Deliverer, RemoteBinds
 from smsgw.settings import Settings
 from smsgw.topics import Topics
-
-
-@dataclass
-class _Running:
-    provider: Provider
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-    bind: list[ProviderBind] = field(default_factory=list)
 
 
 class PipelineNode:
@@ -58,7 +48,7 @@ class PipelineNode:
         self.remote = remote
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
-        self.binds: dict[tuple[str, int], _Running] = {}
+        self.bind_host: BindHost | None = None  # every configured bind, from start()
         self.router: Router | None = None
         self.correlator: Correlator | None = None
         self.deliverer: Deliverer | None = None
@@ -69,6 +59,7 @@ class PipelineNode:
 
     async def start(self) -> None:
         self.stage_producer = AsyncProducer.stage_producer(self.bootstrap)
+        self.bind_host = BindHost(self.settings, self.topics, self.config, self.stage_producer)
         makers: dict[str, Callable[[], Awaitable[Worker] | Worker]] = {
             "router": self._router,
             "correlator": self._correlator,
@@ -131,59 +122,15 @@ class PipelineNode:
 
     async def reconcile(self) -> None:
         """Open binds for configured providers; close those removed or changed."""
-        wanted: dict[tuple[str, int], Provider] = {
-            (p.name, i): p
-            for p in self.config.providers.values()
-            if p.enabled
-            for i in range(p.binds)
-        }
-        for key, running in list(self.binds.items()):
-            if wanted.get(key) != running.provider:
-                running.stop.set()
-                await asyncio.gather(running.task, return_exceptions=True)
-                del self.binds[key]
-                self.log.info("provider bind closed", provider=key[0], bind=key[1])
-        new = {k: p for k, p in wanted.items() if k not in self.binds}
-        if new:
-            names = {self.topics.outbound(p.name) for p in new.values()}
-            await asyncio.to_thread(
-                ensure_topic_names, self.bootstrap, names, self.settings.topic_partitions
-            )
-        for key, provider in new.items():
-            stop = asyncio.Event()
-            running = _Running(provider, stop, asyncio.create_task(asyncio.sleep(0)))
-
-            def make(
-                p: Provider = provider, i: int = key[1], r: _Running = running
-            ) -> ProviderBind:
-                b = ProviderBind(
-                    p,
-                    i,
-                    bootstrap=self.bootstrap,
-                    topics=self.topics,
-                    producer=self._stage_producer(),
-                    config=self.config,
-                    receipt_ttl_s=self.settings.delivery_ttl_s,
-                    failover_after_s=self.settings.provider_failover_after_s,
-                    message_ttl_s=self.settings.message_ttl_s,
-                    produce_timeout_s=self.settings.produce_timeout_s,
-                )
-                r.bind[:] = [b]
-                return b
-
-            running.task = asyncio.create_task(supervise(f"provider:{key[0]}#{key[1]}", make, stop))
-            self.binds[key] = running
-            self.log.info("provider bind opened", provider=key[0], bind=key[1])
+        if self.bind_host is not None:
+            await self.bind_host.reconcile()
 
     def provider_binds(self) -> list[ProviderBind]:
-        return [r.bind[0] for r in self.binds.values() if r.bind]
+        return self.bind_host.binds() if self.bind_host is not None else []
 
     async def stop(self) -> None:
         self.stop_event.set()
-        for running in self.binds.values():
-            running.stop.set()
-        await asyncio.gather(
-            *self.tasks, *(r.task for r in self.binds.values()), return_exceptions=True
-        )
+        stopping = [self.bind_host.stop()] if self.bind_host is not None else []
+        await asyncio.gather(*self.tasks, *stopping, return_exceptions=True)
         if self.stage_producer is not None:
             await self.stage_producer.close()

@@ -91,6 +91,11 @@ from smsgw.topics import Topics
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_SAR_REF, TAG_SAR_TOTAL, TAG_SAR_SEQ = 0x020C, 0x020E, 0x020F
 __all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
+# A bind with nothing to do waits on events, never on a timer (issue 13): the
+# consumer's wait for records returns this often at most (to notice a stop).
+FETCH_WAIT_S = 5.0
+COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
+IDLE_FETCH_WAIT_MS = 500
 
 
 class ConnectorConfig(Protocol):
@@ -184,12 +189,20 @@ class ProviderBind:
             consumer_config(
                 bootstrap,
                 f"{topics.prefix}provider.{provider.name}",
-                **{"client.id": self.name},
+                # An idle bind's long-poll: the broker answers as soon as a record is
+                # there, so this only spaces the empty fetches of hundreds of binds.
+                **{"client.id": self.name, "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS},
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
+        # Set when the send loop may have work: records queued, an answer or a
+        # timeout freed a window slot or a resend's turn. Cleared by the send loop
+        # before it waits (no timer: an idle bind sleeps).
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()  # the send loop took from a full queue
+        self._unbound = asyncio.Event()  # the session ended: the failover clock runs
         self.client: SmppClient | None = None  # the transceiver, or the pair's transmitter
         self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
@@ -227,6 +240,7 @@ class ProviderBind:
                 if self.stats.bound:
                     self.unbound_since = time.monotonic()
                 self.stats.bound = False
+                self._unbound.set()
                 self._requeue_in_flight()
                 if stop.is_set():
                     break
@@ -318,9 +332,13 @@ class ProviderBind:
         limit = max(200, 4 * self.provider.window)
         while not stop.is_set():
             if len(self.outbox.queue) >= limit:
-                await asyncio.sleep(0.01)
+                # Until the send loop takes some (or now and then: the failover or
+                # expiry may empty the queue while nothing is sent).
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 1.0)
                 continue
-            for msg in await self.consumer.batch(limit - len(self.outbox.queue)):
+            for msg in await self.consumer.batch(limit - len(self.outbox.queue), FETCH_WAIT_S):
                 pos = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
                 raw = msg.value() or b""
                 if is_withdrawal(raw):
@@ -328,24 +346,33 @@ class ProviderBind:
                         self._withdraw(Withdrawal.decode(raw))
                     except UNDECODABLE as exc:
                         self.dead_letters.put(msg, exc)
-                    self.outbox.skip(pos)
+                    self._skip(pos)
                     continue
                 try:
                     routed = Routed.decode(raw)
                 except UNDECODABLE as exc:
                     self.dead_letters.put(msg, exc)
-                    self.outbox.skip(pos)
+                    self._skip(pos)
                     continue
                 first = self.outbox.next_deadline()
                 if self.outbox.add(pos, routed):
                     hold = withdrawal_hold_s(
                         routed.message.received_at, time.time(), self.produce_timeout_s
                     )
-                    asyncio.get_running_loop().call_later(
-                        hold, self.outbox.release, routed.message.id
-                    )
+                    asyncio.get_running_loop().call_later(hold, self._release, routed.message.id)
+                else:
+                    self._wake.set()
                 if self.outbox.next_deadline() < first:
                     self._deadline_changed.set()
+
+    def _skip(self, pos: tuple[str, int, int]) -> None:
+        self.outbox.skip(pos)
+        self.consumer.progress.set()  # the outbox marks offsets done: wake the committer
+
+    def _release(self, mid: str) -> None:
+        """A late message's hold is over: queued, the send loop woken."""
+        self.outbox.release(mid)
+        self._wake.set()
 
     def _withdraw(self, w: Withdrawal) -> None:
         """The customer was answered with an error: drop the message if it is not sent."""
@@ -366,24 +393,37 @@ class ProviderBind:
         while not stop.is_set():
             self._deadline_changed.clear()
             now = time.time()
-            self._record(self.outbox.expire(now))
+            expired = self.outbox.expire(now)
+            if expired:
+                self._room.set()
+            self._record(expired)
             first = self.outbox.next_deadline()
             wait = first - now if first != float("inf") else 3600.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deadline_changed.wait(), max(0.0, wait))
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
+        """Commit what is finished, in batches; idle (nothing finished) it only waits."""
         while not stop.is_set():
-            await asyncio.sleep(0.2)
+            await self.consumer.progress.wait()
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            self.consumer.progress.clear()
             self.consumer.commit()
 
     async def _failover_loop(self, stop: asyncio.Event) -> None:
         """Provider unreachable for a while: hand messages with a failover route on."""
         while not stop.is_set():
-            await asyncio.sleep(0.5)
+            if self.stats.bound:  # bound: nothing to do until the session ends
+                self._unbound.clear()
+                await self._unbound.wait()
+                continue
+            await asyncio.sleep(0.5)  # unbound: hand on what the fetcher queues meanwhile
             if self.stats.bound or time.monotonic() - self.unbound_since < self.failover_after_s:
                 continue
-            for g in self.outbox.take_for_failover():
+            groups = self.outbox.take_for_failover()
+            if groups:
+                self._room.set()
+            for g in groups:
                 r = g.routed
                 nxt = dataclasses.replace(
                     r, provider=r.failover[0], failover=r.failover[1:], routed_at=time.time()
@@ -404,13 +444,17 @@ class ProviderBind:
                 "resending submits of unknown outcome", count=len(self.outbox.in_flight)
             )
             self._record(self.outbox.disconnected())
+            self._wake.set()
 
     # ------------------------------------------------------------ sending
     async def _send_loop(self, client: SmppClient) -> None:
         outbox = self.outbox
         while True:
             if not outbox.ready():
-                await asyncio.sleep(0.002)
+                # Until something is queued, an answer frees a slot or a resend's
+                # turn comes (set by the fetcher and the session's events).
+                self._wake.clear()
+                await self._wake.wait()
                 continue
             wait = self.pause_until - time.monotonic()
             if wait > 0:
@@ -423,6 +467,7 @@ class ProviderBind:
             item = outbox.next(now)
             if item is None:
                 continue
+            self._room.set()
             if isinstance(item, Failed):  # expired in the queue
                 self._record([item])
                 continue
@@ -447,6 +492,7 @@ class ProviderBind:
 
     # ------------------------------------------------------------ events
     def _on_event(self, e: Any) -> None:
+        self._wake.set()  # an answer or a timeout may let the send loop go on
         if isinstance(e, ev.SubmitResponse):
             self._on_submit_resp(e)
         elif isinstance(e, ev.DeliverReceived):
@@ -548,6 +594,7 @@ class ProviderBind:
         """The whole record went to the failover provider's topic."""
         if fut.exception() is None:
             self.outbox.handed_on(group)
+            self.consumer.progress.set()
         else:
             self.log.error("could not hand on to failover", error=str(fut.exception()))
 
@@ -562,6 +609,7 @@ class ProviderBind:
     def _finish(self, item: Item) -> None:
         """One part's outcome is durable; the record is done with its last part."""
         self.outbox.durable(item)
+        self.consumer.progress.set()  # a commit point may have moved
 
     def _on_deliver(self, e: ev.DeliverReceived, link: SmppClient | None = None) -> None:
         client = link or self.client

@@ -148,7 +148,8 @@ class Router:
         finally:
             self.producer.close()
             try:  # without its coordinator a consumer's close can wait forever (librdkafka #3740)
-                await bounded(self.consumer.consumer.close, CLOSE_TIMEOUT_S, "router-close")
+                # No commit: the router's offsets go in its transactions.
+                await bounded(lambda: self.consumer.close(False), CLOSE_TIMEOUT_S, "router-close")
             except TimeoutError:
                 self.log.warning("consumer not closed in time; left to its session timeout")
 

@@ -8,16 +8,20 @@ accepted before it came up.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from smsgw import log
+from smsgw.kafka.consumer import wait_consume
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
 from smsgw.state import StateRecord, StateStore
 
-IDLE_SLEEP = 0.02
+# With nothing to apply, a blocking consume on the follower's own thread waits
+# for the next record (librdkafka wakes it): no sleep loop (issue 13).
+IDLE_WAIT_S = 1.0
 
 
 class StateFollower:
@@ -41,12 +45,19 @@ class StateFollower:
         self.log = log.get("smsgw.state")
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = concurrent.futures.ThreadPoolExecutor(1, "state-wait")
         try:
             md = await asyncio.to_thread(self.consumer.list_topics, self.topic, 10)
             parts = md.topics[self.topic].partitions
             self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
             while not stop.is_set():
                 msgs = self.consumer.consume(2000, 0)
+                if not msgs:  # no callbacks on an assigned consumer: any thread may wait
+                    wait = loop.run_in_executor(
+                        waiter, wait_consume, self.consumer, 2000, IDLE_WAIT_S
+                    )
+                    msgs = await asyncio.shield(wait)
                 for m in msgs:
                     value = m.value()
                     if m.error() is not None or not value:
@@ -56,7 +67,6 @@ class StateFollower:
                         self.applied += 1
                     except UNDECODABLE as exc:
                         self.dead_letters.put(m, exc)
-                if not msgs:
-                    await asyncio.sleep(IDLE_SLEEP)
         finally:
+            await asyncio.to_thread(waiter.shutdown, True)  # no consume left when it closes
             await asyncio.to_thread(self.consumer.close)
