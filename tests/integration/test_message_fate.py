@@ -51,14 +51,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class RecordingSim(SmscSimulator):
-    """A provider that also remembers each submit's validity_period, by destination."""
+    """A provider that also remembers each submit's validity_period and when it came
+    (``time.monotonic``), by destination."""
 
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
         self.validity: dict[str, str] = {}
+        self.at: dict[str, float] = {}
 
     def _answer_submit(self, conn: Any, event: ev.SubmitReceived, now: float) -> None:
-        self.validity[event.pdu.get_str("destination_addr")] = event.pdu.get_str("validity_period")
+        dest = event.pdu.get_str("destination_addr")
+        self.validity[dest] = event.pdu.get_str("validity_period")
+        self.at[dest] = time.monotonic()
         super()._answer_submit(conn, event, now)
 
 
@@ -132,6 +136,7 @@ def test_messages_expire_while_their_provider_is_unreachable(
     _route(gw, "4918", "short")
     c = Customer(gw.host, gw.port, "v", "pw").bind()
     try:
+        submitted = time.monotonic()
         seqs = {
             "relative": c.submit("49170000001", validity_period="000000000003000R"),
             "absolute+": c.submit("49170000002", validity_period=_absolute_in(3, 8, "+")),
@@ -141,16 +146,15 @@ def test_messages_expire_while_their_provider_is_unreachable(
             "max-age": c.submit("49180000006"),
         }
         c.wait(lambda: len(c.responses) == len(seqs), 60, "responses")
-        accepted = time.monotonic()
         ids = {name: c.accepted_ids()[seq] for name, seq in seqs.items()}
         expiring = {ids[n] for n in ("relative", "absolute+", "absolute-", "max-age")}
-        # Expired while waiting: within a few seconds of the 3 s, not when the provider is back.
+        # Expired while waiting, not when the provider is back: it comes back only after
+        # these receipts (within 15 s here; 17.5 s once on a machine at load 40).
         c.wait(
             lambda: expiring <= set(_by_id(c.receipts)),
-            20,
+            60,
             f"EXPIRED receipts ({len(c.receipts)}): {gw.pipeline_stats()}",
         )
-        assert time.monotonic() - accepted < 15
         got = _by_id(c.receipts)
         for mid in expiring:
             assert got[mid].message_state == MessageState.EXPIRED
@@ -178,7 +182,10 @@ def test_messages_expire_while_their_provider_is_unreachable(
         remaining = forwarded["49170000004"]
         assert remaining.endswith("R") and remaining != "000000000200000R"
         left = parse_time(remaining, 0.0)
-        assert left is not None and 90 < left < 120, remaining  # of 2 minutes
+        # Of 2 minutes: less by at most the time from submit to the provider (30 s of it
+        # once, on a loaded machine), and by the ~3 s the test waited at least.
+        waited = sims.loop.call(lambda: sim.at["49170000004"]) - submitted
+        assert left is not None and 120 - waited - 1 <= left < 118, (remaining, waited)
         # Exactly one final state per message, and query_sm answers it.
         assert len(c.receipts) == len(seqs)
         c.query(ids["relative"])
