@@ -7,15 +7,9 @@ read (``read_committed``, as the stages read it) and its records counted, up
 to ``COUNT_BUDGET`` records; a longer backlog is counted on its first part and
 the rest scaled by the records-per-offset seen there.
 
-The log ends come from AdminClient futures with explicit timeouts. The group's
-committed offsets come from a consumer of that group that never joins it, not
-from ``AdminClient.list_consumer_group_offsets``: librdkafka (2.16 too) handles
-a NOT_COORDINATOR answer to the admin request by queueing a coordinator query
-on the admin client's consumer group, which it does not have, and crashes the
-process (SIGSEGV in ``rd_kafka_cgrp_op``; librdkafka issue 5040). A broker just
-started answers so while it loads ``__consumer_offsets``: the supervisor's first
-probe killed its actor at almost every ``smsgw run`` start ("A worker died ...
-unexpected system error"), and ``provider remove`` could die the same way.
+Only AdminClient futures with explicit timeouts for the offsets: a lag probe
+must never hang (a plain Consumer's ``committed()`` was seen to block past its
+timeout while the group rebalanced).
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from smsgw.kafka.consumer import consumer_config
@@ -48,29 +42,16 @@ def consumer_lag(bootstrap: str, groups: dict[str, str], timeout: float = 5.0) -
             request_timeout=timeout,
         )
         high = {tp.partition: f.result(timeout).offset for tp, f in ends.items()}
+        request = [ConsumerGroupTopicPartitions(group, parts)]
+        committed = admin.list_consumer_group_offsets(request, request_timeout=timeout)
+        result = committed[group].result(timeout)
         waiting = spans.setdefault(topic, [])
-        for tp in committed_offsets(bootstrap, group, parts, timeout):
+        for tp in result.topic_partitions or []:
             end = high.get(tp.partition, 0)
             position = tp.offset if tp.offset >= 0 else 0
             if end > position:
                 waiting.append((topic, tp.partition, position, end))
     return {topic: count_records(bootstrap, s, timeout) for topic, s in spans.items()}
-
-
-def committed_offsets(
-    bootstrap: str, group: str, parts: list[TopicPartition], timeout: float = 5.0
-) -> list[TopicPartition]:
-    """The offsets ``group`` committed for ``parts`` (``OFFSET_INVALID`` where none).
-
-    Asked by a consumer with the group's id that never subscribes: it neither joins the
-    group nor commits, and a coordinator that moved or is still loading is looked up
-    again instead of crashing the process (see the module's docstring).
-    """
-    consumer = Consumer(consumer_config(bootstrap, group))
-    try:
-        return list(consumer.committed(parts, timeout=timeout))
-    finally:
-        consumer.close()
 
 
 def count_records(
