@@ -46,12 +46,18 @@ class Customer:
         self.reader: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def bind(self) -> Customer:
+    def bind(self, timeout: float = 30.0) -> Customer:
+        """Connect and bind, waiting up to ``timeout`` for bind_resp.
+
+        Not the reader's 1-s poll: the gateway checks the password with a deliberately
+        slow hash, and on a loaded machine its bind_resp took longer than a second
+        (smpplib then raises ConnectionError and the test failed before it began).
+        """
         self._stop.clear()
         c = smpplib.client.Client(
             self.host,
             self.port,
-            timeout=1,
+            timeout=timeout,
             allow_unknown_opt_params=True,
             ssl_context=self.ssl_context,
         )
@@ -61,6 +67,9 @@ class Customer:
         c.set_query_resp_handler(self._queried)
         c.connect()
         getattr(c, f"bind_{self.mode}")(system_id=self.system_id, password=self.password)
+        # The reader polls: a short timeout lets it notice close() (idle, it enquires).
+        c.timeout = 1
+        c._socket.settimeout(1)
         self.client = c
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

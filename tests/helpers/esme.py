@@ -10,7 +10,7 @@ import smpplib.exceptions
 import smpplib.smpp
 
 
-def connect(host: str, port: int, timeout: float = 10) -> Any:
+def connect(host: str, port: int, timeout: float = 30) -> Any:
     client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
     client.connect()
     return client

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from smsgw.db.customers import add_customer, update_customer
+from smsgw.db.customers import add_customer, load_customers, update_customer
+from smsgw.db.providers import load_providers
+from smsgw.db.routes import load_mo_routes, load_mt_routes
 from smsgw.message import AcceptedMessage, decode, is_withdrawal
 from smsgw.node.gateway import Gateway
 from smsgw.settings import Settings
@@ -94,23 +96,46 @@ class GatewayNode:
             time.sleep(0.02)
 
     def update_customer(self, system_id: str, **kw: Any) -> None:
-        before = self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
+        """Change a customer and wait until this node serves the change."""
         with psycopg.connect(self.db_url) as conn:
             update_customer(conn, system_id, **kw)
-        self.wait_config(before)
+        self.wait_synced()
 
-    def wait_config(self, before: int, timeout: float = 5.0) -> None:
+    def wait_synced(self, timeout: float = 30.0) -> None:
+        """Block until this node's configuration holds exactly what PostgreSQL holds now.
+
+        Rows written straight to PostgreSQL (or by the CLI) reach the node by NOTIFY and a
+        reload. "The version moved" is not enough: a reload that began before the write
+        also moves it (a bind once came before its customer, a submit before its route).
+        Comparing the node's tables with a fresh read of the database is.
+        """
         import time
 
+        async def synced() -> bool:
+            core = self.gateway.core
+            if core is None:
+                return False
+            cfg = core.config
+            conn = await psycopg.AsyncConnection.connect(self.db_url, autocommit=True)
+            async with conn as c, c.transaction():
+                await c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                customers = await load_customers(c)
+                providers = await load_providers(c, cfg.sealer)
+                mt = {r.id: r for r in await load_mt_routes(c)}
+                mo = {r.id: r for r in await load_mo_routes(c)}
+            # No await from here: the watcher swaps its tables together on this loop.
+            return (cfg.customers, cfg.providers, cfg._mt, cfg._mo) == (
+                customers,
+                providers,
+                mt,
+                mo,
+            )
+
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (
-                self.call(lambda: self.gateway.core.config.version if self.gateway.core else 0)
-                > before
-            ):
-                return
-            time.sleep(0.02)
-        raise AssertionError("the gateway did not reload its configuration within 5 s")
+        while not asyncio.run_coroutine_threadsafe(synced(), self.loop).result(timeout):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the gateway did not load the configuration in {timeout} s")
+            time.sleep(0.05)
 
     def wait_routes(
         self, *routes: tuple[str, str], customer: str = "", timeout: float = 30.0

@@ -27,7 +27,7 @@ def submit_part(c: Customer, dest: str, part: Part) -> int:
 def submit_acked(c: Customer, dest: str, part: Part) -> str:
     """Submit one part and wait for its response, so Kafka has it before the next."""
     seq = submit_part(c, dest, part)
-    wait_for(lambda: seq in c.accepted_ids(), 10, "submit_sm_resp")
+    wait_for(lambda: seq in c.accepted_ids(), 30, "submit_sm_resp")
     return c.accepted_ids()[seq]
 
 

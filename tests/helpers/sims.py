@@ -37,11 +37,26 @@ def add_sim_provider(gw: GatewayNode, name: str, port: int, **kw: Any) -> None:
         add_provider(conn, name, host="127.0.0.1", port=port, system_id=name, password="pw", **kw)
 
 
-def wait_bound(gw: GatewayNode, sims: Sims, names: list[str], timeout: float = 20) -> None:
-    """Until the gateway holds a bind to each simulator named."""
+def wait_bound(gw: GatewayNode, sims: Sims, names: list[str], timeout: float = 60) -> None:
+    """Until the node serves everything written to PostgreSQL so far and holds every
+    configured bind to each simulator named.
+
+    A bind up is not the configuration loaded: routes committed after their provider
+    come with a later reload, and a submit in between finds no route.
+    """
+    gw.wait_synced(timeout)
+
+    def configured() -> dict[str, int]:
+        core = gw.gateway.core
+        providers = core.config.providers if core else {}
+        return {n: providers[n].binds if n in providers else 1 for n in names}
+
+    want = gw.call(configured)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(sims.loop.call(lambda s=sims.sims[n]: sum(s.bound.values())) for n in names):
+        if all(
+            sims.loop.call(lambda s=sims.sims[n]: sum(s.bound.values())) >= want[n] for n in names
+        ):
             return
         time.sleep(0.1)
-    raise AssertionError(f"providers {names} never bound")
+    raise AssertionError(f"providers {names} never bound ({want} binds wanted)")

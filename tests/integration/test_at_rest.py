@@ -69,8 +69,8 @@ def test_plaintext_password_sealed_at_start_provider_still_binds_numbers_masked(
         try:
             c.submit(routed, source="4915111122233")
             c.submit(unrouted, source="4915111122233")
-            c.wait(lambda: len(c.responses) == 2, 20, "both accepted")
-            c.wait(lambda: len(c.receipts) == 2, 30, "receipts (delivered and no-route)")
+            c.wait(lambda: len(c.responses) == 2, 60, "both accepted")
+            c.wait(lambda: len(c.receipts) == 2, 60, "receipts (delivered and no-route)")
         finally:
             c.close()
         out, err = capfd.readouterr()

@@ -105,9 +105,9 @@ def test_brute_force_from_one_ip_is_limited_and_cannot_lock_the_customer_out(
     threads = [threading.Thread(target=guess, args=(w,), daemon=True) for w in range(48)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while attempts[0] < 200:
-        assert time.monotonic() < deadline, f"only {attempts[0]} attempts in 30 s"
+        assert time.monotonic() < deadline, f"only {attempts[0]} attempts in 60 s"
         time.sleep(0.1)
     # The right password from the attacking address is refused too: it is not even checked.
     assert raw_bind(node, "victim", "secret1", ip="127.0.0.2")[0] == S.ESME_RBINDFAIL
@@ -154,7 +154,7 @@ def test_protocol_error_lines_are_rate_limited_per_connection(
             chunk = s.recv(65536)
             assert chunk, "connection closed"
             got += len(chunk)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while node.call(lambda: len(node.gateway.core.connections) if node.gateway.core else 0):
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -24,9 +24,9 @@ from smsgw.state import MessageState
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
-from tests.helpers.sims import Sims
+from tests.helpers.sims import Sims, wait_bound
 from tests.integration.conftest import gateway_settings
-from tests.integration.test_message_path import _provider, _wait_bound
+from tests.integration.test_message_path import _provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +89,7 @@ def test_poison_records_go_to_the_dlq_and_every_stage_goes_on(
         _provider(gw, "p", smsc.port, tps=100)
         with psycopg.connect(gw.db_url) as conn:
             add_mt_route(conn, prefix="", provider="p")
-        _wait_bound(gw, sims, ["p"])
+        wait_bound(gw, sims, ["p"])
         c = Customer(gw.host, gw.port, "c", "pw").bind()
         c.submit("49170000001")  # warm-up: creates out.p, proves the path
         c.wait(lambda: len(c.receipts) == 1, 60, f"first receipt: {gw.pipeline_stats()}")
@@ -100,16 +100,16 @@ def test_poison_records_go_to_the_dlq_and_every_stage_goes_on(
         bystander = c.accepted_ids()[max(c.accepted_ids())]
         assert c.receipts[1].receipted_id == bystander
         # The state follower went past its poison record too: query_sm knows the outcome.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and bystander not in c.queries:
             c.query(bystander)
-            c.wait(lambda: bystander in c.queries, 5, "query_sm answer")
+            c.wait(lambda: bystander in c.queries, 30, "query_sm answer")
             if c.queries[bystander][1] != MessageState.DELIVERED:
                 del c.queries[bystander]
                 time.sleep(0.2)
         assert c.queries[bystander] == (0, MessageState.DELIVERED)
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         letters = read_dead_letters(bootstrap, topics)
         while time.monotonic() < deadline and len(letters) < len(poison):
             time.sleep(0.5)
@@ -142,7 +142,7 @@ def test_poison_records_go_to_the_dlq_and_every_stage_goes_on(
         # replay: back to its source topic, where the deliverer sets it aside again.
         old_offset = shown["offset"]
         _cli(gw, "replay", str(n_deliver))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         again: list[dict[str, object]] = []
         while time.monotonic() < deadline and not again:
             rows = json.loads(_cli(gw, "list", "--json"))

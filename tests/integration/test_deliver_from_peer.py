@@ -52,7 +52,7 @@ def test_a_batch_larger_than_the_window_is_delivered_whole(node: GatewayNode) ->
             deliverer.deliver_here(batch), node.loop
         ).result(30)
         assert statuses == [0] * 40, "a full window waits for answers; nothing is refused"
-        rx.wait(lambda: len(rx.mos) == 40, 10, "all 40 at the customer")
+        rx.wait(lambda: len(rx.mos) == 40, 30, "all 40 at the customer")
         with rx.lock:
             assert sorted(m.text for m in rx.mos) == sorted(f"mo {i}".encode() for i in range(40))
     finally:

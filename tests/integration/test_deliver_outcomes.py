@@ -38,8 +38,8 @@ class PickyCustomer(Customer):
         self.arrivals: list[tuple[float, str]] = []  # (monotonic time, receipted id or "MO")
         self.guard = threading.Lock()
 
-    def bind(self) -> PickyCustomer:
-        super().bind()
+    def bind(self, timeout: float = 30.0) -> PickyCustomer:
+        super().bind(timeout)
         self.client._message_received = self._answer  # smpplib answers through this hook
         return self
 

@@ -87,7 +87,8 @@ def test_a_client_without_the_credentials_cannot_produce_to_submit(
         reports = _produce_as(kafka.bootstrap, topics.submit, security)
         assert len(reports) == 1 and reports[0] is not None, f"{name}: {reports}"
     produce_all(kafka.bootstrap, topics.submit, [b"genuine"])
-    values = [m.value() for m in drain(kafka.bootstrap, topics.submit, expect=2, timeout=10)]
+    # Everything on the topic (an intruder's record would be there before the genuine one).
+    values = [m.value() for m in drain(kafka.bootstrap, topics.submit, timeout=30)]
     assert values == [b"genuine"]
 
 

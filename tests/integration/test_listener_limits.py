@@ -248,15 +248,15 @@ def test_connection_limits_per_ip_and_in_total(limited: GatewayNode) -> None:
     others: list[socket.socket] = []
     try:
         over = _from(gw, "127.0.0.2")
-        assert _closed_within(over, 3.0), "a 5th connection from one IP is refused"
+        assert _closed_within(over, 10.0), "a 5th connection from one IP is refused"
         others = [_from(gw, "127.0.0.3"), _from(gw, "127.0.0.4")]  # 6 open: the total
         extra = _from(gw, "127.0.0.5")
-        assert _closed_within(extra, 3.0), "a connection beyond the total is refused"
+        assert _closed_within(extra, 10.0), "a connection beyond the total is refused"
         refused = gw.counters()
         assert refused.get(("connections_refused", "", "per_ip")) == 1
         assert refused.get(("connections_refused", "", "total")) == 1
         mine.pop().close()  # room again: a customer gets in
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while True:
             try:
                 client = esme.bind(gw.host, gw.port, "c", "pw")

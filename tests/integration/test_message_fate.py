@@ -51,14 +51,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class RecordingSim(SmscSimulator):
-    """A provider that also remembers each submit's validity_period, by destination."""
+    """A provider that also remembers each submit's validity_period and when it came
+    (``time.monotonic``), by destination."""
 
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
         self.validity: dict[str, str] = {}
+        self.at: dict[str, float] = {}
 
     def _answer_submit(self, conn: Any, event: ev.SubmitReceived, now: float) -> None:
-        self.validity[event.pdu.get_str("destination_addr")] = event.pdu.get_str("validity_period")
+        dest = event.pdu.get_str("destination_addr")
+        self.validity[dest] = event.pdu.get_str("validity_period")
+        self.at[dest] = time.monotonic()
         super()._answer_submit(conn, event, now)
 
 
@@ -132,6 +136,7 @@ def test_messages_expire_while_their_provider_is_unreachable(
     _route(gw, "4918", "short")
     c = Customer(gw.host, gw.port, "v", "pw").bind()
     try:
+        submitted = time.monotonic()
         seqs = {
             "relative": c.submit("49170000001", validity_period="000000000003000R"),
             "absolute+": c.submit("49170000002", validity_period=_absolute_in(3, 8, "+")),
@@ -140,17 +145,16 @@ def test_messages_expire_while_their_provider_is_unreachable(
             "bystander": c.submit("49170000005"),
             "max-age": c.submit("49180000006"),
         }
-        c.wait(lambda: len(c.responses) == len(seqs), 20, "responses")
-        accepted = time.monotonic()
+        c.wait(lambda: len(c.responses) == len(seqs), 60, "responses")
         ids = {name: c.accepted_ids()[seq] for name, seq in seqs.items()}
         expiring = {ids[n] for n in ("relative", "absolute+", "absolute-", "max-age")}
-        # Expired while waiting: within a few seconds of the 3 s, not when the provider is back.
+        # Expired while waiting, not when the provider is back: it comes back only after
+        # these receipts (within 15 s here; 17.5 s once on a machine at load 40).
         c.wait(
             lambda: expiring <= set(_by_id(c.receipts)),
-            20,
+            60,
             f"EXPIRED receipts ({len(c.receipts)}): {gw.pipeline_stats()}",
         )
-        assert time.monotonic() - accepted < 15
         got = _by_id(c.receipts)
         for mid in expiring:
             assert got[mid].message_state == MessageState.EXPIRED
@@ -165,7 +169,7 @@ def test_messages_expire_while_their_provider_is_unreachable(
         sims.start(sim)
         c.wait(
             lambda: {ids["long"], ids["bystander"]} <= set(_by_id(c.receipts)),
-            30,
+            60,
             f"receipts once the provider is back: {gw.pipeline_stats()}",
         )
         got = _by_id(c.receipts)
@@ -178,11 +182,14 @@ def test_messages_expire_while_their_provider_is_unreachable(
         remaining = forwarded["49170000004"]
         assert remaining.endswith("R") and remaining != "000000000200000R"
         left = parse_time(remaining, 0.0)
-        assert left is not None and 90 < left < 120, remaining  # of 2 minutes
+        # Of 2 minutes: less by at most the time from submit to the provider (30 s of it
+        # once, on a loaded machine), and by the ~3 s the test waited at least.
+        waited = sims.loop.call(lambda: sim.at["49170000004"]) - submitted
+        assert left is not None and 120 - waited - 1 <= left < 118, (remaining, waited)
         # Exactly one final state per message, and query_sm answers it.
         assert len(c.receipts) == len(seqs)
         c.query(ids["relative"])
-        c.wait(lambda: ids["relative"] in c.queries, 10, "query_sm answer")
+        c.wait(lambda: ids["relative"] in c.queries, 30, "query_sm answer")
         assert c.queries[ids["relative"]] == (0, MessageState.EXPIRED)
         # Expired in the router (if it was slower than 3 s to route them) or in a bind.
         stats = gw.pipeline_stats()
@@ -229,10 +236,9 @@ def test_a_message_the_provider_drops_fails_alone(fate_gateway: GatewayNode, sim
     _provider(gw, "strict", strict.port, tps=200)
     _route(gw, "4917", "lax")
     _route(gw, "4918", "strict")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not all(
-        sims.loop.call(lambda s=s: sum(s.bound.values())) for s in (lax, strict)
-    ):
+    deadline = time.monotonic() + 60
+    while not all(sims.loop.call(lambda s=s: sum(s.bound.values())) for s in (lax, strict)):
+        assert time.monotonic() < deadline, "providers never bound"
         time.sleep(0.1)
     big = Customer(gw.host, gw.port, "big", "pw").bind()
     by = Customer(gw.host, gw.port, "bystander", "pw").bind()
@@ -253,8 +259,8 @@ def test_a_message_the_provider_drops_fails_alone(fate_gateway: GatewayNode, sim
             received_at=time.time(),
         )
         produce_all(gw.bootstrap, gw.topics.outbound("lax"), [Routed(bad, "lax").encode()])
-        big.wait(lambda: len(big.responses) == 2, 20, "big responses")
-        by.wait(lambda: len(by.responses) == 30, 20, "bystander responses")
+        big.wait(lambda: len(big.responses) == 2, 60, "big responses")
+        by.wait(lambda: len(by.responses) == 30, 60, "bystander responses")
         ids = big.accepted_ids()
         assert len(ids) == 2, big.responses
         want = {*ids.values(), "bad-1"}
@@ -302,7 +308,7 @@ def _cli(gw: GatewayNode, *args: str) -> Any:
 
 
 def _wait_queued(gw: GatewayNode, provider: str, n: int) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while (got := count(gw.bootstrap, gw.topics, provider)) != n:
         assert time.monotonic() < deadline, f"{got} queued for {provider}, not {n}"
         time.sleep(0.2)
@@ -327,7 +333,7 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
         for i in range(12):
             c.submit(f"491700000{i:02d}")
             c.submit(f"491800000{i:02d}")
-        c.wait(lambda: len(c.responses) == 24, 20, "responses")
+        c.wait(lambda: len(c.responses) == 24, 60, "responses")
         ids = c.accepted_ids()
         assert len(ids) == 24
         _wait_queued(gw, "gone", 12)
@@ -338,6 +344,8 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
             remove_mt_route(conn, r_gone.id)
             remove_mt_route(conn, r_moved.id)
             add_mt_route(conn, prefix="4918", provider="live")
+        # Rerouted messages are routed by the node: it must have the new route first.
+        gw.wait_synced()
         refused = _cli(gw, "provider", "remove", "gone")
         assert refused.exit_code == 1, refused.output
         error = refused.output.splitlines()[-1]
@@ -346,7 +354,7 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
         failed = _cli(gw, "provider", "remove", "gone", "--drain", "fail")
         assert failed.exit_code == 0, failed.output
         assert "12 queued message(s) failed" in failed.output
-        c.wait(lambda: len(c.receipts) == 12, 30, f"failure receipts ({len(c.receipts)})")
+        c.wait(lambda: len(c.receipts) == 12, 60, f"failure receipts ({len(c.receipts)})")
         for r in c.receipts:
             assert r.message_state == MessageState.UNDELIVERABLE
             assert b"stat:UNDELIV" in r.text and b"err:908" in r.text
@@ -354,7 +362,7 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
 
         rerouted = _cli(gw, "provider", "remove", "moved", "--drain", "reroute")
         assert rerouted.exit_code == 0, rerouted.output
-        c.wait(lambda: len(c.receipts) == 24, 30, f"receipts after reroute ({len(c.receipts)})")
+        c.wait(lambda: len(c.receipts) == 24, 60, f"receipts after reroute ({len(c.receipts)})")
         delivered = [r for r in c.receipts if r.message_state == MessageState.DELIVERED]
         assert sorted(r.source for r in delivered) == [f"491800000{i:02d}" for i in range(12)]
         assert {r.receipted_id for r in c.receipts} == set(ids.values())
@@ -362,7 +370,7 @@ def test_removing_a_provider_with_queued_messages(fate_gateway: GatewayNode, sim
         # A provider of the same name, added again (now reachable), starts empty.
         back = sims.start(SmscSimulator(SimConfig(system_id="gone", password="pw")))
         _provider(gw, "gone", back.port, tps=100)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not sims.loop.call(lambda: sum(back.bound.values())):
             assert time.monotonic() < deadline, "re-added provider never bound"
             time.sleep(0.1)
@@ -431,7 +439,7 @@ def test_an_error_answer_is_never_followed_by_a_send(
                 finally:
                     os.kill(pid, signal.SIGCONT)
                 _submit_until_accepted(c, f"4917000020{attempt}")  # after: all well again
-                on_kafka = {m.destination.addr for m in gw.read_submits(None, timeout=5)}
+                on_kafka = {m.destination.addr for m in gw.read_submits(None, timeout=30)}
                 if dest in on_kafka:
                     late.append(dest)
                     break
@@ -470,7 +478,7 @@ def test_a_withdrawal_behind_a_routed_message_stops_it_at_the_bind(
     gw.add_customer("w", "pw")
     _provider(gw, "p", sim.port, tps=100)
     _route(gw, "", "p")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not sims.loop.call(lambda: sum(sim.bound.values())):
         assert time.monotonic() < deadline, "provider never bound"
         time.sleep(0.1)

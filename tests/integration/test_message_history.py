@@ -110,7 +110,7 @@ def test_message_show_and_find_tell_each_fate(history_gateway: GatewayNode, db_u
             add_mt_route(conn, prefix="4915", provider="picky")
             add_mt_route(conn, prefix="4930", provider="late")
         gw.add_customer("hist", "pw")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not all(loop.call(lambda s=s: sum(s.bound.values())) for s in sims.values()):
             assert time.monotonic() < deadline, "providers never bound"
             time.sleep(0.1)
@@ -123,7 +123,7 @@ def test_message_show_and_find_tell_each_fate(history_gateway: GatewayNode, db_u
             "expired": c.submit("493012345678"),
             "no-route": c.submit("499912345678"),
         }
-        c.wait(lambda: len(c.responses) == 4, 20, "submit responses")
+        c.wait(lambda: len(c.responses) == 4, 60, "submit responses")
         ids = {k: c.accepted_ids()[seq] for k, seq in seqs.items()}
         c.wait(lambda: len(c.receipts) >= 4, 60, f"receipts ({len(c.receipts)}/4)")
 

@@ -71,18 +71,19 @@ def test_tx_rx_pair_carries_receipts_and_mo_from_a_provider_without_transceiver(
         add_mt_route(conn, prefix="4917", provider="txrx")
         add_mo_route(conn, "12345", "c1")
     # One configured bind = one transmitter and one receiver.
-    _until(lambda: sims.loop.call(lambda: sim.bound.get("txrx", 0)) == 2, 30, "TX+RX bound")
+    gw.wait_synced()  # the routes too, not only the provider its binds came from
+    _until(lambda: sims.loop.call(lambda: sim.bound.get("txrx", 0)) == 2, 60, "TX+RX bound")
     assert sims.loop.call(lambda: sim.stats.bind_failures) == 0
     c1 = Customer(gw.host, gw.port, "c1", "pw").bind()
     try:
         for i in range(3):
             c1.submit(f"491700{i:05d}")
-        c1.wait(lambda: len(c1.receipts) == 3, 40, f"receipts ({len(c1.receipts)}/3)")
+        c1.wait(lambda: len(c1.receipts) == 3, 60, f"receipts ({len(c1.receipts)}/3)")
         assert sorted(r.receipted_id for r in c1.receipts) == sorted(c1.accepted_ids().values())
         received: list[ReceivedSubmit] = sims.loop.call(lambda: list(sim.received))
         assert {r.bind_mode.name for r in received if r.bind_mode} == {"TX"}
         sims.loop.call(sim.send_mo, "4917712345678", "12345", "hello over RX")
-        c1.wait(lambda: len(c1.mos) == 1, 30, "MO to c1")
+        c1.wait(lambda: len(c1.mos) == 1, 60, "MO to c1")
         assert c1.mos[0].text == b"hello over RX"
 
         # The pair is one unit: the receiver's link drops, the transmitter is unbound
@@ -101,7 +102,7 @@ def test_tx_rx_pair_carries_receipts_and_mo_from_a_provider_without_transceiver(
             "pair reopened",
         )
         sims.loop.call(sim.send_mo, "4917712345678", "12345", "again")
-        c1.wait(lambda: len(c1.mos) == 2, 30, "MO after the pair reopened")
+        c1.wait(lambda: len(c1.mos) == 2, 60, "MO after the pair reopened")
     finally:
         c1.close()
 
@@ -131,8 +132,9 @@ def test_request_receipts_as_customer_passes_the_customers_flags_on(
             )
         add_mt_route(conn, prefix="4917", provider="thrifty")
         add_mt_route(conn, prefix="4915", provider="default")
+    gw.wait_synced()  # the routes too, not only the providers their binds came from
     for sim, name in ((thrifty, "thrifty"), (default, "default")):
-        _until(lambda s=sim, n=name: sims.loop.call(lambda: s.bound.get(n, 0)) == 1, 30, name)
+        _until(lambda s=sim, n=name: sims.loop.call(lambda: s.bound.get(n, 0)) == 1, 60, name)
     c1 = Customer(gw.host, gw.port, "c1", "pw").bind()
     try:
         c1.submit("491700000001", registered_delivery=0)
@@ -143,10 +145,10 @@ def test_request_receipts_as_customer_passes_the_customers_flags_on(
             got: list[ReceivedSubmit] = sims.loop.call(lambda: list(sim.received))
             return {r.dest: r.registered_delivery for r in got}
 
-        _until(lambda: len(flags(thrifty)) == 2 and len(flags(default)) == 1, 30, "submits")
+        _until(lambda: len(flags(thrifty)) == 2 and len(flags(default)) == 1, 60, "submits")
         assert flags(thrifty) == {"491700000001": 0, "491700000002": 1}
         assert flags(default) == {"491500000003": 1}
-        c1.wait(lambda: len(c1.receipts) == 1, 30, "the one receipt asked for")
+        c1.wait(lambda: len(c1.receipts) == 1, 60, "the one receipt asked for")
         assert c1.receipts[0].receipted_id == c1.accepted_ids()[wanted]
     finally:
         c1.close()

@@ -33,7 +33,7 @@ def test_tlv_hex_text_decimal_receipts_all_reach_the_customer(
     try:
         for i in range(4):
             c.submit(f"4917{i:07d}")
-        c.wait(lambda: len(c.responses) == 4, 20, "responses")
+        c.wait(lambda: len(c.responses) == 4, 60, "responses")
         ids = set(c.accepted_ids().values())
         c.wait(
             lambda: len(c.receipts) >= 4, 60, f"receipts {len(c.receipts)}/4: {gw.pipeline_stats()}"

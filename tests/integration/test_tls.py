@@ -84,7 +84,8 @@ def test_customer_over_tls_with_self_signed_pair_gets_receipt(
                 conn, "plain", host="127.0.0.1", port=sim.port, system_id="plain", password="pw"
             )
             add_mt_route(conn, prefix="49", provider="plain")
-        _wait(lambda: sim_loop.call(lambda: sum(sim.bound.values())), 30, "provider bound")
+        node.wait_synced()  # the route too, not only the provider the bind came from
+        _wait(lambda: sim_loop.call(lambda: sum(sim.bound.values())), 60, "provider bound")
         c = Customer(
             "127.0.0.1", node.gateway.tls_port, "tlsc", "pw", ssl_context=_client_ctx(cert)
         )
@@ -94,10 +95,10 @@ def test_customer_over_tls_with_self_signed_pair_gets_receipt(
             der = c.client._socket.getpeercert(binary_form=True)
             assert fingerprint(der) == node.gateway.tls_fingerprint
             c.submit("4917600000001")
-            c.wait(lambda: c.responses, 20, "submit accepted over TLS")
+            c.wait(lambda: c.responses, 60, "submit accepted over TLS")
             ((status, mid),) = c.responses.values()
             assert status == 0
-            c.wait(lambda: c.receipts, 30, "receipt over TLS")
+            c.wait(lambda: c.receipts, 60, "receipt over TLS")
             assert c.receipts[0].receipted_id == mid
         finally:
             c.close()
@@ -244,13 +245,14 @@ def test_provider_over_tls_verifies_chain_and_hostname(
                 tls_ca_file=str(ca_file),
             )
             add_mt_route(conn, prefix="49", provider="secure")
+        node.wait_synced()  # the route too: the submit below must find it
         # The gateway tries (handshakes reach the SMSC) but never binds.
         _wait(lambda: len(handshakes) >= 2, 30, "TLS handshakes from the gateway")
         assert sim_loop.call(lambda: sum(sim.bound.values())) == 0
         c = Customer(node.host, node.port, "c1", "pw").bind()
         try:
             c.submit("4917600000009")
-            c.wait(lambda: c.responses, 20, "accepted")
+            c.wait(lambda: c.responses, 60, "accepted")
             with psycopg.connect(node.db_url) as conn:
                 update_provider(conn, "secure", tls_verify_hostname=False)
             _wait(lambda: sim_loop.call(lambda: sum(sim.bound.values())), 30, "bound over TLS")
@@ -400,7 +402,7 @@ def test_tls_port_keeps_the_connection_limits_before_the_handshake(
             held.append(socket.create_connection(("127.0.0.1", port), timeout=30))
         core = node.gateway.core
         assert core is not None
-        _wait(lambda: node.call(lambda: len(core.connections)) == 3, 10, "3 connections counted")
+        _wait(lambda: node.call(lambda: len(core.connections)) == 3, 30, "3 connections counted")
         extra = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
             assert extra.recv(1) == b"", "the 4th from one address is closed at once"
