@@ -85,6 +85,31 @@ def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:
     assert consumer_lag(bootstrap, {group: topic}) == {topic: 10}
 
 
+def test_a_pending_transactional_commit_does_not_hold_the_probe(bootstrap: str) -> None:
+    """A bind killed inside a transaction leaves its offset commit pending until the
+    transaction times out. The probe reads the last stable commit at once, as the
+    admin request did; asking for stable offsets (``read_committed``) retried
+    UNSTABLE_OFFSET_COMMIT for the probe's whole timeout, then failed."""
+    topic = new_topic(bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    writer = Producer(client_config(bootstrap))
+    for i in range(10):
+        writer.produce(topic, value=b"m", key=str(i).encode())
+    assert writer.flush(30) == 0
+    member = Consumer(consumer_config(bootstrap, group))
+    member.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+    txn = Producer(client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}))
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    txn.send_offsets_to_transaction(
+        [TopicPartition(topic, 0, 8)], member.consumer_group_metadata(), 30
+    )
+    # Neither committed nor aborted: the bind "died" here.
+    assert consumer_lag(bootstrap, {group: topic}, timeout=10) == {topic: 6}
+    txn.abort_transaction(30)
+    member.close()
+
+
 def test_a_long_backlog_is_estimated_from_the_part_counted(bootstrap: str) -> None:
     topic = new_topic(bootstrap, partitions=1)
     producer = Producer(
