@@ -40,7 +40,7 @@ from smsgw.actors.workers import (
 from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
-from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.lag import LagProbe, consumer_lag
 from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 from smsgw.status import StatusBook
@@ -51,6 +51,7 @@ SUPERVISOR = "supervisor"
 # A connector host stopped on purpose gets this long to unbind its binds (each
 # waits at most 2 s for unbind_resp, all at once) before it is killed.
 STOP_GRACE_S = 8.0
+LAG_S = 5.0  # consumer lag is measured this often
 PUBLISH_S = 2.0  # the report for `smsgw status` goes to PostgreSQL this often
 
 
@@ -193,7 +194,14 @@ class SupervisorImpl:
             self.log.error("console not started", error=repr(exc))
             self.console = None
         self.book = await asyncio.to_thread(self._resume_book)
-        last_lag = last_publish = 0.0
+        # Lag is measured on a thread of its own and read when there: a probe can block
+        # for its timeouts (committed offsets while a coordinator loads or moves), and
+        # nothing here ever waits for one.
+        bootstrap = s.kafka_bootstrap
+        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups), LAG_S)
+        lag.groups = self._lag_groups(config)
+        lag.start()
+        lag_seen, last_publish = 0, 0.0
         # Each step runs as a task of its own and is started again only once the
         # previous run ended: a call stuck in a thread (a Kafka or GCS request to
         # a node going away) delays that one step, never the loop. (wait_for
@@ -211,15 +219,18 @@ class SupervisorImpl:
         while not stop.is_set():
             launch("reconcile", lambda: self._reconcile(config))
             launch("health", self._health)
-            if time.monotonic() - last_lag > 5:
-                last_lag = time.monotonic()
-                launch("lag", lambda: self._lag(config))
+            lag.groups = self._lag_groups(config)
+            if lag.version != lag_seen:
+                lag_seen = lag.version
+                self.snapshot["lag"] = lag.latest
+                self.book.observe_lag(lag.latest)
             if time.monotonic() - last_publish > PUBLISH_S:
                 last_publish = time.monotonic()
                 launch("publish", self._publish)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+        lag.stop()
         if self.console is not None:
             await self.console.stop()
         await self._kill_all()
@@ -352,20 +363,17 @@ class SupervisorImpl:
                         return found
         return None
 
-    async def _lag(self, config: ConfigWatcher) -> None:
+    def _lag_groups(self, config: ConfigWatcher) -> dict[str, str]:
+        """``{consumer group: its input topic}`` for every stage whose lag is shown."""
         t, prefix = self.topics, self.topics.prefix
         groups = {
             f"{prefix}router": t.submit,
             f"{prefix}correlator": t.inbound,
             f"{prefix}deliverer": t.deliver,
         }
-        for p in config.providers:
+        for p in list(config.providers):
             groups[f"{prefix}provider.{p}"] = t.outbound(p)
-        assert self.settings.kafka_bootstrap
-        self.snapshot["lag"] = await asyncio.to_thread(
-            consumer_lag, self.settings.kafka_bootstrap, groups
-        )
-        self.book.observe_lag(self.snapshot["lag"])
+        return groups
 
     def _resume_book(self) -> StatusBook:
         """Counter totals continue from the previous supervisor's last report."""

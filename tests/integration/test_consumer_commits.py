@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from smsgw.cluster.kafka import EmbeddedKafka
+from smsgw.cluster.procs import free_port
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.lag import consumer_lag, count_records
 from smsgw.kafka.security import client_config
@@ -79,6 +85,31 @@ def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:
     assert consumer_lag(bootstrap, {group: topic}) == {topic: 10}
 
 
+def test_a_pending_transactional_commit_does_not_hold_the_probe(bootstrap: str) -> None:
+    """A bind killed inside a transaction leaves its offset commit pending until the
+    transaction times out. The probe reads the last stable commit at once, as the
+    admin request did; asking for stable offsets (``read_committed``) retried
+    UNSTABLE_OFFSET_COMMIT for the probe's whole timeout, then failed."""
+    topic = new_topic(bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    writer = Producer(client_config(bootstrap))
+    for i in range(10):
+        writer.produce(topic, value=b"m", key=str(i).encode())
+    assert writer.flush(30) == 0
+    member = Consumer(consumer_config(bootstrap, group))
+    member.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+    txn = Producer(client_config(bootstrap, {"transactional.id": f"tx-{uuid.uuid4().hex[:8]}"}))
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    txn.send_offsets_to_transaction(
+        [TopicPartition(topic, 0, 8)], member.consumer_group_metadata(), 30
+    )
+    # Neither committed nor aborted: the bind "died" here.
+    assert consumer_lag(bootstrap, {group: topic}, timeout=10) == {topic: 6}
+    txn.abort_transaction(30)
+    member.close()
+
+
 def test_a_long_backlog_is_estimated_from_the_part_counted(bootstrap: str) -> None:
     topic = new_topic(bootstrap, partitions=1)
     producer = Producer(
@@ -93,3 +124,53 @@ def test_a_long_backlog_is_estimated_from_the_part_counted(bootstrap: str) -> No
     # 180 records and 20 markers over 200 offsets; counted on the first 50 records.
     got = count_records(bootstrap, [(topic, 0, 0, 200)], budget=50)
     assert 170 <= got <= 190, got
+
+
+# Lag probes of fresh groups for `seconds`, in a process of its own: the old probe crashed
+# its process (SIGSEGV), which here would have been pytest itself.
+LAG_PROBES = """
+import sys, time, uuid
+from smsgw.kafka.lag import consumer_lag
+from smsgw.kafka.security import use_settings
+from smsgw.settings import Settings
+
+use_settings(Settings())
+bootstrap, topic, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end, answers = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    try:  # an answer or a timeout while the coordinators load; never a crash
+        consumer_lag(bootstrap, {f"g-{uuid.uuid4().hex[:8]}": topic}, timeout=5)
+        answers += 1
+    except Exception:
+        pass
+print(answers)
+"""
+
+
+def test_lag_probes_survive_a_broker_whose_group_coordinators_are_loading(
+    kafka: EmbeddedKafka,
+) -> None:
+    """A fresh broker answers NOT_COORDINATOR while it loads ``__consumer_offsets``; the
+    admin client's offset request then crashed the process (librdkafka issue 5040). It
+    was the supervisor's first lag probe at ``smsgw run``: "A worker died ... unexpected
+    system error" and a restart of the supervisor, at almost every start."""
+    broker = EmbeddedKafka(
+        Path(tempfile.mkdtemp(prefix="smsgw-test-lag-")),
+        port=free_port(),
+        controller_port=free_port(),
+        credentials=kafka.credentials,
+    )
+    broker.start()
+    try:
+        topic = new_topic(broker.bootstrap)
+        probes = subprocess.run(
+            [sys.executable, "-c", LAG_PROBES, broker.bootstrap, topic, "30"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert probes.returncode == 0, f"died ({probes.returncode}): {probes.stderr[-3000:]}"
+        assert int(probes.stdout) > 0, "no probe answered in 30 s"
+    finally:
+        broker.stop()

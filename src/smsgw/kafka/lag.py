@@ -7,19 +7,33 @@ read (``read_committed``, as the stages read it) and its records counted, up
 to ``COUNT_BUDGET`` records; a longer backlog is counted on its first part and
 the rest scaled by the records-per-offset seen there.
 
-Only AdminClient futures with explicit timeouts for the offsets: a lag probe
-must never hang (a plain Consumer's ``committed()`` was seen to block past its
-timeout while the group rebalanced).
+The log ends come from AdminClient futures with explicit timeouts. The group's
+committed offsets come from a consumer of that group that never joins it, not
+from ``AdminClient.list_consumer_group_offsets``: librdkafka (2.16 too) handles
+a NOT_COORDINATOR answer to the admin request by queueing a coordinator query
+on the admin client's consumer group, which it does not have, and crashes the
+process (SIGSEGV in ``rd_kafka_cgrp_op``; librdkafka issue 5040). A broker just
+started answers so while it loads ``__consumer_offsets``: the supervisor's first
+probe killed its actor at almost every ``smsgw run`` start ("A worker died ...
+unexpected system error"), and ``provider remove`` could die the same way.
+
+A consumer's ``committed()`` can block for its whole timeout (or past it while a
+coordinator moves), so a long-running process measures lag with ``LagProbe``:
+on a thread of its own, its last answer read without waiting. The supervisor's
+reconcile (placing actors, dealing out binds) never waits for a probe.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from smsgw import log
 from smsgw.kafka.consumer import consumer_config
 from smsgw.kafka.security import client_config
 
@@ -42,16 +56,78 @@ def consumer_lag(bootstrap: str, groups: dict[str, str], timeout: float = 5.0) -
             request_timeout=timeout,
         )
         high = {tp.partition: f.result(timeout).offset for tp, f in ends.items()}
-        request = [ConsumerGroupTopicPartitions(group, parts)]
-        committed = admin.list_consumer_group_offsets(request, request_timeout=timeout)
-        result = committed[group].result(timeout)
         waiting = spans.setdefault(topic, [])
-        for tp in result.topic_partitions or []:
+        for tp in committed_offsets(bootstrap, group, parts, timeout):
             end = high.get(tp.partition, 0)
             position = tp.offset if tp.offset >= 0 else 0
             if end > position:
                 waiting.append((topic, tp.partition, position, end))
     return {topic: count_records(bootstrap, s, timeout) for topic, s in spans.items()}
+
+
+class LagProbe:
+    """Measures lag every ``interval`` s on a daemon thread; ``latest`` never waits.
+
+    ``measure`` gets the ``{group: topic}`` last set in ``groups`` (a dict replaced
+    whole, never changed in place). A failed or slow measurement keeps the previous
+    answer; ``version`` grows with every new one, so a reader can tell it changed.
+    """
+
+    def __init__(
+        self,
+        measure: Callable[[dict[str, str]], dict[str, int]],
+        interval: float = 5.0,
+        name: str = "lag-probe",
+    ) -> None:
+        self.groups: dict[str, str] = {}
+        self.latest: dict[str, int] = {}
+        self.version = 0
+        self._measure = measure
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.log = log.get("smsgw.lag")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ends the thread after its current measurement; never waits for it."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            groups = self.groups
+            if groups:
+                try:
+                    self.latest = self._measure(groups)
+                    self.version += 1
+                except Exception as exc:  # a coordinator moving or loading: next time
+                    self.log.warning("lag not measured", error=repr(exc)[:200])
+            self._stop.wait(max(0.1, self._interval - (time.monotonic() - started)))
+
+
+def committed_offsets(
+    bootstrap: str, group: str, parts: list[TopicPartition], timeout: float = 5.0
+) -> list[TopicPartition]:
+    """The offsets ``group`` committed for ``parts`` (``OFFSET_INVALID`` where none).
+
+    Asked by a consumer with the group's id that never subscribes: it neither joins the
+    group nor commits, and a coordinator that moved or is still loading is looked up
+    again instead of crashing the process (see the module's docstring).
+    ``read_uncommitted``: the last stable commit, as the admin request answered. A
+    ``read_committed`` consumer asks for stable offsets and, while a transaction with
+    an offset commit is open (a bind killed inside one, until it times out), retries
+    UNSTABLE_OFFSET_COMMIT for its whole timeout.
+    """
+    consumer = Consumer(
+        consumer_config(bootstrap, group, **{"isolation.level": "read_uncommitted"})
+    )
+    try:
+        return list(consumer.committed(parts, timeout=timeout))
+    finally:
+        consumer.close()
 
 
 def count_records(
