@@ -72,7 +72,19 @@ class GatewayNode:
         self.port = self.gateway.port
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(60)
+        try:
+            asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(60)
+        except TimeoutError:
+            # What the stop waits on: every task's stack, printed from the node's loop.
+            def dump() -> None:
+                for task in asyncio.all_tasks(self.loop):
+                    task.print_stack(limit=8)
+
+            self.loop.call_soon_threadsafe(dump)
+            import time
+
+            time.sleep(1)
+            raise
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 

@@ -182,17 +182,18 @@ def test_every_dashboard_query_returns_the_traffic_it_carried(
 
         # Warm-up, so that every counter's series exists before the measured phase
         # (rate() cannot see the first value of a series): one message from each customer,
-        # and more from obs until both pgood binds (one series each) carried some.
+        # and more from obs until pgood's provider series exist (one per connector-host
+        # process: both binds of a node share it, issue 13).
         for c in clients:
             c.submit("491700000000")
         produce_all(bootstrap, Topics(gateway.prefix).submit, [b"\xff not a record"])
         warm = 1
-        per_bind = 'count(ray_smsgw_{}_total{{provider="pgood"}})'
+        series = 'count(ray_smsgw_{}_total{{provider="pgood"}})'
         while any(
-            _vector(prometheus, per_bind.format(m)) != {frozenset(): 2.0}
+            _vector(prometheus, series.format(m)).get(frozenset(), 0.0) < 1.0
             for m in ("provider_accepted", "receipts_received")
         ):
-            assert warm < 240, "one pgood bind never carried a message"
+            assert warm < 240, "pgood's binds never carried a message"
             obs.submit(f"491700{warm:06d}")
             warm += 1
             time.sleep(0.5)

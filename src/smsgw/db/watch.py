@@ -45,6 +45,9 @@ def changes(kind: str, old: dict[Any, Any], new: dict[Any, Any]) -> list[str]:
     return out
 
 
+STOP_TIMEOUT_S = 10.0
+
+
 class ConfigWatcher:
     def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
@@ -69,10 +72,14 @@ class ConfigWatcher:
         self._task = asyncio.create_task(self._run(), name="config-watcher")
         await asyncio.wait_for(self._loaded.wait(), 30)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Cancel the watcher; a reload callback that does not end in ``timeout_s``
+        (a removed provider bind that never finishes) is left behind, logged."""
         if self._task:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+            if not done:
+                self.log.warning("configuration watcher did not stop", after_s=timeout_s)
 
     async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.transaction():  # one snapshot: routes match their providers
