@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 import smpplib.exceptions
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, Producer
 
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
@@ -228,6 +228,7 @@ def ha(kafka3: EmbeddedKafkaCluster, db_url: str) -> Iterator[Ha]:
         while not sum(sims.call(lambda: dict(sim.bound)).values()) >= 2:
             assert time.monotonic() < deadline, "provider binds never came up"
             time.sleep(0.1)
+        _wait_group_settled(cluster.bootstrap, f"{topics.prefix}provider.smsc", members=2)
         customer = TimedCustomer(node.host, node.port, "acme", "pw")
         deadline = time.monotonic() + 60
         while True:  # the helper reads the bind_resp with a 1 s timeout: the machine is busy
@@ -342,6 +343,32 @@ def _read_ids(ha: Ha, want: set[str], timeout: float) -> set[str]:
     finally:
         consumer.close()
     return seen
+
+
+def _wait_group_settled(bootstrap: str, group: str, members: int, timeout: float = 90) -> None:
+    """Wait until ``group`` is STABLE with ``members`` members that own a partition each.
+
+    A bind that joins its provider's group after traffic started takes partitions
+    from the other one mid-flight: what that one sent and had not committed yet is
+    sent again by the new owner (a rebalance's at-least-once, not a broker loss).
+    After a test that restarted a broker the join can lag the SMPP bind by seconds
+    (the coordinator is still loading), so the control waits for the group itself.
+    """
+    admin = _admin(bootstrap)
+    deadline = time.monotonic() + timeout
+    last = "not described"
+    while time.monotonic() < deadline:
+        try:
+            desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(10)
+        except Exception as exc:  # the coordinator is loading: ask again
+            last = repr(exc)
+        else:
+            owning = [m for m in desc.members if m.assignment.topic_partitions]
+            last = f"{desc.state}, {len(owning)}/{len(desc.members)} members own partitions"
+            if desc.state == ConsumerGroupState.STABLE and len(owning) >= members:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"group {group} never settled: {last}")
 
 
 def _most_submit_partitions(ha: Ha) -> int:
