@@ -20,6 +20,11 @@ peer) while any of these holds:
 Before authentication: a connection unbound after ``smpp_bind_timeout_s`` is
 closed (enquire_link does not extend it), and connections beyond the per-IP
 or total limit are closed at once and counted.
+
+Behind a load balancer that sends the PROXY protocol (``smpp_proxy_protocol_from``),
+the connection's first octets are that header: the customer's address it names
+replaces the proxy's for the per-IP limit, the bind lockout, the allowlist and
+the logs (smsgw.server.proxy_header says what is believed).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from smsgw.message import AcceptedMessage, encode, from_submission
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import Nacked
+from smsgw.server.proxy_header import ProxyHeaderError, read_proxy_header
 from smsgw.smpp import events as ev
 from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
@@ -111,6 +117,7 @@ class SmppConnection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._counted_ip: str | None = None
+        self._awaiting_proxy_header = False
         self._bind_timer: asyncio.TimerHandle | None = None
         self._log_budget = LogBudget(burst=5, period_s=60.0)
 
@@ -122,10 +129,18 @@ class SmppConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if peer else ""
         self.log = self.log.bind(peer=self.peer_ip)
         core, s = self.core, self.core.settings
+        # A trusted proxy's connections are limited per customer address once its
+        # header names it (_take_proxy_header), not all together as the proxy's.
+        self._awaiting_proxy_header = (
+            self.tls is None and bool(core.proxies) and ip_allowed(self.peer_ip, core.proxies)
+        )
         refusal = None
         if len(core.connections) >= s.smpp_max_connections:
             refusal = "total"
-        elif core.connections_per_ip[self.peer_ip] >= s.smpp_max_connections_per_ip:
+        elif (
+            not self._awaiting_proxy_header
+            and core.connections_per_ip[self.peer_ip] >= s.smpp_max_connections_per_ip
+        ):
             refusal = "per_ip"
         if refusal is not None:  # before any work or log line: the peer may be a flood
             core.count("connections_refused", "", refusal)
@@ -239,11 +254,46 @@ class SmppConnection(asyncio.Protocol):
             self.log.exception("reader failed, closing")
             self.abort()
 
+    def _take_proxy_header(self) -> bool:
+        """The PROXY header off the input (True: read, or the connection closed).
+
+        False while it is incomplete. The customer's address it names is counted
+        against the per-IP limit from here on, as a direct connection is.
+        """
+        try:
+            header = read_proxy_header(self._inbuf)
+        except ProxyHeaderError as exc:
+            self.core.count("proxy_header_invalid")
+            self.log.warning("connection from a proxy without a PROXY header", error=str(exc))
+            self.abort()
+            return True
+        if header is None:
+            return False
+        del self._inbuf[: header.length]
+        self._awaiting_proxy_header = False
+        if header.source_ip is None or header.source_ip == self.peer_ip:
+            return True
+        core, ip = self.core, header.source_ip
+        if self._counted_ip is not None:
+            core.connections_per_ip[self._counted_ip] -= 1
+            if core.connections_per_ip[self._counted_ip] <= 0:
+                del core.connections_per_ip[self._counted_ip]
+        self.log = self.log.bind(peer=ip, proxy=self.peer_ip)
+        self.peer_ip = ip
+        core.connections_per_ip[ip] += 1
+        self._counted_ip = ip
+        if core.connections_per_ip[ip] > core.settings.smpp_max_connections_per_ip:
+            core.count("connections_refused", "", "per_ip")
+            self.abort()
+        return True
+
     async def _read_forever(self) -> None:
         """Hand input to the session, a bounded amount per loop iteration."""
         while not self._closed:
             await self._input.wait()
             self._input.clear()
+            if self._awaiting_proxy_header and not self._take_proxy_header():
+                continue
             handled = 0
             while not self._closed and not self.session.closed and not self._blocked():
                 hold = self._hold_until - self.loop.time()
