@@ -33,6 +33,14 @@ def bind_name(key: BindKey) -> str:
     return f"provider:{key[0]}#{key[1]}"
 
 
+def bind_key(name: str) -> BindKey | None:
+    """The key of a ``bind_name`` (None: not one)."""
+    head, sep, index = name.rpartition("#")
+    if not sep or not head.startswith("provider:") or not index.isdigit():
+        return None
+    return head.removeprefix("provider:"), int(index)
+
+
 class RestartRequested(Exception):
     """Raised inside one bind to restart it, the way a crash would."""
 
