@@ -189,6 +189,7 @@ class SupervisorImpl:
         # The same level and format as every worker (SMSGW_LOG_LEVEL, SMSGW_LOG_JSON).
         log.configure(self.settings.log_level, self.settings.log_json)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
+        self._node_of: dict[str, str] = {}  # name -> the Ray node id it was placed on
         # Connector host -> (version, binds) as last sent; versions only grow.
         self.assigned: dict[str, tuple[int, list[tuple[str, int]]]] = {}
         self._assign_version = 0
@@ -276,10 +277,15 @@ class SupervisorImpl:
             )
             self._topics_made |= names
         desired = plan(nodes, self.settings_dict)
+        wanted = assign_binds(nodes, providers, self._placed())
+        # The hosts that live get their binds first: a lost node's binds reopen
+        # elsewhere at once, not after the actors below are stopped or created.
+        self._send_assignments(wanted)
         # Ray's actor API calls block on the GCS; off the loop, so the step's
         # timeout can still fire if one of them hangs.
-        await asyncio.to_thread(self._apply, desired)
-        self._send_assignments(assign_binds(nodes, providers, self._placed()))
+        alive = {n["NodeID"] for n in nodes}
+        await asyncio.to_thread(self._apply, desired, alive)
+        self._send_assignments(wanted)  # hosts created just now
 
     def _placed(self) -> dict[str, list[tuple[str, int]]]:
         """Where the binds are: as last assigned, else (a restarted supervisor) as the
@@ -311,8 +317,13 @@ class SupervisorImpl:
         for host in set(self.assigned) - set(wanted):
             del self.assigned[host]
 
-    def _apply(self, desired: dict[str, Spec]) -> None:
-        """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing."""
+    def _apply(self, desired: dict[str, Spec], alive: set[str]) -> None:
+        """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing.
+
+        An actor of a node that is gone is killed at once: asked to stop, it would
+        hold this pass for the whole grace (Ray cannot restart it on its pinned
+        node, so the call never ends).
+        """
         going = [
             (name, handle)
             for name, (handle, fp) in self.actors.items()
@@ -321,7 +332,9 @@ class SupervisorImpl:
         for name, _handle in going:
             self.log.info("stopping actor", actor=name)
             del self.actors[name]
-        _stop(going)
+        lost = [(n, h) for n, h in going if self._node_of.pop(n, None) not in alive]
+        _kill(lost)
+        _stop([g for g in going if g not in lost])
         for name, spec in desired.items():
             if name in self.actors:
                 continue
@@ -330,6 +343,7 @@ class SupervisorImpl:
                 handle = self._create(spec)
             if handle is not None:
                 self.actors[name] = (handle, spec.fingerprint)
+                self._node_of[name] = spec.node
 
     def _adopt(self, spec: Spec) -> Any:
         """An actor of this name from before a supervisor restart, if it fits the spec."""
@@ -466,6 +480,10 @@ def _stop(actors: list[tuple[str, Any]]) -> None:
     if polite:
         with contextlib.suppress(Exception):
             ray.wait(polite, num_returns=len(polite), timeout=STOP_GRACE_S)
+    _kill(actors)
+
+
+def _kill(actors: list[tuple[str, Any]]) -> None:
     for _name, handle in actors:
         with contextlib.suppress(Exception):
             ray.kill(handle, no_restart=True)

@@ -105,11 +105,18 @@ class AsyncConsumer:
         *,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        static_id: str | None = None,
     ) -> None:
+        """``static_id``: under static membership, the member's id whatever process
+        runs it (a provider bind, which the supervisor may move to another node: the
+        new host takes the partitions over at once, KIP-345, instead of waiting out
+        the old member's session timeout)."""
         if "name" in _static_member and "group.instance.id" not in config:
             member = _static_member["name"]
-            if "client.id" in config:  # one of several named workers of this process
-                member = f"{member}/{config['client.id']}"  # (a connector host's binds)
+            if static_id is not None:
+                member = static_id
+            elif "client.id" in config:  # one of several named workers of this process
+                member = f"{member}/{config['client.id']}"
             config = {**config, "group.instance.id": member}
         self.consumer = Consumer(config)
         self.tracker = OffsetTracker()

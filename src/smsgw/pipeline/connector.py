@@ -195,6 +195,7 @@ class ProviderBind:
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
+            static_id=self.name,  # one bind on one node at a time: its id is its own
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
         # Set when the send loop may have work: records queued, an answer or a
