@@ -344,8 +344,11 @@ def test_hosts_behind_a_vip_survive_a_host_loss(
             f"{', '.join(f'{r:.1f}' for r in rebinds)} s after their session dropped; "
             f"host back with its share after {rejoined:.1f} s"
         )
-        # Issue 14 asks for 10 s; measured 45 s on a 2-core machine at load 40-60
-        # (docs/NETNS.md): the bound above (90 s) is what this test holds today.
+        # Issue 14: the lost host's provider binds reopen on the others within 10 s.
+        # Measured 3.7 s at load 40 (Ray's health check ~3 s, then the live hosts get
+        # their binds first); 12-45 s before the supervisor stopped waiting on the
+        # dead node's actors (docs/NETNS.md).
+        assert at_smsc <= 10.0, f"provider binds back after {at_smsc:.1f} s, not within 10 s"
     finally:
         for snd in senders:
             snd.close()
