@@ -130,3 +130,7 @@ def test_a_late_message_waits_as_long_as_its_withdrawal_marker_can_take() -> Non
     assert withdrawal_hold_s(1000.0, 1004.5, t) == 7.5
     # Routed a minute late (its marker is surely written by now): the minimum hold.
     assert withdrawal_hold_s(1000.0, 1060.0, t) == WITHDRAWAL_HOLD_S
+    # Routed long after receipt (a stalled router's backlog): its marker follows at
+    # the router's pace, so the hold runs a produce timeout past the routing.
+    assert withdrawal_hold_s(1000.0, 1060.0, t, routed_at=1059.0) == t - 1.0
+    assert withdrawal_hold_s(1000.0, 1060.0, t, routed_at=1000.5) == WITHDRAWAL_HOLD_S

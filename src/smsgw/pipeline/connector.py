@@ -358,7 +358,10 @@ class ProviderBind:
                 first = self.outbox.next_deadline()
                 if self.outbox.add(pos, routed):
                     hold = withdrawal_hold_s(
-                        routed.message.received_at, time.time(), self.produce_timeout_s
+                        routed.message.received_at,
+                        time.time(),
+                        self.produce_timeout_s,
+                        routed.routed_at,
                     )
                     asyncio.get_running_loop().call_later(hold, self._release, routed.message.id)
                 else:
