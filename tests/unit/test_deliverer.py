@@ -13,7 +13,7 @@ from smsgw.server.delivery_logic import STATE_RECHECK_S, STATE_WAIT_S, DeliveryL
 from smsgw.smpp import events as ev
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Address
-from smsgw.state import MessageState
+from smsgw.state import MessageState, StateRecord
 from tests.helpers.messages import accepted_message
 from tests.unit.test_smpp_session import DLR, T0, bound_server, header, raw
 
@@ -92,6 +92,10 @@ def _failure_and_mo(mid: str) -> list[Delivery]:
     return [receipt, mo]
 
 
+def _state(mid: str, state: MessageState, destination: str = "491701234567") -> StateRecord:
+    return StateRecord(mid, "acme", "ACME", state, T0, 0, "receipt", destination)
+
+
 def _run(logic: DeliveryLogic[int], now: float) -> list[Delivery]:
     """One dispatch of acme's queue to a bind with room; what went on the wire."""
     placed: list[Delivery] = []
@@ -108,7 +112,7 @@ def _run(logic: DeliveryLogic[int], now: float) -> list[Delivery]:
 def test_a_final_receipt_telling_another_final_state_than_the_one_shown_is_not_sent() -> None:
     """Issue 10: the store shows DELIVERED (first final); a failure receipt decided again
     on a bind replay is finished unsent; MO is not looked at."""
-    shown = {"m1": MessageState.DELIVERED}
+    shown = {"m1": _state("m1", MessageState.DELIVERED)}
     logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
     for n, d in enumerate(_failure_and_mo("m1")):
         logic.take(n, 0, d)
@@ -120,17 +124,29 @@ def test_a_final_receipt_telling_another_final_state_than_the_one_shown_is_not_s
 def test_a_final_receipt_waits_for_its_state_record_then_goes_as_it_is() -> None:
     """Read before the follower applied its state: looked at again; sent when the store
     shows the same final state, or once STATE_WAIT_S has passed without one."""
-    shown: dict[str, MessageState] = {}
+    shown: dict[str, StateRecord] = {}
     logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
     receipt = _failure_and_mo("m1")[0]
     logic.take(0, 0, receipt)
     assert _run(logic, T0) == []
-    shown["m1"] = MessageState.UNDELIVERABLE
+    shown["m1"] = _state("m1", MessageState.UNDELIVERABLE)
     assert _run(logic, T0 + STATE_RECHECK_S) == [receipt]
-    never: dict[str, MessageState] = {}
+    assert logic.stats.state_waits == 1
+    never: dict[str, StateRecord] = {}
     late: DeliveryLogic[int] = DeliveryLogic(shown=never.get)
     late.take(0, 0, receipt)
     assert _run(late, T0) == []
     assert _run(late, T0 + STATE_WAIT_S / 2) == []
     assert _run(late, T0 + STATE_WAIT_S + 1) == [receipt]
     assert late.stats.unconfirmed == 1
+
+
+def test_a_submit_multi_receipt_is_not_held_to_another_destinations_state() -> None:
+    """A submit_multi's destinations share one id, and the store one state for it: a
+    failure receipt for the second destination goes although the first is DELIVERED."""
+    shown = {"m1": _state("m1", MessageState.DELIVERED, destination="491709999999")}
+    logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
+    receipt = _failure_and_mo("m1")[0]
+    logic.take(0, 0, receipt)
+    assert _run(logic, T0) == [receipt]
+    assert logic.stats.contradicted == 0

@@ -232,10 +232,10 @@ class PipelineMachine(RuleBasedStateMachine):
         self.bind_records: dict[tuple[int, int], set[str]] = {}
         self.bind_written_ids: set[str] = set()
 
-    def _shown(self, mid: str) -> MessageState | None:
+    def _shown(self, mid: str) -> StateRecord | None:
         """The node's StateStore, as the deliverer reads it: the final state shown."""
         record = self.store.get(mid)
-        return record.state if record is not None and record.state.final else None
+        return record if record is not None and record.state.final else None
 
     def _contradicts(self, offset: int) -> bool:
         """A final receipt telling another final state than the one shown (skipped)."""
@@ -496,6 +496,7 @@ class PipelineMachine(RuleBasedStateMachine):
                             self.clock,
                             o.status or o.err,
                             o.reason,
+                            part.destination.addr,
                         )
                     )
                     if o.receipt and customer_wants(part.registered_delivery, o.state):
@@ -545,7 +546,16 @@ class PipelineMachine(RuleBasedStateMachine):
         self.provider_finals.setdefault(pid, state)
         for mid in ids:
             self._state(
-                StateRecord(mid, CUSTOMER, pairing.source.addr, state, self.clock, 0, "receipt")
+                StateRecord(
+                    mid,
+                    CUSTOMER,
+                    pairing.source.addr,
+                    state,
+                    self.clock,
+                    0,
+                    "receipt",
+                    pairing.destination.addr,
+                )
             )
             if wanted:
                 d = customer_receipt(pairing, r, RECEIPT_TTL_S, mid)

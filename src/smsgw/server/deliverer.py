@@ -48,7 +48,7 @@ from smsgw.server.delivery_logic import (
     session_home,
 )
 from smsgw.smpp.status import CommandStatus as S
-from smsgw.state import MessageState
+from smsgw.state import StateRecord
 from smsgw.topics import Topics
 
 __all__ = [
@@ -134,10 +134,10 @@ class Deliverer:
         self.log = log.get("smsgw.deliverer")
         core.delivery_wakers.append(self._wake)
 
-    def _shown(self, message_id: str) -> MessageState | None:
+    def _shown(self, message_id: str) -> StateRecord | None:
         """The final state the node's store shows (the state follower's first final)."""
         record = self.core.states.get(message_id)
-        return record.state if record is not None and record.state.final else None
+        return record if record is not None and record.state.final else None
 
     def _wake(self, customer: str) -> None:
         """A bind of the customer came up: look at its queue on the next turn."""

@@ -33,6 +33,9 @@ The rules (invariants 6 and 9):
   §5.2.17). The state store's first final is the one outcome everyone agrees
   on, so the receipt follows it. A receipt read before its state record waits
   for it (``STATE_RECHECK_S``), at most ``STATE_WAIT_S``, then goes as it is.
+  The destinations of a submit_multi share one id and one state shown: a
+  receipt for another destination than the state's is not held to it (the
+  once-only id, one per destination, is what holds there).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import Generic, TypeVar
 
 from smsgw.records import Delivery
 from smsgw.smpp.status import CommandStatus as S
-from smsgw.state import MessageState
+from smsgw.state import MessageState, StateRecord
 
 DEDUP_HORIZON_S = 3600.0  # replays after a crash are seconds old; keep an hour
 REMOTE_BATCH = 200
@@ -125,6 +128,7 @@ class DelivererStats:
     duplicates_skipped: int = 0
     contradicted: int = 0  # final receipts unsent: the message's final state is another
     unconfirmed: int = 0  # final receipts sent without their state in the store
+    state_waits: int = 0  # final receipts read before their state record (then waited)
     expired: int = 0
     retries: int = 0
     waiting: int = 0
@@ -158,8 +162,8 @@ class Dispatched(Generic[H]):
 # Puts a delivery on the first of the binds (2nd argument) that takes it, dropping
 # a bind found full from the free ones (3rd); True if one took it.
 Place = Callable[[Pending[H], list[C], list[C]], bool]
-# The final state the node's StateStore shows for a message id; None: none final yet.
-Shown = Callable[[str], MessageState | None]
+# The final state record the node's StateStore shows for a message id; None: none yet.
+Shown = Callable[[str], StateRecord | None]
 
 
 class DeliveryLogic(Generic[H]):
@@ -299,6 +303,8 @@ class DeliveryLogic(Generic[H]):
         state shown; False for a final receipt telling another one (no mark is
         written: its id is the one every final receipt of the message shares, and
         a replay of the record is skipped again); None: wait for the state record.
+        A state shown for another destination (a submit_multi's destinations share
+        one id and one record in the store) says nothing of this one: True.
         """
         d = item.delivery
         if self.shown is None or d.kind != "receipt" or not d.message_id:
@@ -311,9 +317,12 @@ class DeliveryLogic(Generic[H]):
             return True
         shown = self.shown(d.message_id)
         if shown is not None:
-            return shown == state
+            if shown.destination and shown.destination != d.source.addr:
+                return True
+            return shown.state == state
         if item.state_wait_from is None:
             item.state_wait_from = now
+            self.stats.state_waits += 1
         if now - item.state_wait_from < STATE_WAIT_S:
             return None
         if not item.unconfirmed:
