@@ -26,7 +26,9 @@ does; what it had produced but not had acknowledged is lost. Invariants 2, 3,
   wins) never changes, and the gateway decides a message's fate (taken by the
   provider, or failed) once, except for a record a crash made read again;
 - the customer gets at most one receipt per message (a second only after a
-  deliverer crash between its answer and its ``delivered`` mark);
+  deliverer crash between its answer and its ``delivered`` mark), and every
+  final receipt it takes tells the message's final state shown (the deliverer
+  reads the state store, as a node's deliverer reads its StateStore);
 - no stage commits past a record it has not finished;
 - once the provider and the customer answer again and time passes, every
   accepted message has a final state, every stage has committed its topics
