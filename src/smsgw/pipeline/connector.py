@@ -571,7 +571,14 @@ class ProviderBind:
         for mid in item.ids:
             m = dataclasses.replace(item.part, id=mid)
             record = StateRecord(
-                mid, m.customer, m.source.addr, state, time.time(), status or err, reason
+                mid,
+                m.customer,
+                m.source.addr,
+                state,
+                time.time(),
+                status or err,
+                reason,
+                m.destination.addr,
             )
             self.producer.produce(self.topics.message_state, record.encode(), mid.encode())
             count_final(self.stats.final, state, reason)
