@@ -1,7 +1,7 @@
 """A submit is answered by its reports or at the produce timeout, whichever first (issue 14).
 
-Below min ISR librdkafka reported records up to 8 s after a 5-s produce
-timeout (a record in a request is reported when the request ends); the
+Below min ISR librdkafka reported records up to 8-14 s after the submit (a 5-s produce
+timeout: a record in a request is reported when the request ends); the
 listener answers at its own deadline and gives the unreported records up.
 """
 

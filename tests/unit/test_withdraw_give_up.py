@@ -4,7 +4,8 @@ No broker: a closed loopback port, so librdkafka can only keep the records
 queued until their timeout. The marker must be queued when the listener gives
 the record up (before the error answer goes out, so behind the record on its
 partition), not when librdkafka's report comes, which below min ISR came up to
-8 s after the produce timeout (issue 14).
+3 s after the 5-s produce timeout (issue 14): later than the provider bind's
+hold for a late message allows for (outbox.withdrawal_hold_s).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ A submit is answered status 0 only from Kafka's delivery report of its record
 after ``message.timeout.ms``: a record carried by a produce request is
 reported only when that request ends. With two brokers down (below min ISR,
 and the KRaft quorum lost, so the leader's ISR never shrinks) the leader holds
-such a request for its own timeout: refusals came 5.0-8.1 s after the submit
-against a 5-s produce timeout, and 17 s with librdkafka's default request
-timeout (issue 14). So the listener keeps its own deadline: the produce timeout
+such a request for its own timeout: refusals came up to 8-14 s after the
+submit against a 5-s produce timeout, and 17 s with librdkafka's default
+request timeout (issue 14). So the listener keeps its own deadline: the produce timeout
 after it read the submit, whatever has no report by then counts as failed, the
 answer goes out, and those records are given up (smsgw.server.withdraw writes
 their withdrawal markers: a record may still land after its error answer).
