@@ -153,7 +153,9 @@ class Settings(BaseSettings):
     # Kafka data plane.
     topic_prefix: str = "smsgw."
     topic_partitions: int = 6
-    produce_timeout_s: float = 5.0
+    # A submit without Kafka's acknowledgement by then is answered ESME_RSYSERR (and
+    # withdrawn); also librdkafka's message and request timeouts for the listener.
+    produce_timeout_s: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = False

@@ -46,6 +46,7 @@ from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import Nacked
 from smsgw.server.proxy_header import ProxyHeaderError, read_proxy_header
+from smsgw.server.submit_outcome import Answer, SubmitOutcome
 from smsgw.smpp import events as ev
 from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
@@ -579,6 +580,7 @@ class SmppConnection(asyncio.Protocol):
             self.session.respond_submit(e.sequence, S.ESME_RTHROTTLED, command=e.command)
             self._schedule_flush()
             return
+        read_at = self.loop.time()
         message_id = core.ids.next_id()
         messages = from_submission(
             parsed,
@@ -601,9 +603,14 @@ class SmppConnection(asyncio.Protocol):
         if failure is not None and not futures:
             self._refuse(e, failure, "Kafka backlog full" if failure == S.ESME_RMSGQFUL else "")
             return
-        outcome = _Outcome(self, e, messages, futures, failure)
-        for fut in futures:
-            fut.add_done_callback(outcome.one_done)
+        state = SubmitOutcome(
+            len(messages),
+            len(futures),
+            read_at=read_at,
+            timeout_s=core.settings.produce_timeout_s,
+            failure=failure,
+        )
+        _Outcome(self, e, messages, futures, state)
 
     def _throttled_flood(self, n: int, tps: float) -> None:
         """Far over its TPS, a connection is read no faster than its TPS.
@@ -732,9 +739,13 @@ class SmppConnection(asyncio.Protocol):
 
 
 class _Outcome:
-    """Collects the delivery reports of one submit's records (one per destination)."""
+    """One submit until its answer: delivery reports, or the produce timeout's timer.
 
-    __slots__ = ("conn", "event", "failure", "futures", "messages", "ok", "pending")
+    The decisions are ``SubmitOutcome``'s; this wires it to the futures, the
+    loop's timer, the producer (records given up are withdrawn) and the session.
+    """
+
+    __slots__ = ("conn", "event", "futures", "messages", "state", "timer")
 
     def __init__(
         self,
@@ -742,22 +753,43 @@ class _Outcome:
         event: ev.SubmitReceived,
         messages: list[AcceptedMessage],
         futures: list[asyncio.Future[Any]],
-        failure: S | None,
+        state: SubmitOutcome,
     ) -> None:
         self.conn = conn
         self.event = event
         self.messages = messages
         self.futures = futures
-        self.failure = failure or S.ESME_RSYSERR
-        self.ok = [False] * len(messages)
-        self.pending = len(futures)
+        self.state = state
+        self.timer = conn.loop.call_at(state.deadline, self.expire)
+        for fut in futures:
+            fut.add_done_callback(self.one_done)
 
     def one_done(self, fut: asyncio.Future[Any]) -> None:
+        if self.state.answered:
+            return  # given up at the deadline (cancelled), or a late report: withdrawn
         i = self.futures.index(fut) if len(self.futures) > 1 else 0
-        if fut.exception() is None:
-            self.ok[i] = True
-        else:
-            self.conn.log.warning("kafka did not confirm", error=str(fut.exception()))
-        self.pending -= 1
-        if self.pending == 0:
-            self.conn.answer_submit(self.event, self.messages, self.ok, self.failure)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            self.conn.log.warning("kafka did not confirm", error=str(exc))
+        self._answer(self.state.reported(i, exc is None and not fut.cancelled()))
+
+    def expire(self) -> None:
+        answer = self.state.expire(self.conn.loop.time())
+        if answer is None and not self.state.answered:  # the loop ran the timer a hair early
+            self.timer = self.conn.loop.call_at(self.state.deadline, self.expire)
+            return
+        if answer is not None:
+            self.conn.log.warning(
+                "kafka did not confirm in time",
+                timeout_s=self.conn.core.settings.produce_timeout_s,
+                records=len(answer.given_up),
+            )
+        self._answer(answer)
+
+    def _answer(self, answer: Answer | None) -> None:
+        if answer is None:
+            return
+        self.timer.cancel()
+        for i in answer.given_up:  # their markers queued before the answer is written
+            self.conn.core.producer.give_up(self.futures[i])
+        self.conn.answer_submit(self.event, self.messages, answer.ok, answer.failure)
