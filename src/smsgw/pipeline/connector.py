@@ -96,7 +96,16 @@ __all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
 # consumer's wait for records returns this often at most (to notice a stop).
 FETCH_WAIT_S = 5.0
 COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
-IDLE_FETCH_WAIT_MS = 500
+# What an idle bind's librdkafka consumer wakes up for (issue 13: 200 binds woke
+# their host's threads ~15 times a second each): empty fetches and heartbeats.
+# The broker answers a fetch as soon as a record is readable (fetch.min.bytes 1;
+# a transaction's commit marker moves the last stable offset and completes it),
+# so the long-poll costs no latency; it only spaces the empty answers.
+IDLE_FETCH_WAIT_MS = 5000
+# librdkafka's default; a member learns of a rebalance at its next heartbeat, so a
+# bind of a provider joining or leaving moves partitions up to this much later.
+# Still a third of the session timeout (consumer_config).
+BIND_HEARTBEAT_MS = 3000
 
 
 class ConnectorConfig(Protocol):
@@ -190,9 +199,11 @@ class ProviderBind:
             consumer_config(
                 bootstrap,
                 f"{topics.prefix}provider.{provider.name}",
-                # An idle bind's long-poll: the broker answers as soon as a record is
-                # there, so this only spaces the empty fetches of hundreds of binds.
-                **{"client.id": self.name, "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS},
+                **{
+                    "client.id": self.name,
+                    "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS,
+                    "heartbeat.interval.ms": BIND_HEARTBEAT_MS,
+                },
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
