@@ -44,7 +44,7 @@ Span = tuple[str, int, int, int]  # topic, partition, first waiting offset, end 
 
 # A group found caught up is asked for its committed offsets again only once its
 # topic's log ends moved, or after this long (offsets reset or expired meanwhile).
-RECHECK_SETTLED_S = 60.0
+RECHECK_SETTLED_S = 300.0
 Ends = tuple[tuple[int, int], ...]  # (partition, end offset), sorted
 
 
