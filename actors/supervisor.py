@@ -40,7 +40,7 @@ from smsgw.actors.workers import (
 from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
-from smsgw.kafka.lag import LagProbe, consumer_lag
+from smsgw.kafka.lag import Ends, LagProbe, consumer_lag
 from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.node.binds import bind_key
 from smsgw.settings import Settings
@@ -223,7 +223,8 @@ class SupervisorImpl:
         # for its timeouts (committed offsets while a coordinator loads or moves), and
         # nothing here ever waits for one.
         bootstrap = s.kafka_bootstrap
-        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups), LAG_S)
+        settled: dict[str, tuple[Ends, float]] = {}  # the probe thread's own
+        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups, settled=settled), LAG_S)
         lag.groups = self._lag_groups(config)
         lag.start()
         lag_seen, last_publish = 0, 0.0
