@@ -475,7 +475,7 @@ def test_sigkill_one_broker_loses_nothing_end_to_end(ha: Ha, victim: Callable[[H
         catch_up = _caught_up(ha.cluster, ha.topics.prefix)  # under traffic
     finally:
         traffic.finish()
-    out = _settle(ha)
+    out = _settle(ha, refused_unsent=True)
     print(
         f"\nbroker {broker} SIGKILLed: {out.line()}; refusals within "
         f"{_refusals_window(ha):.1f} s; restart took {restart_s:.1f} s, "
@@ -573,7 +573,7 @@ def test_rolling_restart_loses_nothing(ha: Ha) -> None:
             )
     finally:
         traffic.finish()
-    out = _settle(ha)
+    out = _settle(ha, refused_unsent=True)
     print(
         f"\nrolling restart: {out.line()}; refusals within {_refusals_window(ha):.1f} s; "
         + "; ".join(phases)

@@ -57,7 +57,7 @@ from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
+from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal, late_after_s
 from smsgw.pipeline.outbox import (
     BindStats,
     Failed,
@@ -186,7 +186,7 @@ class ProviderBind:
         self.failover_after_s = failover_after_s
         self.max_age_s = provider.max_age_s(message_ttl_s)
         self.produce_timeout_s = produce_timeout_s
-        self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
+        self.late_after_s = late_after_s(produce_timeout_s)  # as the router's
         # The expiry timer sleeps until the outbox's first deadline, or this.
         self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
