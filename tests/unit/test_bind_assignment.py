@@ -4,21 +4,18 @@ exactly one node, spread evenly, a provider added or removed moving no other bin
 from __future__ import annotations
 
 import collections
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgw.actors.supervisor import assign_binds, expand_binds, plan
+from smsgw.fleet import Node, assign_binds, expand_binds, plan
 from smsgw.node.binds import bind_key, bind_name
 
 Bind = tuple[str, int]
 
 
-def nodes(n: int) -> list[dict[str, Any]]:
-    return [
-        {"NodeID": f"{i:02d}" + "ab" * 27, "NodeManagerAddress": f"10.0.0.{i}"} for i in range(n)
-    ]
+def nodes(n: int) -> list[Node]:
+    return [Node(f"{i:02d}" + "ab" * 27, f"10.0.0.{i}") for i in range(n)]
 
 
 def test_one_connector_host_per_node_and_no_actor_per_bind() -> None:
