@@ -24,6 +24,21 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "smsgw_submits_throttled_total": ("Submits answered ESME_RTHROTTLED", ("customer",)),
     "smsgw_binds_total": ("Bind attempts by customer and outcome", ("customer", "status")),
+    "smsgw_connections_total": ("Connections the listener accepted", ("listener",)),
+    "smsgw_tls_handshakes_failed_total": (
+        "Connections whose TLS handshake failed or timed out",
+        ("listener",),
+    ),
+    "smsgw_protocol_errors_total": (
+        "Malformed PDUs from customers, by the status answered (generic_nack or the PDU's"
+        " response, SMPP 3.4 §3.3)",
+        ("customer", "status"),
+    ),
+    "smsgw_requests_refused_total": (
+        "Customer requests the session refused by itself: not allowed in the bind state or"
+        " not supported (SMPP 3.4 §2.3, §4)",
+        ("customer", "status"),
+    ),
     "smsgw_connections_refused_total": (
         "Connections closed at once: over the per-IP or total limit",
         ("listener", "reason"),
@@ -64,6 +79,15 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smsgw_provider_accepted_total": ("submit_sm accepted by providers", ("provider",)),
     "smsgw_provider_throttled_total": ("ESME_RTHROTTLED from providers", ("provider",)),
     "smsgw_provider_errors_total": ("Error statuses from providers", ("provider", "status")),
+    "smsgw_provider_retried_total": (
+        "Submits sent again after a transient error status (throttled included)",
+        ("provider",),
+    ),
+    "smsgw_provider_withdrawn_too_late_total": (
+        "Withdrawals of refused submits that came after the submit was sent",
+        ("provider",),
+    ),
+    "smsgw_provider_connects_total": ("SMPP links bound to providers (reconnects)", ("provider",)),
     "smsgw_provider_resent_total": (
         "Submits resent after an unknown outcome (possible duplicates)",
         ("provider",),
@@ -172,6 +196,12 @@ class MetricsExporter:
                 self._inc(names[event], value, **tags)
             elif event == "rejected":
                 self._inc("smsgw_submits_rejected_total", value, customer=customer, status=status)
+            elif event in ("protocol_errors", "refused"):
+                metric = {
+                    "protocol_errors": "smsgw_protocol_errors_total",
+                    "refused": "smsgw_requests_refused_total",
+                }[event]
+                self._inc(metric, value, customer=customer, status=status)
             elif event == "binds":
                 self._inc("smsgw_binds_total", value, customer=customer, status=status)
             elif event == "connections_refused":
@@ -179,12 +209,16 @@ class MetricsExporter:
                     "smsgw_connections_refused_total", value, listener=self.name, reason=status
                 )
             elif event in (
+                "connections",
+                "tls_handshake_failed",
                 "bind_timeouts",
                 "bind_lockouts",
                 "log_suppressed",
                 "proxy_header_invalid",
             ):
                 metric = {
+                    "connections": "smsgw_connections_total",
+                    "tls_handshake_failed": "smsgw_tls_handshakes_failed_total",
                     "bind_timeouts": "smsgw_bind_timeouts_total",
                     "proxy_header_invalid": "smsgw_proxy_header_invalid_total",
                     "bind_lockouts": "smsgw_bind_lockouts_total",
@@ -243,6 +277,11 @@ class MetricsExporter:
         self._inc("smsgw_provider_accepted_total", b.get("accepted", 0), provider=p)
         self._inc("smsgw_provider_throttled_total", b.get("throttled", 0), provider=p)
         self._inc("smsgw_provider_resent_total", b.get("resent_unknown", 0), provider=p)
+        self._inc("smsgw_provider_retried_total", b.get("retried", 0), provider=p)
+        self._inc(
+            "smsgw_provider_withdrawn_too_late_total", b.get("withdrawn_too_late", 0), provider=p
+        )
+        self._inc("smsgw_provider_connects_total", b.get("connects", 0), provider=p)
         self._inc("smsgw_provider_failover_total", b.get("failed_over", 0), provider=p)
         self._inc("smsgw_receipts_received_total", b.get("receipts", 0), provider=p)
         self._inc("smsgw_mo_received_total", b.get("mo", 0), provider=p)
