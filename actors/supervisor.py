@@ -231,10 +231,6 @@ class SupervisorImpl:
     def status(self) -> dict[str, Any]:
         return dict(self.snapshot)
 
-    def reconcile_now(self) -> None:
-        if self._wake is not None:
-            self.host.loop.call_soon_threadsafe(self._wake.set)
-
     def shutdown(self) -> None:
         """Stop every worker actor (then the caller kills this one)."""
         self.host.stop(timeout=30)
