@@ -2,16 +2,17 @@
 
 Each service starts only when a test asks for it, and any failure to start
 fails the run loudly — integration tests are never skipped. Each test gets
-fresh topics (its own prefix) and a fresh database.
+fresh topics (its own prefix) and a fresh database. Every service is stopped
+(its whole process group) and its data dir removed at the end, the dirs kept
+if a test failed (tests/helpers/scratch.py); Ray's session dirs go to one dir
+of the run's own (``RAY_TMPDIR``), not to /tmp/ray where they piled up.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,6 +26,7 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.kafka.security import KafkaCredentials, use_security
 from smsgw.topics import Topics
+from tests.helpers import scratch
 
 if TYPE_CHECKING:  # imports Ray: only the tests that start a gateway on it pay for that
     from tests.helpers.cluster import Runtime
@@ -37,89 +39,127 @@ if os.environ.get("SMSGW_CI"):
     settings.load_profile("ci")
 
 
-def _service_dir(name: str) -> Path:
-    # Not pytest's tmp_path: as root that lives under a 0700 dir PostgreSQL's
-    # unprivileged user could not enter.
-    return Path(tempfile.mkdtemp(prefix=f"smsgw-test-{name}-"))
+RAY_TMP = pytest.StashKey[scratch.DataDir]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    scratch.attach(session)
+    # Every Ray node the run starts (the session head, second nodes, the heads of
+    # `smsgw run` processes) and every driver keeps its session dir here (Ray's
+    # default is /tmp/ray, never cleaned): removed with the run's other dirs.
+    ray_tmp = session.stash[RAY_TMP] = scratch.DataDir("raytmp")
+    os.environ["RAY_TMPDIR"] = str(ray_tmp.path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # The session's services have stopped by now (fixture teardown).
+    if RAY_TMP in session.stash:
+        session.stash[RAY_TMP].done(ok=exitstatus == 0)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if scratch.kept:
+        terminalreporter.write_sep("-", "data dirs kept for failed tests")
+        for path in scratch.kept:
+            terminalreporter.write_line(str(path))
+
+
+@pytest.fixture
+def data_dir() -> Iterator[scratch.TestDirs]:
+    """``data_dir(name)``: a fresh dir for this test, removed after it (kept if it failed)."""
+    dirs = scratch.TestDirs()
+    yield dirs
+    dirs.close()
 
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[EmbeddedKafka]:
-    kafka_dir = _service_dir("kafka")
-    creds = KafkaCredentials.load_or_create(kafka_dir / "credentials.json")
-    broker = EmbeddedKafka(
-        kafka_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="768m",
-        credentials=creds,
-    )
-    broker.start()
-    # Clients of this process, the Settings() tests build (and pass to actors) and
-    # processes they start: all authenticate as the gateway would.
-    use_security(broker.client_security)
-    os.environ.update(
-        SMSGW_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
-        SMSGW_KAFKA_SASL_MECHANISM=creds.mechanism,
-        SMSGW_KAFKA_SASL_USERNAME=creds.username,
-        SMSGW_KAFKA_SASL_PASSWORD=creds.password,
-    )
-    yield broker
-    broker.stop()
+    with scratch.DataDir("kafka") as kafka_dir:
+        creds = KafkaCredentials.load_or_create(kafka_dir / "credentials.json")
+        broker = EmbeddedKafka(
+            kafka_dir,
+            port=free_port(),
+            controller_port=free_port(),
+            heap="768m",
+            credentials=creds,
+        )
+        try:
+            broker.start()
+            # Clients of this process, the Settings() tests build (and pass to actors) and
+            # processes they start: all authenticate as the gateway would.
+            use_security(broker.client_security)
+            os.environ.update(
+                SMSGW_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+                SMSGW_KAFKA_SASL_MECHANISM=creds.mechanism,
+                SMSGW_KAFKA_SASL_USERNAME=creds.username,
+                SMSGW_KAFKA_SASL_PASSWORD=creds.password,
+            )
+            yield broker
+        finally:
+            broker.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka3(kafka: EmbeddedKafka) -> Iterator[EmbeddedKafkaCluster]:
     """Three controller+broker processes (512 MB heap each), the session broker's SCRAM
     user: what ``SMSGW_KAFKA_BROKERS=3`` starts. Tests that stop a broker start it again."""
-    cluster = EmbeddedKafkaCluster(
-        _service_dir("kafka3"),
-        ports=[free_port() for _ in range(3)],
-        controller_ports=[free_port() for _ in range(3)],
-        heap="512m",
-        credentials=kafka.credentials,
-    )
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    with scratch.DataDir("kafka3") as data:
+        cluster = EmbeddedKafkaCluster(
+            data,
+            ports=[free_port() for _ in range(3)],
+            controller_ports=[free_port() for _ in range(3)],
+            heap="512m",
+            credentials=kafka.credentials,
+        )
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(_service_dir("pg"), port=free_port())
-    server.start()
-    yield server
-    server.stop()
+    with scratch.DataDir("pg") as data:
+        server = EmbeddedPostgres(data, port=free_port())
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[EmbeddedRay]:
-    ray_dir = _service_dir("ray")
-    head = EmbeddedRay(
-        ray_dir,
-        port=free_port(),
-        token_path=ray_dir / "auth_token",
-        dashboard_port=free_port(),
-        object_store_mb=128,
-        # Metrics reach the export endpoint within a second or two (default 10 s).
-        env={
-            "RAY_metrics_report_interval_ms": "1000",
-            # Declare a killed node dead in seconds, not the default half-minute.
-            "RAY_health_check_period_ms": "1000",
-            "RAY_health_check_timeout_ms": "1000",
-            "RAY_health_check_failure_threshold": "3",
-        },
-    )
-    head.start()
-    os.environ["RAY_ADDRESS"] = head.address
-    # Every driver in this session (rt.connect) and every node joining presents the token.
-    os.environ.update(auth_env(head.token_path))
-    yield head
-    import ray
+    with scratch.DataDir("ray") as ray_dir:
+        head = EmbeddedRay(
+            ray_dir,
+            port=free_port(),
+            token_path=ray_dir / "auth_token",
+            dashboard_port=free_port(),
+            object_store_mb=128,
+            # Metrics reach the export endpoint within a second or two (default 10 s).
+            env={
+                "RAY_metrics_report_interval_ms": "1000",
+                # Declare a killed node dead in seconds, not the default half-minute.
+                "RAY_health_check_period_ms": "1000",
+                "RAY_health_check_timeout_ms": "1000",
+                "RAY_health_check_failure_threshold": "3",
+            },
+        )
+        try:
+            head.start()
+            os.environ["RAY_ADDRESS"] = head.address
+            # Every driver in this session (rt.connect) and every node joining presents
+            # the token.
+            os.environ.update(auth_env(head.token_path))
+            yield head
+        finally:
+            import ray
 
-    if ray.is_initialized():
-        ray.shutdown()  # the driver first, or it reports every actor dying with the head
-    head.stop()
+            if ray.is_initialized():
+                ray.shutdown()  # the driver first, or it reports every actor dying with the head
+            head.stop()
 
 
 @pytest.fixture
