@@ -15,8 +15,10 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 from hypothesis import settings
+from psycopg import sql
 
 from smsgw.cluster.kafka import EmbeddedKafka, EmbeddedKafkaCluster
 from smsgw.cluster.postgres import EmbeddedPostgres
@@ -96,7 +98,9 @@ def kafka() -> Iterator[EmbeddedKafka]:
             )
             yield broker
         finally:
-            broker.stop()
+            # Its data goes with the run: no graceful shutdown to wait for (~20 s of
+            # controlled shutdown with a session's worth of partitions).
+            broker.kill()
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +119,7 @@ def kafka3(kafka: EmbeddedKafka) -> Iterator[EmbeddedKafkaCluster]:
             cluster.start()
             yield cluster
         finally:
-            cluster.stop()
+            cluster.kill()  # as the session broker: its data goes with the run
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +130,11 @@ def postgres() -> Iterator[EmbeddedPostgres]:
             server.start()
             yield server
         finally:
-            server.stop()
+            # Its data goes with the run: no shutdown checkpoint to wait for (12 s after
+            # a session's worth of databases on a busy disk); SIGKILL to its group.
+            if server.process is not None:
+                server.process.kill()
+                server.process = None
 
 
 @pytest.fixture(scope="session")
@@ -175,12 +183,27 @@ def topics(kafka: EmbeddedKafka) -> Topics:
     return t
 
 
+@pytest.fixture(scope="session")
+def migrated_template(postgres: EmbeddedPostgres) -> str:
+    """A database migrated once, the template of each test's own (a copy takes ~0.3 s
+    where running the migrations took ~0.6-0.8 s more, for every test on PostgreSQL)."""
+    name = f"template_{uuid.uuid4().hex[:8]}"
+    migrate(postgres.create_database(name))
+    return name
+
+
 @pytest.fixture
-def db_url(postgres: EmbeddedPostgres) -> str:
-    """A fresh, migrated database."""
-    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    migrate(url)
-    return url
+def db_url(postgres: EmbeddedPostgres, migrated_template: str) -> str:
+    """A fresh, migrated database: a copy of the migrated template (nothing connects to
+    the template after its migration, as CREATE DATABASE ... TEMPLATE requires)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(migrated_template)
+            )
+        )
+    return postgres.url(name)
 
 
 @pytest.fixture
