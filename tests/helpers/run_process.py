@@ -25,7 +25,7 @@ SMSGW = str(Path(sys.executable).parent / "smsgw")
 
 class GatewayProcess:
     def __init__(self, bootstrap: str, db_url: str, **settings: str) -> None:
-        self._home = DataDir("gw")  # removed by stop() unless a test failed meanwhile
+        self._home = DataDir("gw")  # removed by close() unless a test failed meanwhile
         self.home = self._home.path
         self.smpp_port = free_port()
         self.metrics_port = free_port()
@@ -108,13 +108,20 @@ class GatewayProcess:
         return out, self.stderr()
 
     def stop(self) -> None:
-        """Ctrl-C (SIGKILL after 90 s), then its home goes (kept if a test failed)."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
-        self._home.done()
+        """Ctrl-C (SIGKILL after 90 s); its output stays readable until ``close``."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def close(self) -> None:
+        """Stop it, and remove its home (kept if a test failed meanwhile)."""
+        try:
+            self.stop()
+        finally:
+            self._home.done()

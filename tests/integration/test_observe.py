@@ -114,7 +114,7 @@ def gateway(kafka: Any, postgres: EmbeddedPostgres, sims: Sims) -> Iterator[Gate
         gw.start(providers=3)
         yield gw
     finally:
-        gw.stop()
+        gw.close()
 
 
 @pytest.fixture(scope="module")
