@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import orjson
@@ -92,6 +93,9 @@ class StateStore:
         self._states: OrderedDict[str, StateRecord] = OrderedDict()
         # The newest messages that ended badly, for the operator console.
         self.failures: deque[StateRecord] = deque(maxlen=recent_failures)
+        # Told the id of each message whose first final state is stored (the
+        # deliverer's receipts that waited for it go then, not on a timer).
+        self.on_final: list[Callable[[str], object]] = []
 
     def __len__(self) -> int:
         return len(self._states)
@@ -116,6 +120,9 @@ class StateStore:
         self._states[record.id] = record
         while len(self._states) > self.max_entries:
             self._states.popitem(last=False)
+        if record.state.final:
+            for tell in self.on_final:
+                tell(record.id)
 
     def get(self, message_id: str) -> StateRecord | None:
         """Any customer's message (operators; query_sm uses ``lookup``)."""

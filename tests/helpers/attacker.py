@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 
+from tests.helpers.pdu import command_status, read_pdu
+
 ENQUIRE_LINK = struct.pack(">IIII", 16, 0x15, 0, 7)
 
 
@@ -46,23 +48,6 @@ def stop(proc: subprocess.Popen[str]) -> None:
     proc.wait(10)
 
 
-def _read_pdu(s: socket.socket) -> bytes:
-    head = b""
-    while len(head) < 16:
-        chunk = s.recv(16 - len(head))
-        if not chunk:
-            raise ConnectionError("closed")
-        head += chunk
-    body = b""
-    length = struct.unpack(">I", head[:4])[0]
-    while len(head) + len(body) < length:
-        chunk = s.recv(length - 16 - len(body))
-        if not chunk:
-            raise ConnectionError("closed")
-        body += chunk
-    return head + body
-
-
 def _drain(s: socket.socket) -> None:
     try:
         while s.recv(65536):
@@ -82,8 +67,7 @@ def main() -> None:
         time.sleep(3600)
         return
     s.sendall(first)
-    resp = _read_pdu(s)
-    assert struct.unpack(">I", resp[8:12])[0] == 0, "flood bind refused"
+    assert command_status(read_pdu(s)) == 0, "flood bind refused"
     if mode in ("flood-read", "submit-flood"):
         threading.Thread(target=_drain, args=(s,), daemon=True).start()
     print("ready", flush=True)

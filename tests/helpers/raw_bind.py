@@ -8,6 +8,8 @@ import time
 
 import smpplib.smpp
 
+from tests.helpers.pdu import command_status, read_pdu
+
 
 def bind_frame(system_id: str, password: str, sequence: int = 1) -> bytes:
     """A bind_transmitter PDU (any system_id length: smpplib would truncate a long one)."""
@@ -22,18 +24,9 @@ def bind_frame(system_id: str, password: str, sequence: int = 1) -> bytes:
 
 
 def read_status(sock: socket.socket) -> int:
-    """The command_status of the next PDU (its body skipped); ConnectionError if closed."""
-    head = b""
-    while len(head) < 16:
-        chunk = sock.recv(16 - len(head))
-        if not chunk:
-            raise ConnectionError("closed before the bind answer")
-        head += chunk
-    length, _cid, status, _seq = struct.unpack(">IIII", head)
-    rest = length - 16
-    while rest > 0:
-        rest -= len(sock.recv(rest))
-    return int(status)
+    """The command_status of the next PDU (its body read and dropped); ConnectionError if
+    the peer closes before the whole PDU."""
+    return command_status(read_pdu(sock))
 
 
 def raw_bind(

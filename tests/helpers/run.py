@@ -15,8 +15,11 @@ SMSGW = str(Path(sys.executable).parent / "smsgw")
 
 
 def run_env(home: Path) -> dict[str, str]:
-    """The environment of a fresh ``smsgw run``: nothing of the session's Ray or settings."""
+    """The environment of a fresh ``smsgw run``: nothing of the session's Ray or settings
+    but the run's dir for Ray's session dirs (``RAY_TMPDIR``: removed with the run)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGW_", "RAY_"))}
+    if "RAY_TMPDIR" in os.environ:
+        env["RAY_TMPDIR"] = os.environ["RAY_TMPDIR"]
     env.update(
         SMSGW_HOME=str(home),
         SMSGW_KAFKA_PORT=str(free_port()),
@@ -56,7 +59,7 @@ def wait_healthy(
         code, report = status(env)
         if code == 0:
             return report
-        time.sleep(1)
+        time.sleep(0.2)  # each look is an `smsgw status` process of its own already
     if proc.poll() is not None:
         err = proc.stderr.read() if proc.stderr else ""
         raise AssertionError(f"smsgw run exited {proc.returncode}: {err}")

@@ -12,25 +12,28 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from smsgw.cluster.procs import free_port
+from tests.helpers.scratch import DataDir
 
 SMSGW = str(Path(sys.executable).parent / "smsgw")
 
 
 class GatewayProcess:
     def __init__(self, bootstrap: str, db_url: str, **settings: str) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="smsgw-test-gw-"))
+        self._home = DataDir("gw")  # removed by close() unless a test failed meanwhile
+        self.home = self._home.path
         self.smpp_port = free_port()
         self.metrics_port = free_port()
         self.console_port = free_port()
         self.prefix = f"t{uuid.uuid4().hex[:10]}."
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGW_", "RAY_"))}
+        if "RAY_TMPDIR" in os.environ:  # the run's dir for Ray's session dirs
+            env["RAY_TMPDIR"] = os.environ["RAY_TMPDIR"]
         # The harness' broker wants its SASL login (tests/conftest.py exports it).
         env.update({k: v for k, v in os.environ.items() if k.startswith("SMSGW_KAFKA_S")})
         env.update(
@@ -72,7 +75,7 @@ class GatewayProcess:
             ]
             if code == 0 and len(bound) >= providers:
                 return
-            time.sleep(1)
+            time.sleep(0.2)  # each look is an `smsgw status` process of its own already
         raise AssertionError(f"the gateway did not come up: {last}\n{self.stderr()}")
 
     def smsgw(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -105,6 +108,7 @@ class GatewayProcess:
         return out, self.stderr()
 
     def stop(self) -> None:
+        """Ctrl-C (SIGKILL after 90 s); its output stays readable until ``close``."""
         if self.proc is None:
             return
         self.proc.send_signal(signal.SIGINT)
@@ -114,3 +118,10 @@ class GatewayProcess:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+    def close(self) -> None:
+        """Stop it, and remove its home (kept if a test failed meanwhile)."""
+        try:
+            self.stop()
+        finally:
+            self._home.done()

@@ -124,7 +124,7 @@ def _settle(
     accepted = traffic.accepted()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not set(accepted) <= set(provider_texts()):
-        time.sleep(1)
+        time.sleep(0.2)
     at_provider = provider_texts()
     missing = set(accepted) - set(at_provider)
     assert not missing, (
@@ -133,7 +133,7 @@ def _settle(
     ids = set(accepted.values())
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not ids <= set(traffic.receipts()):
-        time.sleep(1)
+        time.sleep(0.2)
     time.sleep(2)  # late duplicates, if any, arrive now
     got = traffic.receipts()
     lost = ids - set(got)

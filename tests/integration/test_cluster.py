@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,13 +23,14 @@ from tests.helpers.customer import Customer
 from tests.helpers.esme import bind_status
 from tests.helpers.loop_thread import LoopThread
 from tests.helpers.parts import assert_one_udh_message, submit_acked, wait_for
+from tests.helpers.scratch import TestDirs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _worker_node(head: EmbeddedRay, listen_port: int) -> EmbeddedRay:
+def _worker_node(head: EmbeddedRay, listen_port: int, data_dir: TestDirs) -> EmbeddedRay:
     node = EmbeddedRay(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-ray-b-")),
+        data_dir("ray-b"),
         port=0,
         token_path=head.token_path,
         object_store_mb=128,
@@ -41,6 +40,7 @@ def _worker_node(head: EmbeddedRay, listen_port: int) -> EmbeddedRay:
             "RAY_metrics_report_interval_ms": "1000",
         },
     )
+    data_dir.stop_with(node.stop)  # stopped (and its dir removed) even if the test fails
     node.start()
     return node
 
@@ -96,10 +96,11 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
     db_url: str,
     topics: Topics,
     smsc: tuple[LoopThread, SmscSimulator],
+    data_dir: TestDirs,
 ) -> None:
     loop, sim = smsc
     port_a, port_b = free_port(), free_port()
-    node_b = _worker_node(ray_head, port_b)
+    node_b = _worker_node(ray_head, port_b, data_dir)
     rt = Runtime(ray_head.address, bootstrap, db_url, topics, port_a)
     clients: list[Customer] = []
     try:
@@ -203,7 +204,7 @@ def test_two_nodes_receipts_cross_nodes_and_binds_follow_the_nodes(
         )
 
         # Node B returns: binds are dealt out over both nodes again.
-        node_b = _worker_node(ray_head, port_b)
+        node_b = _worker_node(ray_head, port_b, data_dir)
         took = _wait(lambda: len(_binds_by_node(rt)) == 2, 180, "binds rebalanced onto node B")
         print(f"node B back: binds rebalanced after {took:.1f} s")
     finally:

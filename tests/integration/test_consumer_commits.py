@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.lag import consumer_lag, count_records
 from smsgw.kafka.security import client_config
 from tests.helpers.kafka import new_topic
+from tests.helpers.scratch import TestDirs
 
 pytestmark = pytest.mark.integration
 
@@ -187,14 +186,14 @@ print(answers)
 
 
 def test_lag_probes_survive_a_broker_whose_group_coordinators_are_loading(
-    kafka: EmbeddedKafka,
+    kafka: EmbeddedKafka, data_dir: TestDirs
 ) -> None:
     """A fresh broker answers NOT_COORDINATOR while it loads ``__consumer_offsets``; the
     admin client's offset request then crashed the process (librdkafka issue 5040). It
     was the supervisor's first lag probe at ``smsgw run``: "A worker died ... unexpected
     system error" and a restart of the supervisor, at almost every start."""
     broker = EmbeddedKafka(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-lag-")),
+        data_dir("lag"),
         port=free_port(),
         controller_port=free_port(),
         credentials=kafka.credentials,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.procs import free_port
 from smsgw.kafka.security import client_config
 from tests.helpers.kafka import drain, new_topic, produce_all
+from tests.helpers.scratch import TestDirs
 
 pytestmark = pytest.mark.integration
 
@@ -146,8 +146,8 @@ def test_read_committed_sees_committed_transaction_not_aborted(bootstrap: str) -
     assert b"aborted-0" in uncommitted, "the aborted records were written, just not visible"
 
 
-def test_record_survives_broker_restart(kafka: EmbeddedKafka) -> None:
-    data = Path(tempfile.mkdtemp(prefix="smsgw-test-kafka-restart-"))
+def test_record_survives_broker_restart(kafka: EmbeddedKafka, data_dir: TestDirs) -> None:
+    data = data_dir("kafka-restart")
     # The session broker's SCRAM user: the test's clients authenticate with it.
     broker = EmbeddedKafka(
         data, port=free_port(), controller_port=free_port(), credentials=kafka.credentials

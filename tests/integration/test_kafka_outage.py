@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +15,24 @@ from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 from tests.helpers import esme
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.scratch import TestDirs
 from tests.integration.conftest import gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_no_success_without_kafka_and_listener_recovers(db_url: str, kafka: EmbeddedKafka) -> None:
+def test_no_success_without_kafka_and_listener_recovers(
+    db_url: str, kafka: EmbeddedKafka, data_dir: TestDirs
+) -> None:
     # A broker of its own to stop, with the session broker's SCRAM user: the
     # gateway's settings in the tests carry those credentials.
     broker = EmbeddedKafka(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-outage-")),
+        data_dir("outage"),
         port=free_port(),
         controller_port=free_port(),
         credentials=kafka.credentials,
     )
+    data_dir.stop_with(broker.stop)
     broker.start()
     topics = Topics("outage.")
     ensure_topics(broker.bootstrap, topics.specs(partitions=3))

@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -45,6 +43,7 @@ from tests.helpers.gateway import GatewayNode
 from tests.helpers.kafka import produce_all
 from tests.helpers.loop_thread import LoopThread
 from tests.helpers.messages import accepted_message
+from tests.helpers.scratch import TestDirs
 from tests.integration.conftest import gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -395,17 +394,18 @@ def _submit_until_accepted(c: Customer, dest: str, timeout: float = 60) -> None:
 
 
 def test_an_error_answer_is_never_followed_by_a_send(
-    db_url: str, sims: Sims, kafka: EmbeddedKafka
+    db_url: str, sims: Sims, kafka: EmbeddedKafka, data_dir: TestDirs
 ) -> None:
     """Issue 10 item 8: the broker pauses past the produce timeout, the customer gets
     ESME_RSYSERR, the record reaches Kafka when the broker resumes: it is never sent."""
     broker = EmbeddedKafka(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-withdraw-")),
+        data_dir("withdraw"),
         port=free_port(),
         controller_port=free_port(),
         # The session's SASL login: the clients of this process carry it.
         credentials=kafka.credentials,
     )
+    data_dir.stop_with(broker.stop)
     broker.start()
     topics = Topics("withdraw.")
     ensure_topics(broker.bootstrap, topics.specs(partitions=3))

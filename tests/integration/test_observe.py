@@ -14,7 +14,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -42,6 +41,7 @@ from tests.helpers.kafka import produce_all
 from tests.helpers.loop_thread import LoopThread
 from tests.helpers.parts import submit_part
 from tests.helpers.run_process import SMSGW, GatewayProcess
+from tests.helpers.scratch import DataDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,20 +114,20 @@ def gateway(kafka: Any, postgres: EmbeddedPostgres, sims: Sims) -> Iterator[Gate
         gw.start(providers=3)
         yield gw
     finally:
-        gw.stop()
+        gw.close()
 
 
 @pytest.fixture(scope="module")
 def prometheus(gateway: GatewayProcess) -> Iterator[EmbeddedPrometheus]:
-    prom = EmbeddedPrometheus(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-prom-")),
-        [f"127.0.0.1:{gateway.metrics_port}"],
-        port=free_port(),
-        scrape_interval_s=1.0,
-    )
-    prom.start()
-    yield prom
-    prom.stop()
+    with DataDir("prom") as data:
+        prom = EmbeddedPrometheus(
+            data, [f"127.0.0.1:{gateway.metrics_port}"], port=free_port(), scrape_interval_s=1.0
+        )
+        try:
+            prom.start()
+            yield prom
+        finally:
+            prom.stop()
 
 
 def _vector(prom: EmbeddedPrometheus, expr: str, at: float | None = None) -> dict[Labels, float]:

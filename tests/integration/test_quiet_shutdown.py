@@ -53,7 +53,7 @@ def gateway(kafka: Any, postgres: EmbeddedPostgres, sims: Sims) -> Iterator[Gate
         gw.start(providers=2)
         yield gw
     finally:
-        gw.stop()
+        gw.close()
 
 
 def _since(gw: GatewayProcess, mark: tuple[str, str]) -> str:

@@ -17,13 +17,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
 from smsgw.cluster.procs import free_port
+from tests.helpers.scratch import TestDirs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,12 +77,15 @@ class Background:
                 self.proc.wait(10)
 
 
-def test_the_readme_first_run_block_sends_a_message_and_gets_its_receipt() -> None:
+def test_the_readme_first_run_block_sends_a_message_and_gets_its_receipt(
+    data_dir: TestDirs,
+) -> None:
     commands = first_run_commands()
     assert commands[0] == "make run"
-    home = Path(tempfile.mkdtemp(prefix="smsgw-first-run-"))
+    home = data_dir("first-run")
     gw_port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGW_", "RAY_"))}
+    env["RAY_TMPDIR"] = os.environ["RAY_TMPDIR"]  # the run's Ray dirs, removed with it
     env.update(
         SMSGW_HOME=str(home),
         SMSGW_KAFKA_PORT=str(free_port()),

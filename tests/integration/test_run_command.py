@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.helpers.run import SMSGW, run_env, status, wait_healthy
+from tests.helpers.scratch import TestDirs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:
-    home = Path(tempfile.mkdtemp(prefix="smsgw-test-run-"))
+def test_run_status_and_ctrl_c_leaves_nothing_running(data_dir: TestDirs) -> None:
+    home = data_dir("run")
     env = run_env(home)
     proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -50,10 +49,10 @@ def test_run_status_and_ctrl_c_leaves_nothing_running() -> None:
     assert code == 1 and not any(r["healthy"] for r in report)
 
 
-def test_a_second_run_on_the_same_home_comes_up_with_the_same_secrets() -> None:
+def test_a_second_run_on_the_same_home_comes_up_with_the_same_secrets(data_dir: TestDirs) -> None:
     """The token, the Kafka user (formatted into the broker's storage) and the data persist;
     the home set back to 0700 by each start still lets PostgreSQL's own user through."""
-    home = Path(tempfile.mkdtemp(prefix="smsgw-test-rerun-"))
+    home = data_dir("rerun")
     env = run_env(home)
     seen = []
     for _ in range(2):

@@ -17,7 +17,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import urllib.error
@@ -35,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 from smsgw.kafka.security import client_config
 from smsgw.settings import read_runtime
 from tests.helpers.run import SMSGW, run_env, wait_healthy
+from tests.helpers.scratch import DataDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,19 +84,20 @@ class RunningStack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[RunningStack]:
-    home = Path(tempfile.mkdtemp(prefix="smsgw-test-sec-"))
-    env = run_env(home)
-    with (home / "run.log").open("w") as log:
-        proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=log, text=True)
-    try:
-        wait_healthy(proc, env)
-        yield RunningStack(proc, env, home)
-    finally:
-        proc.send_signal(signal.SIGINT)
+    with DataDir("sec") as home:
+        env = run_env(home)
+        with (home / "run.log").open("w") as log:
+            proc = subprocess.Popen([SMSGW, "run"], env=env, stderr=log, text=True)
         try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            wait_healthy(proc, env)
+            yield RunningStack(proc, env, home)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 def _loopback(ip: str) -> bool:

@@ -31,6 +31,7 @@ from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
 from tests.helpers.loop_thread import LoopThread
+from tests.helpers.scratch import TestDirs
 from tests.integration.conftest import gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -310,14 +311,13 @@ def test_provider_tls_with_untrusted_ca_never_binds(
         sim_loop.run(sim.stop())
 
 
-def test_smsgw_run_makes_the_pair_prints_its_fingerprint_and_serves_tls() -> None:
+def test_smsgw_run_makes_the_pair_prints_its_fingerprint_and_serves_tls(data_dir: TestDirs) -> None:
     """`smsgw run` with SMSGW_SMPP_TLS_LISTEN: the listener actor serves TLS with the
     pair made in $SMSGW_HOME on first start, whose fingerprint the command printed."""
     import os
     import re
     import signal
     import subprocess
-    import tempfile
     import threading
 
     from smsgw.cluster.procs import free_port
@@ -325,7 +325,7 @@ def test_smsgw_run_makes_the_pair_prints_its_fingerprint_and_serves_tls() -> Non
     from smsgw.settings import read_runtime
     from tests.helpers.run import SMSGW, run_env
 
-    home = Path(tempfile.mkdtemp(prefix="smsgw-test-tls-run-"))
+    home = data_dir("tls-run")
     env = run_env(home)
     tls_port = free_port()
     env["SMSGW_SMPP_TLS_LISTEN"] = f"127.0.0.1:{tls_port}"

@@ -10,11 +10,9 @@ started, every test of the tier fails with the reason.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,6 +22,7 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.topics import Topics
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.scratch import DataDir
 from tests.helpers.sims import Sims
 from tests.integration.conftest import gateway_settings
 from tests.interop import peers as p
@@ -55,10 +54,12 @@ def node_peers() -> Iterator[p.PeerProcess]:
 @pytest.fixture(scope="session")
 def java_peers() -> Iterator[p.PeerProcess]:
     lib = p.ensure_java()
-    classes = p.compile_java(lib, Path(tempfile.mkdtemp(prefix="smsgw-interop-java-")))
-    peers = p.start_java(lib, classes)
-    yield peers
-    peers.close()
+    with DataDir("interop-java") as out:  # the classes compiled for this run only
+        peers = p.start_java(lib, p.compile_java(lib, out))
+        try:
+            yield peers
+        finally:
+            peers.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from smsgw.pipeline.correlator import customer_receipt
 from smsgw.receipts import ERR_UNKNOWN_OUTCOME, failure_receipt
 from smsgw.records import Delivery, InboundReceipt, Pairing
 from smsgw.server.deliverer import LOCAL, Outcome, backoff_s, classify, session_home
-from smsgw.server.delivery_logic import STATE_RECHECK_S, STATE_WAIT_S, DeliveryLogic, Pending
+from smsgw.server.delivery_logic import STATE_WAIT_S, DeliveryLogic, Pending
 from smsgw.smpp import events as ev
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Address
-from smsgw.state import MessageState, StateRecord
+from smsgw.state import MessageState, StateRecord, StateStore
 from tests.helpers.messages import accepted_message
 from tests.unit.test_smpp_session import DLR, T0, bound_server, header, raw
 
@@ -122,16 +122,24 @@ def test_a_final_receipt_telling_another_final_state_than_the_one_shown_is_not_s
 
 
 def test_a_final_receipt_waits_for_its_state_record_then_goes_as_it_is() -> None:
-    """Read before the follower applied its state: looked at again; sent when the store
-    shows the same final state, or once STATE_WAIT_S has passed without one."""
+    """Read before the follower applied its state: set aside; sent when the store tells
+    of the record's arrival (at once, no recheck timer to wait out), or once STATE_WAIT_S
+    has passed without one."""
     shown: dict[str, StateRecord] = {}
     logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
     receipt = _failure_and_mo("m1")[0]
     logic.take(0, 0, receipt)
     assert _run(logic, T0) == []
+    assert logic.held == 1
     shown["m1"] = _state("m1", MessageState.UNDELIVERABLE)
-    assert _run(logic, T0 + STATE_RECHECK_S) == [receipt]
+    assert not logic.state_arrived("m2", T0 + 0.01), "another message's state: nothing due"
+    assert logic.state_arrived("m1", T0 + 0.01)
+    assert logic.dirty == {"acme"}, "the customer's queue is looked at on the next turn"
+    assert logic.held == 1, "one delivery, set aside twice: counted once"
+    assert _run(logic, T0 + 0.01) == [receipt]
     assert logic.stats.state_waits == 1
+    assert logic.held == 0 and not logic.awaiting_state
+    assert _run(logic, T0 + STATE_WAIT_S + 1) == [], "its first timer, superseded, is not due"
     never: dict[str, StateRecord] = {}
     late: DeliveryLogic[int] = DeliveryLogic(shown=never.get)
     late.take(0, 0, receipt)
@@ -139,6 +147,45 @@ def test_a_final_receipt_waits_for_its_state_record_then_goes_as_it_is() -> None
     assert _run(late, T0 + STATE_WAIT_S / 2) == []
     assert _run(late, T0 + STATE_WAIT_S + 1) == [receipt]
     assert late.stats.unconfirmed == 1
+
+
+def test_a_receipt_gone_from_the_state_wait_is_not_brought_back_by_its_state() -> None:
+    """A receipt expired (or revoked) while it waited for its state record, and one that
+    went unconfirmed after STATE_WAIT_S, are not queued again when the record arrives."""
+    receipt = _failure_and_mo("m1")[0]
+    expiring: DeliveryLogic[int] = DeliveryLogic(shown=lambda _mid: None)
+    expiring.take(0, 0, dataclasses.replace(receipt, expires_at=T0 + 5))
+    assert _run(expiring, T0) == []
+    assert [i.handle for i in expiring.expire(T0 + 6)] == [0]
+    assert not expiring.awaiting_state and expiring.held == 0
+    assert not expiring.state_arrived("m1", T0 + 7)
+    assert expiring.stats.expired == 1 and expiring.held == 0
+    revoked: DeliveryLogic[int] = DeliveryLogic(shown=lambda _mid: None)
+    revoked.take(0, 2, receipt)
+    assert _run(revoked, T0) == []
+    revoked.revoked([2])
+    assert not revoked.state_arrived("m1", T0 + 1) and revoked.held == 0
+    late: DeliveryLogic[int] = DeliveryLogic(shown=lambda _mid: None)
+    late.take(0, 0, receipt)
+    assert _run(late, T0) == []
+    (item,) = late.awaiting_state["m1"]
+    assert _run(late, T0 + STATE_WAIT_S) == [receipt]
+    assert late.stats.unconfirmed == 1
+    late.answered(item, S.ESME_RSYSERR, nacked=False, now=T0 + 31)
+    assert item.timer >= 0 and item.not_before == T0 + 33, "its retry, on its back-off timer"
+    assert not late.state_arrived("m1", T0 + 32), "the retry is not hurried by the state"
+
+
+def test_the_state_store_tells_of_each_first_final_state_once() -> None:
+    """``StateStore.on_final``: what wakes the deliverer's receipts waiting for a state."""
+    store = StateStore()
+    told: list[str] = []
+    store.on_final.append(told.append)
+    store.apply(dataclasses.replace(_state("m1", MessageState.ENROUTE), updated_at=T0 - 1))
+    assert told == []
+    store.apply(_state("m1", MessageState.DELIVERED))
+    store.apply(_state("m1", MessageState.UNDELIVERABLE))  # a second final: not stored
+    assert told == ["m1"]
 
 
 def test_a_submit_multi_receipt_is_not_held_to_another_destinations_state() -> None:

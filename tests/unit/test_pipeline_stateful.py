@@ -182,6 +182,8 @@ class PipelineMachine(RuleBasedStateMachine):
         # What the test knows.
         self.accepted: dict[str, AcceptedMessage] = {}
         self.store = StateStore()
+        # As Deliverer does: a final state stored wakes the receipts waiting for it.
+        self.store.on_final.append(lambda mid: self.deliverer.state_arrived(mid, self.clock))
         self.first_final: dict[str, MessageState] = {}
         self.decisions: dict[str, list[str]] = defaultdict(list)  # taken/failed, per id
         self.replayed: set[str] = set()  # ids decided, then read again after a crash

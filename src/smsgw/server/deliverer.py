@@ -133,6 +133,9 @@ class Deliverer:
         self._paused = False
         self.log = log.get("smsgw.deliverer")
         core.delivery_wakers.append(self._wake)
+        # Set when a receipt waiting for its state record can go: ends the fetch's wait.
+        self._state_wake = asyncio.Event()
+        core.states.on_final.append(self._state_arrived)
 
     def _shown(self, message_id: str) -> StateRecord | None:
         """The final state the node's store shows (the state follower's first final)."""
@@ -142,6 +145,30 @@ class Deliverer:
     def _wake(self, customer: str) -> None:
         """A bind of the customer came up: look at its queue on the next turn."""
         self.logic.dirty.add(customer)
+
+    def _state_arrived(self, message_id: str) -> None:
+        """The state follower stored a message's final state (on this loop's thread): the
+        receipts waiting for it go on this turn, not after a recheck timer."""
+        if self.logic.state_arrived(message_id, time.time()):
+            self._state_wake.set()
+
+    async def _fetch(self) -> list[Message]:
+        """The next records from ``deliver``; while receipts wait for their state records,
+        a wait for records cut short by one's arrival (no records then: the loop
+        dispatches the receipts). A cut wait keeps its records for the next fetch
+        (``AsyncConsumer.batch``)."""
+        if not self.logic.awaiting_state:
+            return await self.consumer.batch(1000)
+        fetch = asyncio.ensure_future(self.consumer.batch(1000))
+        woken = asyncio.ensure_future(self._state_wake.wait())
+        try:
+            await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not fetch.done():
+                fetch.cancel()
+        self._state_wake.clear()
+        return fetch.result() if fetch.done() and not fetch.cancelled() else []
 
     def _follow_marks(self) -> None:
         """Read ``delivered`` from an hour ago on, on every partition."""
@@ -173,7 +200,7 @@ class Deliverer:
             last = last_expiry = time.monotonic()
             while not stop.is_set():
                 self._read_marks()
-                for msg in await self.consumer.batch(1000):
+                for msg in await self._fetch():
                     self._take(msg)
                 self._dispatch_all()
                 now = time.monotonic()

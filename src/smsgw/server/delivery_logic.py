@@ -32,7 +32,8 @@ The rules (invariants 6 and 9):
   state had none (registered_delivery 2 wants failures only, SMPP 3.4
   §5.2.17). The state store's first final is the one outcome everyone agrees
   on, so the receipt follows it. A receipt read before its state record waits
-  for it (``STATE_RECHECK_S``), at most ``STATE_WAIT_S``, then goes as it is.
+  for it, set aside until the store tells of its arrival (``state_arrived``,
+  from ``StateStore.on_final``), at most ``STATE_WAIT_S``, then goes as it is.
   The destinations of a submit_multi share one id and one state shown: a
   receipt for another destination than the state's is not held to it (the
   once-only id, one per destination, is what holds there).
@@ -60,9 +61,9 @@ SCAN_LIMIT = 2000
 LOCAL = ""  # session_home: the session is bound on this node
 ON_WIRE_RECHECK_S = 1.0  # a replayed copy of a delivery on the wire is looked at again
 # A final receipt read before the node's store has its message's state record (the
-# follower of ``message-state`` lags a little, or catches up after a restart) is
-# looked at again this often, and goes as it is once it has waited this long.
-STATE_RECHECK_S = 0.1
+# follower of ``message-state`` lags a little, or catches up after a restart) waits
+# for the record's arrival (``DeliveryLogic.state_arrived``), and goes as it is once
+# it has waited this long.
 STATE_WAIT_S = 30.0
 
 
@@ -148,6 +149,8 @@ class Pending(Generic[H]):
     attempts: int = 0
     state_wait_from: float | None = None  # first looked at without its state in the store
     unconfirmed: bool = False  # waited STATE_WAIT_S for its state: goes as it is
+    timer: int = -1  # the sequence number of its entry on the retry heap; -1: none
+    awaiting_state: bool = False  # set aside until its state record arrives
 
 
 @dataclass
@@ -180,6 +183,9 @@ class DeliveryLogic(Generic[H]):
         # aside from the queue so the customer's other deliveries go on meanwhile.
         self.retrying: dict[str, list[tuple[float, int, Pending[H]]]] = {}
         self._retry_seq = itertools.count()
+        self._stale = 0  # retry heap entries of items set aside again since (skipped)
+        # Final receipts set aside until their message's state record is in the store.
+        self.awaiting_state: dict[str, list[Pending[H]]] = {}
         self.dirty: set[str] = set()  # customers whose queue may move
         self.stats = DelivererStats()
 
@@ -208,17 +214,51 @@ class DeliveryLogic(Generic[H]):
             else:
                 del self.waiting[customer]
         for customer, heap in list(self.retrying.items()):
-            heap[:] = [e for e in heap if e[2].partition not in gone]
+            for e in heap:
+                if e[2].partition in gone:
+                    e[2].timer = -1
+            heap[:] = [e for e in heap if self._live(e)]
             heapq.heapify(heap)
             if not heap:
                 del self.retrying[customer]
+        self._stale = 0  # dropped with the rest
+        self._forget_state_waits()
+
+    def state_arrived(self, message_id: str, now: float) -> bool:
+        """The store has the message's final state now: the receipts set aside waiting
+        for it are due at once. True if one was (the caller's loop should turn)."""
+        woken = False
+        for item in self.awaiting_state.pop(message_id, ()):
+            if item.awaiting_state and item.timer >= 0:  # not revoked or expired since
+                self.later(item, now)
+                self.dirty.add(item.delivery.customer)
+                woken = True
+        return woken
+
+    def _forget_state_waits(self) -> None:
+        """Drop the receipts no longer set aside (revoked, expired) from ``awaiting_state``."""
+        for mid, items in list(self.awaiting_state.items()):
+            items[:] = [i for i in items if i.awaiting_state and i.timer >= 0]
+            if not items:
+                del self.awaiting_state[mid]
+
+    @staticmethod
+    def _live(entry: tuple[float, int, Pending[H]]) -> bool:
+        """Whether a retry heap entry is its item's current timer (not superseded)."""
+        return entry[1] == entry[2].timer
 
     # ------------------------------------------------------------ dispatch
     def _due(self, customer: str, now: float) -> None:
         """Move the customer's retries whose time has come to the front of its queue."""
         heap = self.retrying.get(customer)
         while heap and heap[0][0] <= now:
-            self.waiting[customer].appendleft(heapq.heappop(heap)[2])
+            entry = heapq.heappop(heap)
+            if not self._live(entry):
+                self._stale -= 1
+                continue
+            entry[2].timer = -1
+            entry[2].awaiting_state = False  # looked at again: waits anew if it must
+            self.waiting[customer].appendleft(entry[2])
         if heap is not None and not heap:
             del self.retrying[customer]
 
@@ -267,8 +307,11 @@ class DeliveryLogic(Generic[H]):
                 self.later(item, now + ON_WIRE_RECHECK_S)
                 continue
             agrees = self._agrees(item, now)
-            if agrees is None:  # its state record is not in the store yet
-                self.later(item, now + STATE_RECHECK_S)
+            if agrees is None:  # its state record is not in the store yet: wait for it
+                assert item.state_wait_from is not None and d.message_id
+                item.awaiting_state = True
+                self.awaiting_state.setdefault(d.message_id, []).append(item)
+                self.later(item, item.state_wait_from + STATE_WAIT_S)
                 continue
             if not agrees:
                 self.stats.contradicted += 1
@@ -355,9 +398,12 @@ class DeliveryLogic(Generic[H]):
 
     def later(self, item: Pending[H], when: float) -> None:
         """Set a delivery aside on its own timer; the customer's queue goes on without it."""
+        if item.timer >= 0:  # set aside already (a state wait woken early): that entry goes
+            self._stale += 1
         item.not_before = when
+        item.timer = next(self._retry_seq)
         heap = self.retrying.setdefault(item.delivery.customer, [])
-        heapq.heappush(heap, (when, next(self._retry_seq), item))
+        heapq.heappush(heap, (when, item.timer, item))
 
     # ------------------------------------------------------------ time
     def expire(self, now: float) -> list[Pending[H]]:
@@ -379,12 +425,16 @@ class DeliveryLogic(Generic[H]):
             else:
                 del self.waiting[customer]
         for customer, heap in list(self.retrying.items()):
-            live = [e for e in heap if not expired(e[2])]
+            live = [e for e in heap if self._live(e) and not expired(e[2])]
             heapq.heapify(live)
             if live:
                 self.retrying[customer] = live
             else:
                 del self.retrying[customer]
+        self._stale = 0
+        for item in gone:
+            item.timer = -1
+        self._forget_state_waits()
         horizon = now - DEDUP_HORIZON_S
         if len(self.delivered) > 100_000:
             self.delivered = {k: t for k, t in self.delivered.items() if t > horizon}
@@ -393,6 +443,8 @@ class DeliveryLogic(Generic[H]):
     @property
     def held(self) -> int:
         """Deliveries waiting or set aside (for flow control)."""
-        return sum(len(q) for q in self.waiting.values()) + sum(
-            len(h) for h in self.retrying.values()
+        return (
+            sum(len(q) for q in self.waiting.values())
+            + sum(len(h) for h in self.retrying.values())
+            - self._stale
         )
