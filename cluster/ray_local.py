@@ -220,6 +220,10 @@ class EmbeddedRay:
             if RAY_NODE_TIMEOUT not in str(exc):
                 raise
             self.stop()
+            # What the first try started may hold the GCS port a moment longer.
+            wait_for(
+                lambda: not port_open("127.0.0.1", self.port), timeout=60, what="Ray's port free"
+            )
             self._start_head(timeout)
 
     def head_command(self) -> tuple[list[str], dict[str, str]]:
