@@ -152,6 +152,9 @@ class EmbeddedRay:
         metrics_export_port: int | None = None,
         env: dict[str, str] | None = None,
         address: str | None = None,
+        redis_address: str | None = None,
+        redis_password: str | None = None,
+        temp_dir: Path | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.port = port
@@ -164,6 +167,13 @@ class EmbeddedRay:
         self.resources = resources or {}
         self.env = env or {}
         self.join = address  # None: a head node; else the head's GCS address to join
+        # A head with a Redis behind its GCS (GCS fault tolerance, smsgw.cluster.redis_local):
+        # restarted with the same Redis, it loads the cluster's tables back.
+        self.redis_address = redis_address
+        self.redis_password = redis_password
+        # The head's own Ray temp dir (default: Ray's /tmp/ray, shared by every Ray
+        # on the machine): see _start_head for why a restarted head needs one.
+        self.temp_dir = temp_dir
         # Ray's fixed defaults (client server 10001, agent 52365) collide when two
         # instances share a machine (a running gateway and the tests): pick free ones.
         self.metrics_export_port = metrics_export_port or free_port()
@@ -210,12 +220,14 @@ class EmbeddedRay:
             if RAY_NODE_TIMEOUT not in str(exc):
                 raise
             self.stop()
+            # What the first try started may hold the GCS port a moment longer.
+            wait_for(
+                lambda: not port_open("127.0.0.1", self.port), timeout=60, what="Ray's port free"
+            )
             self._start_head(timeout)
 
-    def _start_head(self, timeout: float) -> None:
-        for p in (self.port, self.dashboard_port, self.metrics_export_port):
-            if port_open("127.0.0.1", p):
-                raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
+    def head_command(self) -> tuple[list[str], dict[str, str]]:
+        """``ray start --head``'s argv and environment for this node."""
         argv = [
             *ray_command(),
             "start",
@@ -238,7 +250,26 @@ class EmbeddedRay:
             argv.append(f"--num-cpus={self.num_cpus}")
         if self.resources:
             argv.append(f"--resources={json.dumps(self.resources)}")
-        env = self._env(LOOPBACK_ONLY_ENV if self.loopback_only else {})
+        if self.temp_dir is not None:
+            argv.append(f"--temp-dir={self.temp_dir}")
+        ft: dict[str, str] = {}
+        if self.redis_address:
+            ft["RAY_REDIS_ADDRESS"] = self.redis_address  # Ray docs, "GCS Fault Tolerance"
+            if self.redis_password:
+                argv.append(f"--redis-password={self.redis_password}")
+        env = self._env(LOOPBACK_ONLY_ENV if self.loopback_only else {}, ft)
+        return argv, env
+
+    def _start_head(self, timeout: float) -> None:
+        for p in (self.port, self.dashboard_port, self.metrics_export_port):
+            if port_open("127.0.0.1", p):
+                raise ServiceError(f"port {p} on 127.0.0.1 is taken; Ray cannot use it")
+        if self.temp_dir is not None:
+            # `ray start --head` refuses an address that its temp dir names as the last
+            # cluster while a local process still names that GCS: a worker node of
+            # this machine waiting for its head to come back (GCS fault tolerance).
+            (self.temp_dir / "ray_current_cluster").unlink(missing_ok=True)
+        argv, env = self.head_command()
         require_token(self.node_ip, env)
         self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
         self.process.start()
@@ -288,6 +319,23 @@ class EmbeddedRay:
             what="Ray worker node",
             proc=self.process,
         )
+
+    def gcs_pid(self) -> int | None:
+        """The head's ``gcs_server`` process (a test kills it alone: the GCS lost)."""
+        if self.process is None or self.process.proc is None:
+            return None
+        group = os.getpgid(self.process.proc.pid)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (entry / "comm").read_text().strip() == "gcs_server" and os.getpgid(
+                    int(entry.name)
+                ) == group:
+                    return int(entry.name)
+            except (OSError, ProcessLookupError):
+                continue
+        return None
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (crash tests: a node lost)."""

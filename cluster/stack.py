@@ -17,6 +17,7 @@ from typing import Any
 from smsgw.cluster.kafka import EmbeddedKafka, EmbeddedKafkaCluster
 from smsgw.cluster.postgres import EmbeddedPostgres
 from smsgw.cluster.ray_local import EmbeddedRay
+from smsgw.cluster.redis_local import EMBEDDED, EmbeddedRedis
 from smsgw.cluster.topics import check_replication, ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.kafka.security import KafkaCredentials
@@ -38,6 +39,7 @@ class Stack:
     kafka: EmbeddedKafka | EmbeddedKafkaCluster | None = None
     postgres: EmbeddedPostgres | None = None
     ray: EmbeddedRay | None = None
+    redis: EmbeddedRedis | None = None
     resolved: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> Settings:
@@ -67,6 +69,7 @@ class Stack:
                 self.on_step(
                     f"starting Ray (dashboard http://{s.ray_dashboard_host}:{s.ray_dashboard_port})"
                 )
+                redis_address, redis_password = self._gcs_store(s)
                 self.ray = EmbeddedRay(
                     s.home / "ray",
                     port=s.ray_port,
@@ -76,6 +79,8 @@ class Stack:
                     dashboard_port=s.ray_dashboard_port,
                     object_store_mb=s.ray_object_store_mb,
                     metrics_export_port=s.metrics_port,
+                    redis_address=redis_address,
+                    redis_password=redis_password,
                 )
                 self.ray.start()
                 ray_address = self.ray.address
@@ -114,6 +119,7 @@ class Stack:
                 "kafka": self.kafka is not None,
                 "postgres": self.postgres is not None,
                 "ray": self.ray is not None,
+                "redis": self.redis is not None,
             },
         }
         write_runtime(s.runtime_file, self.resolved)
@@ -125,6 +131,19 @@ class Stack:
                 "ray_address": ray_address,
             }
         )
+
+    def _gcs_store(self, s: Settings) -> tuple[str | None, str | None]:
+        """The Redis behind the head's GCS (address, password): none, external or ours."""
+        if s.ray_redis_address is None:
+            return None, s.ray_redis_password
+        if s.ray_redis_address != EMBEDDED:
+            return s.ray_redis_address, s.ray_redis_password
+        self.on_step(f"starting Redis for the Ray GCS on 127.0.0.1:{s.ray_redis_port}")
+        self.redis = EmbeddedRedis(
+            s.home / "redis", port=s.ray_redis_port, password_path=s.ray_redis_password_file
+        )
+        self.redis.start()
+        return self.redis.address, self.redis.password
 
     def _embedded_kafka(self, s: Settings) -> EmbeddedKafka | EmbeddedKafkaCluster:
         """One broker, or ``kafka_brokers`` of them (heap at most 512 MB each) on this machine."""
@@ -158,7 +177,7 @@ class Stack:
         with contextlib.suppress(FileNotFoundError):
             if self.resolved:
                 self.settings.runtime_file.unlink()
-        for name in ("ray", "postgres", "kafka"):
+        for name in ("ray", "redis", "postgres", "kafka"):
             svc = getattr(self, name)
             if svc is not None:
                 self.on_step(f"stopping {name}")
