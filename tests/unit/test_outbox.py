@@ -130,3 +130,47 @@ def test_a_late_message_waits_as_long_as_its_withdrawal_marker_can_take() -> Non
     assert withdrawal_hold_s(1000.0, 1004.5, t) == 7.5
     # Routed a minute late (its marker is surely written by now): the minimum hold.
     assert withdrawal_hold_s(1000.0, 1060.0, t) == WITHDRAWAL_HOLD_S
+
+
+def test_a_revoked_partition_stops_sending_and_shows_what_is_unsettled() -> None:
+    """What a bind giving partition 0 up waits for (connector ``_drain``): its sends in
+    flight, then their outcomes until durable; its queued records are dropped."""
+    box = outbox(window=5)
+    for p, o in [(0, 10), (0, 11), (1, 20), (0, 12)]:
+        box.add(("t", p, o), routed(f"m{p}-{o}"))
+    a, b, c = take(box), take(box), take(box)  # 0/10, 0/11, 1/20 sent; 0/12 queued
+    for seq, item in enumerate((a, b, c), 1):
+        box.sent(seq, item, T0)
+    box.revoke([("t", 0)])
+    assert not box.queue  # 0/12 is the next owner's
+    assert box.unsettled([("t", 0)]) == 2 and box.unsettled([("t", 1)]) == 1
+    paired = box.answer(1, S.ESME_ROK, "x")
+    assert isinstance(paired, Paired)
+    assert box.unsettled([("t", 0)]) == 2  # answered, its pairing not durable yet
+    box.durable(a)
+    assert box.unsettled([("t", 0)]) == 1
+    assert box.no_answer(2) is None  # unknown outcome: not queued again here
+    assert not box.queue and box.unsettled([("t", 0)]) == 0
+    assert box.commit_points() == {("t", 0): 11}  # 11 on goes to the next owner
+
+
+def test_a_refused_or_failed_send_of_a_revoked_partition_is_not_queued_again() -> None:
+    box = outbox(window=5)
+    box.add(("t", 0, 0), routed("m0"))
+    box.add(("t", 0, 1), routed("m1"))
+    a, b = take(box), take(box)
+    box.sent(1, a, T0)
+    box.sent(2, b, T0)
+    box.revoke([("t", 0)])
+    assert isinstance(box.answer(1, S.ESME_RTHROTTLED), Retry)
+    assert not box.queue  # throttled: resent by the next owner, not here as well
+    failed = box.answer(2, S.ESME_RINVDSTADR)
+    assert isinstance(failed, Failed)
+    assert box.unsettled([("t", 0)]) == 1  # a final state being recorded
+    box.not_recorded(b)  # its produce failed: nothing left to wait for
+    assert box.unsettled([("t", 0)]) == 0
+    box.assign([("t", 0)])  # back here: its records are sent here again
+    box.add(("t", 0, 0), routed("m0"))
+    item = take(box)
+    box.sent(3, item, T0)
+    assert isinstance(box.answer(3, S.ESME_RTHROTTLED), Retry) and box.queue[0] is item

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -105,7 +105,12 @@ class AsyncConsumer:
         *,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        drain: Callable[[list[TopicPartition]], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
+        """``drain``: awaited on the loop when partitions are revoked, before their
+        commit: the worker finishes (bounded) what it started on them, so the next
+        owner does not do it again. With it, every consume runs on the waiting
+        thread, so that a revoke is never served on the loop, which it waits for."""
         if "name" in _static_member and "group.instance.id" not in config:
             member = _static_member["name"]
             if "client.id" in config:  # one of several named workers of this process
@@ -115,6 +120,7 @@ class AsyncConsumer:
         self.tracker = OffsetTracker()
         self._on_revoke = on_revoke
         self._on_assign = on_assign
+        self._drain = drain
         self.assigned: set[tuple[str, int]] = set()
         self.log = log.get("smsgw.consumer").bind(group=config.get("group.id"))
         # Set whenever a record is done: a commit loop can sleep until there is work.
@@ -133,7 +139,7 @@ class AsyncConsumer:
         self._sent: dict[tuple[str, int], int] = {}
         self._sent_lock = threading.Lock()
         self.consumer.subscribe(
-            topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+            topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
 
     def _on_loop(self, fn: Callable[[], _T]) -> _T:
@@ -169,14 +175,43 @@ class AsyncConsumer:
         self._on_loop(lambda: self._assigned_here(parts))
 
     def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        """Hand over what is finished, then let the partitions go.
+        """Finish what was started on the partitions (``drain``), hand over what is
+        finished, then let them go.
 
         The commit points are the loop's (its tracker); the commit itself is made
         here, on the thread serving the callback: the loop could not get into the
         consumer while this thread is inside it.
         """
+        if self._drain is not None:
+            self._drain_on_loop(self._drain, parts)
+        self._lost(_c, parts)
+
+    def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        """Partitions gone (lost: another member owns them already, nothing to finish)."""
         offsets = self._on_loop(lambda: self._revoked_here(parts))
         self._commit_now(offsets, asynchronous=False)
+
+    def _drain_on_loop(
+        self,
+        drain: Callable[[list[TopicPartition]], Coroutine[Any, Any, None]],
+        parts: list[TopicPartition],
+    ) -> None:
+        """Await ``drain(parts)`` on the loop from the thread serving the revoke, which
+        holds the partitions meanwhile (the drain bounds its own time)."""
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread:
+            self.log.warning("revoke served on the loop: partitions let go undrained")
+            return
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return  # nothing started on them, or no loop left to finish it
+        done = asyncio.run_coroutine_threadsafe(drain(parts), loop)
+        try:
+            done.result(_HANDOFF_S)
+        except concurrent.futures.TimeoutError:
+            done.cancel()
+            self.log.warning("drain of revoked partitions timed out")
+        except Exception as exc:  # the partitions go anyway: the next owner resends
+            self.log.warning("drain of revoked partitions failed", error=repr(exc))
 
     def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
@@ -205,9 +240,10 @@ class AsyncConsumer:
         the consumer's position is already past them.
         """
         if self._waiting is None:
-            msgs = self.consumer.consume(max_records, 0)
-            if msgs or wait_s <= 0:
-                return self.accept(msgs)
+            if self._drain is None:  # a revoke served here needs no wait on the loop
+                msgs = self.consumer.consume(max_records, 0)
+                if msgs or wait_s <= 0:
+                    return self.accept(msgs)
             self._begin_wait(max_records, wait_s)
         assert self._waiting is not None
         msgs = await asyncio.shield(asyncio.wrap_future(self._waiting))
@@ -239,8 +275,16 @@ class AsyncConsumer:
             return []
 
     def accept(self, msgs: list[Message]) -> list[Message]:
-        """The records among `msgs` (errors logged, EOF events dropped), tracked as read."""
+        """The records among `msgs` (errors logged, EOF events dropped), tracked as read.
+
+        Not those of a partition revoked since they were fetched (a wait can take a
+        record, then serve the revoke before handing it over): they are the next
+        owner's. Taken, they were sent twice, and their commit, from a member that
+        no longer owned the partition, could move its offset past records the owner
+        had not done yet.
+        """
         out = []
+        stale = 0
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -249,8 +293,14 @@ class AsyncConsumer:
                 if OFFSET_FETCH_FAILED in err.str():
                     self._refetch_later()
                 continue
-            self.tracker.read(m.topic() or "", m.partition() or 0, m.offset() or 0)
+            topic, partition = m.topic() or "", m.partition() or 0
+            if (topic, partition) not in self.assigned:
+                stale += 1
+                continue
+            self.tracker.read(topic, partition, m.offset() or 0)
             out.append(m)
+        if stale:
+            self.log.info("records of revoked partitions left to their next owner", count=stale)
         return out
 
     def _refetch_later(self) -> None:

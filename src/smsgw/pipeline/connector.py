@@ -96,6 +96,9 @@ __all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
 FETCH_WAIT_S = 5.0
 COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
 IDLE_FETCH_WAIT_MS = 500
+# A bind giving partitions up waits at most this long (or the produce timeout, if
+# shorter) for its sends on them to be answered and their outcomes durable.
+DRAIN_S = 5.0
 
 
 class ConnectorConfig(Protocol):
@@ -195,6 +198,8 @@ class ProviderBind:
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
+            on_assign=self._assigned,
+            drain=self._drain,
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
         # Set when the send loop may have work: records queued, an answer or a
@@ -203,6 +208,9 @@ class ProviderBind:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()  # the send loop took from a full queue
         self._unbound = asyncio.Event()  # the session ended: the failover clock runs
+        # Set when a send may have settled (an answer, a timeout, an outcome durable):
+        # a drain of revoked partitions waits on it.
+        self._settled = asyncio.Event()
         self.client: SmppClient | None = None  # the transceiver, or the pair's transmitter
         self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
@@ -292,6 +300,13 @@ class ProviderBind:
                 await asyncio.gather(sender, stopper, return_exceptions=True)
             if sender.done() and not sender.cancelled() and sender.exception():
                 raise ConnectionError(f"sender failed: {sender.exception()!r}")
+            if stop.is_set() and not any(link.closed.done() for link in links):
+                # A planned stop (the bind count changed, the node leaves): the sends
+                # in flight are answered before the unbind, or their outcome stays
+                # unknown and the partitions' next owner sends them again.
+                await self._settle(
+                    lambda: len(self.outbox.in_flight), "unbinding with sends unanswered"
+                )
         finally:
             await _unbind(links)
 
@@ -437,6 +452,44 @@ class ProviderBind:
     def _revoked(self, parts: list[Any]) -> None:
         self.outbox.revoke((p.topic, p.partition) for p in parts)
 
+    def _assigned(self, parts: list[Any]) -> None:
+        self.outbox.assign((p.topic, p.partition) for p in parts)
+
+    async def _drain(self, parts: list[Any]) -> None:
+        """Partitions go to another bind (a rebalance; this bind's stop): nothing more
+        of theirs is sent, and what was sent settles before they go, bounded.
+
+        Their queued records are dropped (the next owner reads them); the sends in
+        flight on them are awaited until answered and their outcome (pairing,
+        failure receipt) is durable, so that their offsets are committed and the
+        next owner does not send them again. What is still unsettled after
+        min(DRAIN_S, produce timeout) is left to it (a possible duplicate, as after
+        a crash).
+        """
+        gone = {(p.topic, p.partition) for p in parts}
+        self.outbox.revoke(gone)
+        self._room.set()  # the fetcher may have waited for a queue that shrank
+        await self._settle(
+            lambda: self.outbox.unsettled(gone), "partitions let go with sends unsettled"
+        )
+
+    async def _settle(self, unsettled: Callable[[], int], what: str) -> None:
+        """Until ``unsettled()`` is 0, woken by each answer and durable outcome (no
+        poll); at most min(DRAIN_S, produce timeout), then ``what`` is logged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(DRAIN_S, self.produce_timeout_s)
+        while True:
+            self._settled.clear()
+            left = unsettled()
+            if not left:
+                return
+            wait = deadline - loop.time()
+            if wait <= 0:
+                self.log.warning(what, sends=left)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), wait)
+
     def _requeue_in_flight(self) -> None:
         """Submits whose response never came: outcome unknown, send again (counted)."""
         if self.outbox.in_flight:
@@ -445,6 +498,7 @@ class ProviderBind:
             )
             self._record(self.outbox.disconnected())
             self._wake.set()
+            self._settled.set()
 
     # ------------------------------------------------------------ sending
     async def _send_loop(self, client: SmppClient) -> None:
@@ -493,6 +547,7 @@ class ProviderBind:
     # ------------------------------------------------------------ events
     def _on_event(self, e: Any) -> None:
         self._wake.set()  # an answer or a timeout may let the send loop go on
+        self._settled.set()
         if isinstance(e, ev.SubmitResponse):
             self._on_submit_resp(e)
         elif isinstance(e, ev.DeliverReceived):
@@ -605,11 +660,14 @@ class ProviderBind:
             # Not recorded: leave the offset uncommitted; the record is sent again
             # after a restart or rebalance (a possible duplicate, counted there).
             self.log.error("could not record outcome", error=str(fut.exception()))
+            self.outbox.not_recorded(item)
+            self._settled.set()
 
     def _finish(self, item: Item) -> None:
         """One part's outcome is durable; the record is done with its last part."""
         self.outbox.durable(item)
         self.consumer.progress.set()  # a commit point may have moved
+        self._settled.set()
 
     def _on_deliver(self, e: ev.DeliverReceived, link: SmppClient | None = None) -> None:
         client = link or self.client
