@@ -19,11 +19,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupState
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
 from smsgw.db.providers import update_provider
 from smsgw.db.routes import add_mt_route
 from smsgw.kafka.admin import _admin
+from smsgw.kafka.security import client_config
 from smsgw.topics import Topics
 from tests.helpers.customer import Customer
 from tests.helpers.gateway import GatewayNode
@@ -65,6 +66,19 @@ def _wait_group(gw: GatewayNode, group: str, members: int, timeout: float = 120)
                 return
         time.sleep(0.2)
     raise AssertionError(f"group {group} never settled with {members} members: {last}")
+
+
+def _offsets(gw: GatewayNode, group: str, topic: str) -> list[tuple[int, int, int]]:
+    """(partition, committed, end) of ``topic`` for ``group`` (a failure's diagnosis)."""
+    c = Consumer(client_config(gw.bootstrap, {"group.id": group}))
+    try:
+        parts = [TopicPartition(topic, p) for p in range(gw.settings.topic_partitions)]
+        return [
+            (tp.partition, tp.offset, c.get_watermark_offsets(tp, 10)[1])
+            for tp in c.committed(parts, 10)
+        ]
+    finally:
+        c.close()
 
 
 def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
@@ -135,6 +149,10 @@ def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
                 f"{[1, *BIND_COUNTS]}: {twice} duplicates to the provider, "
                 f"{never_sent} never sent {unsent[:10]}, {len(home)} receipts home"
             )
+            if never_sent or twice:
+                print("simulator:", sims.loop.call(sim.stats.to_dict))
+                print("pipeline:", gw.pipeline_stats())
+                print("offsets:", _offsets(gw, group, gw.topics.outbound("smsc")))
         assert not never_sent, f"{never_sent} accepted submits never reached the provider"
         assert twice == 0, f"{twice} submits went to the provider twice"
     finally:

@@ -36,3 +36,51 @@ def test_a_queued_commit_skips_what_a_later_one_sent_and_lost_partitions() -> No
         assert rec.commits == [[("t", 0, 9), ("t", 1, 8)], [("t", 0, 11)]]
     finally:
         real.close()
+
+
+class _Record:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_records_of_a_partition_revoked_while_they_were_fetched_are_the_next_owners() -> None:
+    """A wait can take a record, then serve the revoke of its partition before handing
+    it over: taken, it was sent again beside the next owner, and committed by a member
+    that no longer owned the partition (past what the owner had done)."""
+    c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
+    try:
+        c.assigned = {("t", 0)}  # partition 1 was revoked during the wait
+        got = c.accept([_Record(0, 3), _Record(1, 8), _Record(0, 4)])  # type: ignore[list-item]
+        assert [(m.partition(), m.offset()) for m in got] == [(0, 3), (0, 4)]
+        assert c.tracker.commit_points() == {}  # nothing of partition 1 tracked
+        assert not c.tracker.started("t", 1)
+    finally:
+        c.consumer.close()
+
+
+def test_a_partition_revoked_and_assigned_again_during_a_wait_is_not_caught_up() -> None:
+    """Positions from before a wait are what a commit during it may use; a partition
+    revoked (its unfinished records dropped, committed at 7) and assigned again in
+    the same wait must not be committed at its old position (10): records 7-9 would
+    be skipped by its next reader."""
+    c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
+    try:
+        c.assigned = {("t", 0)}
+        c._safe_positions = [TopicPartition("t", 0, 10)]
+        c._revoked_here([TopicPartition("t", 0)])
+        c._assigned_here([TopicPartition("t", 0)])
+        assert c._commit_offsets(c._safe_positions) == []
+    finally:
+        c.consumer.close()

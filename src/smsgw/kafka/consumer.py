@@ -215,6 +215,7 @@ class AsyncConsumer:
 
     def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
+        self._forget_positions(parts)
         with self._sent_lock:
             for p in parts:
                 self._sent.pop((p.topic, p.partition), None)
@@ -228,9 +229,20 @@ class AsyncConsumer:
         for p in parts:
             self.assigned.discard((p.topic, p.partition))
             self.tracker.forget(p.topic, p.partition)
+        self._forget_positions(parts)
         if self._on_revoke:
             self._on_revoke(parts)
         return offsets
+
+    def _forget_positions(self, parts: list[TopicPartition]) -> None:
+        """A partition assigned or revoked during a wait: its position from before the
+        wait belongs to another assignment. Taken as caught up (no work unfinished in a
+        tracker just started), it committed an offset past records the new assignment
+        had not read (the last owner's unfinished ones: lost)."""
+        gone = {(p.topic, p.partition) for p in parts}
+        self._safe_positions = [
+            tp for tp in self._safe_positions if (tp.topic, tp.partition) not in gone
+        ]
 
     async def batch(self, max_records: int = 500, wait_s: float = IDLE_WAIT_S) -> list[Message]:
         """Records fetched (tracked as read); when there are none, waits up to ``wait_s``
