@@ -84,3 +84,26 @@ def test_a_partition_revoked_and_assigned_again_during_a_wait_is_not_caught_up()
         assert c._commit_offsets(c._safe_positions) == []
     finally:
         c.consumer.close()
+
+
+def test_a_position_left_from_a_past_assignment_is_not_caught_up() -> None:
+    """librdkafka only moves a partition's position forward: revoked at 10 (records 7-9
+    dropped unfinished, committed at 7) and assigned here again, it reads 10 until
+    consumption passes it. Taken as caught up, 10 was committed and 7-9 never sent
+    (test_bind_rebalance: 77 accepted messages, the group at the end of every
+    partition)."""
+    c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
+    try:
+        c.assigned = {("t", 0)}
+        c._stale[("t", 0)] = 10  # as the revoke noted it
+        assert c._commit_offsets([TopicPartition("t", 0, 10)]) == []
+        c.tracker.read("t", 0, 7)
+        c.tracker.done("t", 0, 7)
+        assert c._commit_offsets([TopicPartition("t", 0, 10)]) == [TopicPartition("t", 0, 8)]
+        # Consumption passed it (a record at 10, a marker at 11): the position is real.
+        c.tracker.read("t", 0, 10)
+        c.tracker.done("t", 0, 10)
+        assert c._commit_offsets([TopicPartition("t", 0, 12)]) == [TopicPartition("t", 0, 12)]
+        assert ("t", 0) not in c._stale
+    finally:
+        c.consumer.close()

@@ -138,6 +138,11 @@ class AsyncConsumer:
         # takes a partition back past a later commit (a revoke's) or one it lost.
         self._sent: dict[tuple[str, int], int] = {}
         self._sent_lock = threading.Lock()
+        # Per partition revoked here, the consumer's position when it went: librdkafka
+        # only moves a position forward, so after the partition comes back here its
+        # position reads this stale value (past records the new assignment has not
+        # read) until consumption passes it. Never taken as caught up until then.
+        self._stale: dict[tuple[str, int], int] = {}
         self.consumer.subscribe(
             topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
@@ -190,6 +195,13 @@ class AsyncConsumer:
         """Partitions gone (lost: another member owns them already, nothing to finish)."""
         offsets = self._on_loop(lambda: self._revoked_here(parts))
         self._commit_now(offsets, asynchronous=False)
+        try:  # on the thread serving the callback: the consumer's own
+            positions: list[TopicPartition] = self.consumer.position(parts)
+        except Exception:  # nothing read from them: no position to distrust
+            return
+        for tp in positions:
+            if tp.offset >= 0:
+                self._stale[(tp.topic, tp.partition)] = tp.offset
 
     def _drain_on_loop(
         self,
@@ -308,6 +320,8 @@ class AsyncConsumer:
             topic, partition = m.topic() or "", m.partition() or 0
             if (topic, partition) not in self.assigned:
                 stale += 1
+                key = (topic, partition)  # the position moved past it (see _stale)
+                self._stale[key] = max(self._stale.get(key, -1), (m.offset() or 0) + 1)
                 continue
             self.tracker.read(topic, partition, m.offset() or 0)
             out.append(m)
@@ -371,8 +385,15 @@ class AsyncConsumer:
         # not handed over yet: only the positions from before the wait are safe.
         here = self._positions() if positions is None else positions
         for tp in here:
-            if tp.offset >= 0 and (tp.topic, tp.partition) in self.assigned:
-                self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
+            key = (tp.topic, tp.partition)
+            if tp.offset < 0 or key not in self.assigned:
+                continue
+            stale = self._stale.get(key)
+            if stale is not None:
+                if tp.offset <= stale:
+                    continue  # possibly the last assignment's position (see _stale)
+                del self._stale[key]
+            self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
         return [TopicPartition(t, p, o) for (t, p), o in self.tracker.commit_points().items()]
 
     def _commit_now(
