@@ -107,3 +107,21 @@ def test_a_position_left_from_a_past_assignment_is_not_caught_up() -> None:
         assert ("t", 0) not in c._stale
     finally:
         c.consumer.close()
+
+
+def test_a_revoke_commits_a_point_a_queued_commit_took_already() -> None:
+    """A commit computed during a wait queues behind it; the revoke served in that
+    wait comes first, and the queued commit is then skipped (the partition is gone).
+    The revoke must commit the point anyway, or the next owner sends again what was
+    finished since the last commit made."""
+    c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
+    try:
+        c.assigned = {("t", 0)}
+        c.tracker.read("t", 0, 4)
+        c.tracker.read("t", 0, 5)
+        c.tracker.done("t", 0, 4)
+        c.tracker.done("t", 0, 5)
+        assert c.tracker.commit_points() == {("t", 0): 6}  # the queued commit's
+        assert c._revoked_here([TopicPartition("t", 0)]) == [TopicPartition("t", 0, 6)]
+    finally:
+        c.consumer.close()

@@ -238,6 +238,14 @@ class AsyncConsumer:
         """On the loop: the commit points of what is finished, then forget ``parts``."""
         waiting = self._waiting is not None
         offsets = self._commit_offsets(self._safe_positions if waiting else None)
+        # Each revoked partition's point, also one a commit queued behind the wait
+        # took already: that commit is skipped once the partition is gone, and the
+        # next owner sent again what was finished since the last one made.
+        moved = {(tp.topic, tp.partition) for tp in offsets}
+        for p in parts:
+            point = self.tracker.point(p.topic, p.partition)
+            if point is not None and (p.topic, p.partition) not in moved:
+                offsets.append(TopicPartition(p.topic, p.partition, point))
         for p in parts:
             self.assigned.discard((p.topic, p.partition))
             self.tracker.forget(p.topic, p.partition)
