@@ -29,6 +29,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("listener", "reason"),
     ),
     "smsgw_bind_timeouts_total": ("Connections closed unbound at the bind deadline", ("listener",)),
+    "smsgw_proxy_header_invalid_total": (
+        "Connections from a trusted load balancer closed: no usable PROXY header",
+        ("listener",),
+    ),
     "smsgw_bind_lockouts_total": ("Bind failures that started a lockout", ("listener",)),
     "smsgw_binds_throttled_total": (
         "Binds refused unchecked: source IP or system_id locked out",
@@ -174,9 +178,15 @@ class MetricsExporter:
                 self._inc(
                     "smsgw_connections_refused_total", value, listener=self.name, reason=status
                 )
-            elif event in ("bind_timeouts", "bind_lockouts", "log_suppressed"):
+            elif event in (
+                "bind_timeouts",
+                "bind_lockouts",
+                "log_suppressed",
+                "proxy_header_invalid",
+            ):
                 metric = {
                     "bind_timeouts": "smsgw_bind_timeouts_total",
+                    "proxy_header_invalid": "smsgw_proxy_header_invalid_total",
                     "bind_lockouts": "smsgw_bind_lockouts_total",
                     "log_suppressed": "smsgw_log_lines_suppressed_total",
                 }[event]

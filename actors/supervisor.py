@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +40,9 @@ from smsgw.actors.workers import (
 from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
-from smsgw.kafka.lag import LagProbe, consumer_lag
+from smsgw.kafka.lag import Ends, LagProbe, consumer_lag
 from smsgw.kafka.security import use_settings as use_kafka_settings
+from smsgw.node.binds import bind_key
 from smsgw.settings import Settings
 from smsgw.status import StatusBook
 from smsgw.topics import Topics
@@ -104,25 +105,48 @@ def plan(
 
 
 def assign_binds(
-    nodes: list[dict[str, Any]], providers: list[tuple[str, int]]
+    nodes: list[dict[str, Any]],
+    providers: list[tuple[str, int]],
+    previous: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> dict[str, list[tuple[str, int]]]:
     """Which connector host runs which bind ``(provider, index)``. Pure.
 
-    Every bind on exactly one node; binds dealt round-robin over nodes in a
-    stable order, so each node gets an equal share (±1) and a provider added or
-    removed changes only the hosts of its own binds.
+    Every bind on exactly one node, each node an equal share (±1), and as few
+    binds moved as that allows: a bind stays on the host ``previous`` put it on
+    while that host lives and is not over its share. A node lost hands on only
+    its own binds; a node added takes only its share from the others; a provider
+    added or removed moves no other bind unless the shares must be evened out.
+    (Each move is an unbind, a bind elsewhere and its in-flight window resent:
+    a provider sees it, so moves are kept to what balance needs.)
     """
     hosts = _node_names(nodes, "connectors")
-    ids = sorted(hosts)
-    out: dict[str, list[tuple[str, int]]] = {hosts[nid]: [] for nid in ids}
-    if not ids:
+    names = [hosts[nid] for nid in sorted(hosts)]
+    out: dict[str, list[tuple[str, int]]] = {name: [] for name in names}
+    if not names:
         return out
-    slot = 0
-    for pname, binds in sorted(providers):
-        for i in range(binds):
-            out[hosts[ids[slot % len(ids)]]].append((pname, i))
-            slot += 1
-    return out
+    wanted = sorted((p, i) for p, n in providers for i in range(n))
+    wanted_set = set(wanted)
+    placed: set[tuple[str, int]] = set()
+    for name in names:
+        for p, i in (previous or {}).get(name, ()):
+            bind = (str(p), int(i))  # lists, once through Ray's serialisation
+            if bind in wanted_set and bind not in placed:
+                out[name].append(bind)
+                placed.add(bind)
+    # Shares: n // h each, one more for n % h hosts, those keeping the most already.
+    base, extra = divmod(len(wanted), len(names))
+    by_kept = sorted(names, key=lambda name: (-len(out[name]), names.index(name)))
+    share = {name: base + (1 if rank < extra else 0) for rank, name in enumerate(by_kept)}
+    pool: list[tuple[str, int]] = []
+    for name in names:
+        binds = sorted(out[name])
+        out[name], over = binds[: share[name]], binds[share[name] :]
+        pool.extend(over)
+    pool.extend(b for b in wanted if b not in placed)
+    for bind in sorted(pool):
+        name = min(names, key=lambda n: (len(out[n]) - share[n], names.index(n)))
+        out[name].append(bind)
+    return {name: sorted(binds) for name, binds in out.items()}
 
 
 def expand_binds(actors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -165,6 +189,7 @@ class SupervisorImpl:
         # The same level and format as every worker (SMSGW_LOG_LEVEL, SMSGW_LOG_JSON).
         log.configure(self.settings.log_level, self.settings.log_json)
         self.actors: dict[str, tuple[Any, str]] = {}  # name -> (handle, fingerprint)
+        self._node_of: dict[str, str] = {}  # name -> the Ray node id it was placed on
         # Connector host -> (version, binds) as last sent; versions only grow.
         self.assigned: dict[str, tuple[int, list[tuple[str, int]]]] = {}
         self._assign_version = 0
@@ -198,7 +223,8 @@ class SupervisorImpl:
         # for its timeouts (committed offsets while a coordinator loads or moves), and
         # nothing here ever waits for one.
         bootstrap = s.kafka_bootstrap
-        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups), LAG_S)
+        settled: dict[str, tuple[Ends, float]] = {}  # the probe thread's own
+        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups, settled=settled), LAG_S)
         lag.groups = self._lag_groups(config)
         lag.start()
         lag_seen, last_publish = 0, 0.0
@@ -252,10 +278,25 @@ class SupervisorImpl:
             )
             self._topics_made |= names
         desired = plan(nodes, self.settings_dict)
+        wanted = assign_binds(nodes, providers, self._placed())
+        # The hosts that live get their binds first: a lost node's binds reopen
+        # elsewhere at once, not after the actors below are stopped or created.
+        self._send_assignments(wanted)
         # Ray's actor API calls block on the GCS; off the loop, so the step's
         # timeout can still fire if one of them hangs.
-        await asyncio.to_thread(self._apply, desired)
-        self._send_assignments(assign_binds(nodes, providers))
+        alive = {n["NodeID"] for n in nodes}
+        await asyncio.to_thread(self._apply, desired, alive)
+        self._send_assignments(wanted)  # hosts created just now
+
+    def _placed(self) -> dict[str, list[tuple[str, int]]]:
+        """Where the binds are: as last assigned, else (a restarted supervisor) as the
+        hosts last reported running them; assign_binds keeps them there."""
+        placed = {host: binds for host, (_version, binds) in self.assigned.items()}
+        for host, entry in (self.snapshot.get("actors") or {}).items():
+            if host not in placed and isinstance(entry, dict) and entry.get("binds"):
+                keys = (bind_key(name) for name in entry["binds"])
+                placed[host] = [k for k in keys if k is not None]
+        return placed
 
     def _send_assignments(self, wanted: dict[str, list[tuple[str, int]]]) -> None:
         """Tell each connector host its binds, if they changed (or it lost them: a
@@ -277,8 +318,13 @@ class SupervisorImpl:
         for host in set(self.assigned) - set(wanted):
             del self.assigned[host]
 
-    def _apply(self, desired: dict[str, Spec]) -> None:
-        """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing."""
+    def _apply(self, desired: dict[str, Spec], alive: set[str]) -> None:
+        """Kill what is not wanted (or wanted elsewhere), adopt or create what is missing.
+
+        An actor of a node that is gone is killed at once: asked to stop, it would
+        hold this pass for the whole grace (Ray cannot restart it on its pinned
+        node, so the call never ends).
+        """
         going = [
             (name, handle)
             for name, (handle, fp) in self.actors.items()
@@ -287,7 +333,9 @@ class SupervisorImpl:
         for name, _handle in going:
             self.log.info("stopping actor", actor=name)
             del self.actors[name]
-        _stop(going)
+        lost = [(n, h) for n, h in going if self._node_of.pop(n, None) not in alive]
+        _kill(lost)
+        _stop([g for g in going if g not in lost])
         for name, spec in desired.items():
             if name in self.actors:
                 continue
@@ -296,6 +344,7 @@ class SupervisorImpl:
                 handle = self._create(spec)
             if handle is not None:
                 self.actors[name] = (handle, spec.fingerprint)
+                self._node_of[name] = spec.node
 
     def _adopt(self, spec: Spec) -> Any:
         """An actor of this name from before a supervisor restart, if it fits the spec."""
@@ -432,6 +481,10 @@ def _stop(actors: list[tuple[str, Any]]) -> None:
     if polite:
         with contextlib.suppress(Exception):
             ray.wait(polite, num_returns=len(polite), timeout=STOP_GRACE_S)
+    _kill(actors)
+
+
+def _kill(actors: list[tuple[str, Any]]) -> None:
     for _name, handle in actors:
         with contextlib.suppress(Exception):
             ray.kill(handle, no_restart=True)

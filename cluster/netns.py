@@ -255,9 +255,10 @@ class HAProxy:
     link is down sends no RST), up again after two good ones.
     """
 
-    def __init__(self, work: Path, vip: str, servers: list[Host]) -> None:
+    def __init__(self, work: Path, vip: str, servers: list[Host], source: str) -> None:
         self.work = work
         self.vip = vip
+        self.source = source  # its address towards the listeners, which trust its PROXY header
         self.servers = servers
         self.socket = work / "haproxy.sock"
         self.process: ManagedProcess | None = None
@@ -278,7 +279,12 @@ class HAProxy:
             "backend smpp_listeners",
             "    balance roundrobin",
             "    default-server check inter 500 fall 2 rise 2 on-marked-down shutdown-sessions",
-            *(f"    server h{h.index} {h.smpp}" for h in self.servers),
+            # send-proxy-v2: each connection starts with the customer's address
+            # (smsgw.server.proxy_header), believed from `source` only.
+            *(
+                f"    server h{h.index} {h.smpp} send-proxy-v2 source {self.source}"
+                for h in self.servers
+            ),
         ]
         return "\n".join(lines) + "\n"
 
@@ -400,7 +406,7 @@ class NetnsCluster:
             )
             for h in self.hosts[1:]:
                 self.start_host(h)
-            self.haproxy = HAProxy(self.work / "haproxy", self.lab.vip, self.hosts)
+            self.haproxy = HAProxy(self.work / "haproxy", self.lab.vip, self.hosts, self.lab.infra)
             self.haproxy.start()
         except BaseException:
             self.stop()
@@ -463,6 +469,7 @@ class NetnsCluster:
             **{f"SMSGW_{k.upper()}": v for k, v in self.settings.items()},
             "SMSGW_HOME": str(home),
             "SMSGW_NODE_SMPP_LISTEN": host.smpp,
+            "SMSGW_SMPP_PROXY_PROTOCOL_FROM": f"{self.lab.infra}/32",  # HAProxy's address
             "PYTHONUNBUFFERED": "1",
         }
         if host == self.head:

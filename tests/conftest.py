@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
@@ -24,6 +25,9 @@ from smsgw.cluster.topics import ensure_topics
 from smsgw.db.migrate import migrate
 from smsgw.kafka.security import KafkaCredentials, use_security
 from smsgw.topics import Topics
+
+if TYPE_CHECKING:  # imports Ray: only the tests that start a gateway on it pay for that
+    from tests.helpers.cluster import Runtime
 
 # CI gates a merge: there the property tests run a fixed set of examples (a
 # failure is reproducible and not luck of the draw); everywhere else they
@@ -137,3 +141,16 @@ def db_url(postgres: EmbeddedPostgres) -> str:
     url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
     migrate(url)
     return url
+
+
+@pytest.fixture
+def runtime(
+    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
+) -> Iterator[Runtime]:
+    """A gateway on the Ray runtime (supervisor and actors) on this test's topics and
+    database, stopped after the test; ``configure`` then ``start`` it."""
+    from tests.helpers.cluster import Runtime
+
+    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
+    yield rt
+    rt.stop()

@@ -166,7 +166,14 @@ def _act(producer: Producer, topics: Topics, routed: Routed, mode: str, ttl_s: f
             continue
         state = MessageState.UNDELIVERABLE
         record = StateRecord(
-            m.id, m.customer, m.source.addr, state, time.time(), ERR_PROVIDER_REMOVED, "drained"
+            m.id,
+            m.customer,
+            m.source.addr,
+            state,
+            time.time(),
+            ERR_PROVIDER_REMOVED,
+            "drained",
+            m.destination.addr,
         )
         producer.produce(topics.message_state, value=record.encode(), key=m.id.encode())
         if customer_wants(m.registered_delivery, state):

@@ -217,5 +217,21 @@ class Withdrawal:
             raise RecordError(f"unreadable withdrawal: {exc}") from exc
 
 
+# Routed this long after acceptance, a message may yet be answered with an error
+# (its listener answers at the produce timeout): routers remember it for its
+# marker and provider binds hold it (smsgw.pipeline.outbox.withdrawal_hold_s).
+# A record the dead leader had replicated becomes readable on the new leader
+# only after the broker's session timeout (3 s embedded, 9 s Kafka's default)
+# and the election, while its producer's answer is still pending: at 4 s (the
+# produce timeout less 1 s) 21 such records in one submit-leader kill were sent
+# and refused at 5 s. Normal routing takes tens of ms.
+LATE_AFTER_MAX_S = 2.0
+
+
+def late_after_s(produce_timeout_s: float) -> float:
+    """Seconds after acceptance from which a routed message counts as late."""
+    return max(0.0, min(LATE_AFTER_MAX_S, produce_timeout_s - 1.0))
+
+
 def is_withdrawal(raw: bytes | None) -> bool:
     return raw is not None and raw.startswith(WITHDRAW_PREFIX)

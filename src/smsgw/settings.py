@@ -9,6 +9,7 @@ file in ``SMSGW_HOME``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -102,6 +103,12 @@ class Settings(BaseSettings):
     smpp_max_pdu_rate: float = Field(default=2000.0, ge=0)  # PDUs/s read per bound conn.; 0: off
     smpp_unbound_pdu_rate: float = Field(default=20.0, ge=0)  # ... per connection before its bind
     smpp_output_high_water: int = Field(default=256 * 1024, gt=0)  # unsent octets: stop reading
+    # Load balancers whose connections start with a PROXY protocol header (v1 or
+    # v2: HAProxy's send-proxy / send-proxy-v2) naming the customer's address;
+    # comma-separated addresses or CIDRs, e.g. "10.0.0.5,10.0.1.0/28". Empty: none.
+    # Only these are believed, and from them the header is required
+    # (smsgw.server.proxy_header). The plain listener only: TLS ends at the gateway.
+    smpp_proxy_protocol_from: str = ""
     bind_failures_before_lockout: int = Field(default=3, ge=0)  # per source IP / system_id
     bind_lockout_max_s: float = Field(default=300.0, gt=0)  # lockouts double from 1 s up to this
     bind_failure_window_s: float = Field(default=900.0, gt=0)  # failures older than this forgotten
@@ -146,7 +153,9 @@ class Settings(BaseSettings):
     # Kafka data plane.
     topic_prefix: str = "smsgw."
     topic_partitions: int = 6
-    produce_timeout_s: float = 5.0
+    # A submit without Kafka's acknowledgement by then is answered ESME_RSYSERR (and
+    # withdrawn); also librdkafka's message and request timeouts for the listener.
+    produce_timeout_s: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = False
@@ -157,6 +166,24 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str) -> str:
         parse_hostport(value, 2775)
         return value
+
+    @field_validator("smpp_proxy_protocol_from")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for cidr in filter(None, (c.strip() for c in value.split(","))):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"SMSGW_SMPP_PROXY_PROTOCOL_FROM: {cidr!r} is not an address or CIDR"
+                    " (e.g. 10.0.0.5 or 10.0.1.0/28, comma-separated)"
+                ) from None
+        return value
+
+    @property
+    def smpp_proxy_networks(self) -> list[str]:
+        """The proxies of ``smpp_proxy_protocol_from``, one address or CIDR each."""
+        return [c.strip() for c in self.smpp_proxy_protocol_from.split(",") if c.strip()]
 
     @field_validator("smpp_tls_listen")
     @classmethod

@@ -42,25 +42,32 @@ class StateRecord:
     updated_at: float
     error_code: int = 0
     stage: str = "accepted"  # accepted, routed, sent, receipt, failed …
+    # The handset a final state is about: a submit_multi's destinations share one id
+    # (smsgw.server.connection), so the deliverer matches a receipt to the state shown
+    # only for the same destination. "" in records written before it was kept.
+    destination: str = ""
 
     def public(self) -> dict[str, object]:
         """For people (the console): the state by name, the source address masked."""
         src = self.source_addr
         masked = src[:4] + "*" * max(len(src) - 6, 0) + src[-2:] if len(src) > 6 else src
-        return {**asdict(self), "state": self.state.name, "source_addr": masked}
+        shown = {**asdict(self), "state": self.state.name, "source_addr": masked}
+        del shown["destination"]
+        return shown
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "customer": self.customer,
-                "src": self.source_addr,
-                "state": int(self.state),
-                "at": self.updated_at,
-                "err": self.error_code,
-                "stage": self.stage,
-            }
-        )
+        record: dict[str, object] = {
+            "id": self.id,
+            "customer": self.customer,
+            "src": self.source_addr,
+            "state": int(self.state),
+            "at": self.updated_at,
+            "err": self.error_code,
+            "stage": self.stage,
+        }
+        if self.destination:
+            record["dst"] = self.destination
+        return orjson.dumps(record)
 
     @classmethod
     def decode(cls, raw: bytes) -> StateRecord:
@@ -73,6 +80,7 @@ class StateRecord:
             updated_at=d["at"],
             error_code=d.get("err", 0),
             stage=d.get("stage", ""),
+            destination=d.get("dst", ""),
         )
 
 

@@ -256,9 +256,20 @@ def test_hosts_behind_a_vip_survive_a_host_loss(
             )
 
         # Host 3 dies with every process on it, traffic still flowing.
+        moving = len(binds_by_host(cluster.status(), cluster).get(victim.address, []))
+        assert moving, f"no provider bind on {victim.address}"
+        binds_before = loop.call(lambda: sim.stats.binds)
         killed_at = time.monotonic()
         cluster.kill_host(victim)
         survivors = [h for h in hosts if h != victim.address]
+        # Measured where it matters, at the provider: its binds bound again (the
+        # status report below lags by its publishing period and the CLI's start).
+        at_smsc = _timed(
+            lambda: loop.call(lambda: sim.stats.binds) >= binds_before + moving,
+            90,
+            f"{moving} provider binds of {victim.address} bound again at the SMSC",
+            killed_at,
+        )
         binds_back = _timed(
             lambda: _spread(binds_by_host(cluster.status(), cluster), survivors),
             90,
@@ -326,14 +337,18 @@ def test_hosts_behind_a_vip_survive_a_host_loss(
         total = sum(len(a) for a in accepted.values())
         print(
             f"\nnetns hosts: {total} accepted, 0 lost; duplicates: {dup_provider} at the "
-            f"provider, {dup_receipts} receipts; host {victim.address} killed: provider "
-            f"binds on the others after {binds_back:.1f} s, VIP had it down by "
+            f"provider, {dup_receipts} receipts; host {victim.address} killed: its {moving} "
+            f"provider binds bound again at the SMSC after {at_smsc:.1f} s, in the status "
+            f"report on the others after {binds_back:.1f} s, VIP had it down by "
             f"{vip_down:.1f} s (checked after the binds), customers bound again "
             f"{', '.join(f'{r:.1f}' for r in rebinds)} s after their session dropped; "
             f"host back with its share after {rejoined:.1f} s"
         )
-        # Issue 14 asks for 10 s; measured 45 s on a 2-core machine at load 40-60
-        # (docs/NETNS.md): the bound above (90 s) is what this test holds today.
+        # Issue 14: the lost host's provider binds reopen on the others within 10 s.
+        # Measured 3.7 s at load 40 (Ray's health check ~3 s, then the live hosts get
+        # their binds first); 12-45 s before the supervisor stopped waiting on the
+        # dead node's actors (docs/NETNS.md).
+        assert at_smsc <= 10.0, f"provider binds back after {at_smsc:.1f} s, not within 10 s"
     finally:
         for snd in senders:
             snd.close()

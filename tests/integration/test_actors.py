@@ -14,7 +14,6 @@ import pytest
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from benchmarks.smsc_sim.stats import ReceivedSubmit
-from smsgw.cluster.procs import free_port
 from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.segment import split_text
 from smsgw.topics import Topics
@@ -25,15 +24,6 @@ from tests.helpers.loop_thread import LoopThread
 from tests.helpers.parts import assert_one_udh_message, submit_acked, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def runtime(
-    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
-) -> Iterator[Runtime]:
-    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
-    yield rt
-    rt.stop()
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import smpplib.smpp
 
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.topics import Topics
 from tests.helpers.gateway import GatewayNode
+from tests.helpers.raw_bind import bind_frame, read_status
+from tests.helpers.raw_bind import raw_bind as raw_bind_at
 from tests.integration.conftest import gateway_settings
 
 pytestmark = pytest.mark.integration
@@ -30,38 +31,9 @@ def node(bootstrap: str, db_url: str, topics: Topics) -> Iterator[GatewayNode]:
     gw.stop()
 
 
-def _bind_frame(system_id: str, password: str, sequence: int = 1) -> bytes:
-    pdu = smpplib.smpp.make_pdu(
-        "bind_transmitter", client=None, sequence=sequence, system_id="X", password=password,
-        system_type="",
-    )  # fmt: skip
-    pdu.sequence = sequence
-    raw: bytes = pdu.generate()
-    body = system_id.encode() + raw[16 + 1 :]  # smpplib would truncate a long system_id
-    return struct.pack(">IIII", 16 + len(body), 2, 0, sequence) + body
-
-
-def _read_status(sock: socket.socket) -> int:
-    head = b""
-    while len(head) < 16:
-        chunk = sock.recv(16 - len(head))
-        if not chunk:
-            raise ConnectionError("closed before the bind answer")
-        head += chunk
-    length, _cid, status, _seq = struct.unpack(">IIII", head)
-    rest = length - 16
-    while rest > 0:
-        rest -= len(sock.recv(rest))
-    return int(status)
-
-
 def raw_bind(gw: GatewayNode, system_id: str, password: str, ip: str) -> tuple[int, float]:
     """(command_status, seconds to the answer) of one bind from source address `ip`."""
-    with socket.create_connection((gw.host, gw.port), source_address=(ip, 0), timeout=30) as s:
-        start = time.monotonic()
-        s.sendall(_bind_frame(system_id, password))
-        status = _read_status(s)
-        return status, time.monotonic() - start
+    return raw_bind_at(gw.host, gw.port, system_id, password, ip)
 
 
 def test_every_refused_bind_looks_the_same(node: GatewayNode) -> None:
@@ -145,8 +117,8 @@ def test_protocol_error_lines_are_rate_limited_per_connection(
     node.add_customer("noisy", "pw")
     unknown = b"".join(struct.pack(">IIII", 16, 0x00000999, 0, i + 2) for i in range(5000))
     with socket.create_connection((node.host, node.port)) as s:
-        s.sendall(_bind_frame("noisy", "pw"))
-        assert _read_status(s) == 0
+        s.sendall(bind_frame("noisy", "pw"))
+        assert read_status(s) == 0
         s.sendall(unknown)
         got = 0
         s.settimeout(30)

@@ -14,9 +14,11 @@ its three replicas in sync again.
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import itertools
 import os
+import statistics
 import sys
 import threading
 import time
@@ -50,6 +52,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 
 RATE = 150  # submits per second: modest, the CI machine has 2 cores
 PRODUCE_TIMEOUT_S = 5.0  # the default
+# A refusal reaches the customer within the produce timeout plus this: the
+# listener's own deadline fires at the timeout after it read the submit; the rest
+# is the submit's and the answer's way through a loop and a customer thread
+# shared with the whole pipeline, on a loaded 2-core machine (the gateway loop's
+# lag is printed with the numbers).
+ANSWER_MARGIN_S = 1.5
 INTERNAL = ["__consumer_offsets", "__transaction_state"]
 
 
@@ -115,6 +123,27 @@ class Ha:
 
     def received_dests(self) -> list[str]:
         return [r.dest for r in self.sims.call(lambda: list(self.sim.received))]
+
+
+class LoopLag:
+    """The gateway loop's worst lateness while it runs: how long a 50-ms sleep overslept."""
+
+    def __init__(self, node: GatewayNode) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._done = asyncio.run_coroutine_threadsafe(self._probe(), node.loop)
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            t = loop.time()
+            await asyncio.sleep(0.05)
+            self.worst = max(self.worst, loop.time() - t - 0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._done.result(30)
+        return self.worst
 
 
 def _java_hash(s: str) -> int:
@@ -446,7 +475,7 @@ def test_sigkill_one_broker_loses_nothing_end_to_end(ha: Ha, victim: Callable[[H
         catch_up = _caught_up(ha.cluster, ha.topics.prefix)  # under traffic
     finally:
         traffic.finish()
-    out = _settle(ha)
+    out = _settle(ha, refused_unsent=True)
     print(
         f"\nbroker {broker} SIGKILLed: {out.line()}; refusals within "
         f"{_refusals_window(ha):.1f} s; restart took {restart_s:.1f} s, "
@@ -466,8 +495,10 @@ def test_two_brokers_down_refuses_in_time_and_resumes(ha: Ha) -> None:
     # router must move on to the new coordinator, not wait for the old one.
     down = sorted((b for b in (1, 2, 3) if b != keep), key=lambda b: b == coordinator)
     traffic = Traffic(c).start()
+    lag: LoopLag | None = None
     try:
         _wait_accepting(ha)
+        lag = LoopLag(ha.node)
         killed_at = time.monotonic()
         for b in down:
             ha.cluster.node(b).kill()
@@ -479,6 +510,7 @@ def test_two_brokers_down_refuses_in_time_and_resumes(ha: Ha) -> None:
         resumed_s = time.monotonic() - back_at
     finally:
         traffic.finish()
+        worst_lag = lag.stop() if lag is not None else 0.0
     with c.lock:
         early_ok = [
             s
@@ -486,16 +518,22 @@ def test_two_brokers_down_refuses_in_time_and_resumes(ha: Ha) -> None:
             if st == 0 and c.sent_at[s] > killed_at + 1 and c.answered_at[s] < back_at
         ]
         refused = [c.answered_at[s] - c.sent_at[s] for s, (st, _) in c.responses.items() if st != 0]
+    slowest, median = max(refused), statistics.median(refused)
     print(
-        f"\ntwo brokers down: {len(refused)} refused, slowest refusal {max(refused):.2f} s; "
+        f"\ntwo brokers down: {len(refused)} refused, answered after {median:.2f} s "
+        f"(median), {slowest:.2f} s (slowest); gateway loop late by up to {worst_lag:.2f} s; "
         f"restart took {restart_s:.1f} s, accepting again {resumed_s:.1f} s after it began"
     )
+    # Refused submits sent anyway are counted, not asserted: a record the surviving
+    # leader appended becomes durable when a follower returns, and its marker, if
+    # its own produce failed meanwhile, is retried later than the bind's hold
+    # (0 in three runs, 110 in a fourth; docs/DEPLOYMENT.md, open).
     out = _settle(ha)
     print(f"two brokers down: {out.line()}")
     assert not early_ok, f"{len(early_ok)} submits answered 0 with two brokers down"
-    # How soon the refusals came is printed, not asserted: at the customer, with
-    # the whole pipeline in this one process on a loaded 2-core machine, the
-    # slowest took 8.7-17.9 s against a 5 s produce timeout (docs/DEPLOYMENT.md).
+    assert slowest <= PRODUCE_TIMEOUT_S + ANSWER_MARGIN_S, (
+        f"a refusal came {slowest:.2f} s after its submit (produce timeout {PRODUCE_TIMEOUT_S} s)"
+    )
 
 
 def test_pipeline_runs_on_three_brokers(ha: Ha) -> None:
@@ -535,7 +573,7 @@ def test_rolling_restart_loses_nothing(ha: Ha) -> None:
             )
     finally:
         traffic.finish()
-    out = _settle(ha)
+    out = _settle(ha, refused_unsent=True)
     print(
         f"\nrolling restart: {out.line()}; refusals within {_refusals_window(ha):.1f} s; "
         + "; ".join(phases)

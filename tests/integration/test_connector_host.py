@@ -15,10 +15,7 @@ import ray
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.actors.workers import namespace_for
-from smsgw.cluster.procs import free_port
-from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.db.providers import add_provider, remove_provider
-from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.helpers.loop_thread import LoopThread
 from tests.helpers.parts import wait_for
@@ -26,15 +23,6 @@ from tests.helpers.parts import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ACCOUNTS = {"a": "pw", "b": "pw", "c": "pw"}
-
-
-@pytest.fixture
-def runtime(
-    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
-) -> Iterator[Runtime]:
-    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
-    yield rt
-    rt.stop()
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from smsgw.cluster.kafka import EmbeddedKafka
 from smsgw.cluster.procs import free_port
+from smsgw.kafka import lag
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.lag import consumer_lag, count_records
 from smsgw.kafka.security import client_config
@@ -58,6 +60,43 @@ def test_lag_is_zero_after_the_commit_marker(bootstrap: str) -> None:
     # Each transaction ends in a commit marker that takes an offset: the end of
     # the log is past the last record. At rest the group must be at the end.
     assert consumer_lag(bootstrap, {group: topic}) == {topic: 0}
+
+
+def test_a_caught_up_group_is_asked_again_only_once_its_log_moves(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ask for a group's committed offsets is a consumer and a SASL login of its
+    own; a supervisor with 100 idle providers made 100 of them every 5 s (issue 13)."""
+    topic = new_topic(bootstrap, partitions=2)
+    producer = Producer(client_config(bootstrap))
+    for i in range(4):
+        producer.produce(topic, value=b"m", key=str(i).encode())
+    producer.flush(30)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    reader = Consumer(consumer_config(bootstrap, group))
+    lows_highs = [reader.get_watermark_offsets(TopicPartition(topic, p), 10) for p in (0, 1)]
+    reader.commit(
+        offsets=[TopicPartition(topic, p, lows_highs[p][1]) for p in (0, 1)], asynchronous=False
+    )
+    reader.close()
+    asked: list[str] = []
+    real = lag.committed_offsets
+
+    def counted(*args: Any, **kwargs: Any) -> list[TopicPartition]:
+        asked.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lag, "committed_offsets", counted)
+    settled: dict[str, tuple[lag.Ends, float]] = {}
+    assert consumer_lag(bootstrap, {group: topic}, settled=settled) == {topic: 0}
+    assert consumer_lag(bootstrap, {group: topic}, settled=settled) == {topic: 0}
+    assert asked == [group]  # the second probe: same log ends, lag still 0
+    producer.produce(topic, value=b"new", key=b"0")
+    producer.flush(30)
+    assert consumer_lag(bootstrap, {group: topic}, settled=settled) == {topic: 1}
+    assert asked == [group, group]
+    assert consumer_lag(bootstrap, {group: topic}, settled=settled) == {topic: 1}
+    assert asked == [group, group, group]  # behind: asked every time
 
 
 def test_lag_counts_records_not_transaction_markers(bootstrap: str) -> None:

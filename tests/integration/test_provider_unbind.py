@@ -17,22 +17,10 @@ import smsgw.cli_routing  # noqa: F401  (registers the provider commands on main
 from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.cli import main
-from smsgw.cluster.procs import free_port
-from smsgw.cluster.ray_local import EmbeddedRay
-from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.helpers.loop_thread import LoopThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def runtime(
-    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
-) -> Iterator[Runtime]:
-    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
-    yield rt
-    rt.stop()
 
 
 @pytest.fixture

@@ -8,28 +8,15 @@ under it. node-smpp's server and jsmpp's server session report what arrived.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from smsgw.cluster.procs import free_port
-from smsgw.cluster.ray_local import EmbeddedRay
 from smsgw.db.providers import update_provider
-from smsgw.topics import Topics
 from tests.helpers.cluster import Runtime
 from tests.interop.peers import PeerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
-
-
-@pytest.fixture
-def runtime(
-    ray_head: EmbeddedRay, bootstrap: str, db_url: str, topics: Topics
-) -> Iterator[Runtime]:
-    rt = Runtime(ray_head.address, bootstrap, db_url, topics, free_port())
-    yield rt
-    rt.stop()
 
 
 def test_disabled_provider_unbinds_from_third_party_smscs(

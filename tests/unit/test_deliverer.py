@@ -1,15 +1,20 @@
 """What a customer's answer to a receipt/MO deliver_sm means for that delivery."""
 
+import dataclasses
+
 import orjson
 import pytest
 
 from smsgw.pipeline.correlator import customer_receipt
+from smsgw.receipts import ERR_UNKNOWN_OUTCOME, failure_receipt
 from smsgw.records import Delivery, InboundReceipt, Pairing
 from smsgw.server.deliverer import LOCAL, Outcome, backoff_s, classify, session_home
+from smsgw.server.delivery_logic import STATE_RECHECK_S, STATE_WAIT_S, DeliveryLogic, Pending
 from smsgw.smpp import events as ev
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Address
-from smsgw.state import MessageState
+from smsgw.state import MessageState, StateRecord
+from tests.helpers.messages import accepted_message
 from tests.unit.test_smpp_session import DLR, T0, bound_server, header, raw
 
 
@@ -78,3 +83,70 @@ def test_receipt_records_carry_the_submitting_session() -> None:
     old = orjson.loads(d.encode())
     del old["ses"]  # a record written before sessions were recorded
     assert Delivery.decode(orjson.dumps(old)).session == ""
+
+
+def _failure_and_mo(mid: str) -> list[Delivery]:
+    m = accepted_message(mid, registered_delivery=2)
+    receipt = failure_receipt(m, MessageState.UNDELIVERABLE, ERR_UNKNOWN_OUTCOME, now=T0)
+    mo = dataclasses.replace(receipt, id="mo:1", kind="mo", message_id="", state=0)
+    return [receipt, mo]
+
+
+def _state(mid: str, state: MessageState, destination: str = "491701234567") -> StateRecord:
+    return StateRecord(mid, "acme", "ACME", state, T0, 0, "receipt", destination)
+
+
+def _run(logic: DeliveryLogic[int], now: float) -> list[Delivery]:
+    """One dispatch of acme's queue to a bind with room; what went on the wire."""
+    placed: list[Delivery] = []
+
+    def place(item: Pending[int], targets: list[str], free: list[str]) -> bool:
+        placed.append(item.delivery)
+        logic.on_wire(item)
+        return True
+
+    logic.dispatch("acme", now, {"b": "b"}, ["b"], place)
+    return placed
+
+
+def test_a_final_receipt_telling_another_final_state_than_the_one_shown_is_not_sent() -> None:
+    """Issue 10: the store shows DELIVERED (first final); a failure receipt decided again
+    on a bind replay is finished unsent; MO is not looked at."""
+    shown = {"m1": _state("m1", MessageState.DELIVERED)}
+    logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
+    for n, d in enumerate(_failure_and_mo("m1")):
+        logic.take(n, 0, d)
+    assert [d.kind for d in _run(logic, T0)] == ["mo"]
+    assert logic.stats.contradicted == 1
+    assert "r:m1:491701234567:final" not in logic.delivered  # no mark: a later one may pass
+
+
+def test_a_final_receipt_waits_for_its_state_record_then_goes_as_it_is() -> None:
+    """Read before the follower applied its state: looked at again; sent when the store
+    shows the same final state, or once STATE_WAIT_S has passed without one."""
+    shown: dict[str, StateRecord] = {}
+    logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
+    receipt = _failure_and_mo("m1")[0]
+    logic.take(0, 0, receipt)
+    assert _run(logic, T0) == []
+    shown["m1"] = _state("m1", MessageState.UNDELIVERABLE)
+    assert _run(logic, T0 + STATE_RECHECK_S) == [receipt]
+    assert logic.stats.state_waits == 1
+    never: dict[str, StateRecord] = {}
+    late: DeliveryLogic[int] = DeliveryLogic(shown=never.get)
+    late.take(0, 0, receipt)
+    assert _run(late, T0) == []
+    assert _run(late, T0 + STATE_WAIT_S / 2) == []
+    assert _run(late, T0 + STATE_WAIT_S + 1) == [receipt]
+    assert late.stats.unconfirmed == 1
+
+
+def test_a_submit_multi_receipt_is_not_held_to_another_destinations_state() -> None:
+    """A submit_multi's destinations share one id, and the store one state for it: a
+    failure receipt for the second destination goes although the first is DELIVERED."""
+    shown = {"m1": _state("m1", MessageState.DELIVERED, destination="491709999999")}
+    logic: DeliveryLogic[int] = DeliveryLogic(shown=shown.get)
+    receipt = _failure_and_mo("m1")[0]
+    logic.take(0, 0, receipt)
+    assert _run(logic, T0) == [receipt]
+    assert logic.stats.contradicted == 0

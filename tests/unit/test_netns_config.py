@@ -110,12 +110,12 @@ def test_interface_names_fit_the_kernel_limit() -> None:
 
 def test_the_vip_is_round_robin_tcp_with_health_checks(tmp_path: Path) -> None:
     lab = Lab(3)
-    proxy = HAProxy(tmp_path, lab.vip, lab.hosts)
+    proxy = HAProxy(tmp_path, lab.vip, lab.hosts, lab.infra)
     cfg = proxy.config()
     assert "mode tcp" in cfg and "balance roundrobin" in cfg
     assert "bind 10.77.0.100:2775" in cfg
     for h in lab.hosts:
-        assert f"server h{h.index} {h.address}:2775" in cfg
+        assert f"server h{h.index} {h.address}:2775 send-proxy-v2 source 10.77.0.1" in cfg
     assert "check inter 500 fall 2 rise 2 on-marked-down shutdown-sessions" in cfg
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"  # cluster/install-system-deps.sh
     (tmp_path / "haproxy.cfg").write_text(cfg)

@@ -130,6 +130,21 @@ def test_a_late_message_waits_as_long_as_its_withdrawal_marker_can_take() -> Non
     assert withdrawal_hold_s(1000.0, 1004.5, t) == 7.5
     # Routed a minute late (its marker is surely written by now): the minimum hold.
     assert withdrawal_hold_s(1000.0, 1060.0, t) == WITHDRAWAL_HOLD_S
+    # Routed long after receipt (a stalled router's backlog): its marker follows at
+    # the router's pace, so the hold runs a produce timeout past the routing.
+    assert withdrawal_hold_s(1000.0, 1060.0, t, routed_at=1059.0) == t - 1.0
+    assert withdrawal_hold_s(1000.0, 1060.0, t, routed_at=1000.5) == WITHDRAWAL_HOLD_S
+
+
+def test_late_counts_from_two_seconds_or_a_second_before_the_produce_timeout() -> None:
+    """A record the dead leader replicated is readable on the new leader only after the
+    broker session timeout (3 s embedded): routed then, it must count as late (21
+    such records were sent and refused at 5 s when late began at 4 s)."""
+    from smsgw.message import late_after_s
+
+    assert late_after_s(5.0) == 2.0
+    assert late_after_s(2.5) == 1.5
+    assert late_after_s(0.5) == 0.0
 
 
 def test_a_revoked_partition_stops_sending_and_shows_what_is_unsettled() -> None:

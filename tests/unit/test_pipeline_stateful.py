@@ -26,7 +26,9 @@ does; what it had produced but not had acknowledged is lost. Invariants 2, 3,
   wins) never changes, and the gateway decides a message's fate (taken by the
   provider, or failed) once, except for a record a crash made read again;
 - the customer gets at most one receipt per message (a second only after a
-  deliverer crash between its answer and its ``delivered`` mark);
+  deliverer crash between its answer and its ``delivered`` mark), and every
+  final receipt it takes tells the message's final state shown (the deliverer
+  reads the state store, as a node's deliverer reads its StateStore);
 - no stage commits past a record it has not finished;
 - once the provider and the customer answer again and time passes, every
   accepted message has a final state, every stage has committed its topics
@@ -232,8 +234,20 @@ class PipelineMachine(RuleBasedStateMachine):
         self.bind_records: dict[tuple[int, int], set[str]] = {}
         self.bind_written_ids: set[str] = set()
 
+    def _shown(self, mid: str) -> StateRecord | None:
+        """The node's StateStore, as the deliverer reads it: the final state shown."""
+        record = self.store.get(mid)
+        return record if record is not None and record.state.final else None
+
+    def _contradicts(self, offset: int) -> bool:
+        """A final receipt telling another final state than the one shown (skipped)."""
+        d = Delivery.decode(self.deliver[offset])
+        if d.kind != "receipt" or not MessageState(d.state).final:
+            return False
+        return self.first_final.get(d.message_id, d.state) != d.state
+
     def _start_deliverer(self) -> None:
-        self.deliverer = self.delivery_logic()
+        self.deliverer = self.delivery_logic(shown=self._shown)
         for mark in self.marks:
             self.deliverer.seen(mark, self.clock)
         self.tracker = OffsetTracker()
@@ -484,6 +498,7 @@ class PipelineMachine(RuleBasedStateMachine):
                             self.clock,
                             o.status or o.err,
                             o.reason,
+                            part.destination.addr,
                         )
                     )
                     if o.receipt and customer_wants(part.registered_delivery, o.state):
@@ -533,7 +548,16 @@ class PipelineMachine(RuleBasedStateMachine):
         self.provider_finals.setdefault(pid, state)
         for mid in ids:
             self._state(
-                StateRecord(mid, CUSTOMER, pairing.source.addr, state, self.clock, 0, "receipt")
+                StateRecord(
+                    mid,
+                    CUSTOMER,
+                    pairing.source.addr,
+                    state,
+                    self.clock,
+                    0,
+                    "receipt",
+                    pairing.destination.addr,
+                )
             )
             if wanted:
                 d = customer_receipt(pairing, r, RECEIPT_TTL_S, mid)
@@ -613,6 +637,10 @@ class PipelineMachine(RuleBasedStateMachine):
         if outcome is Outcome.DELIVERED:
             assert answer == "ok"
             if d.kind == "receipt" and MessageState(d.state).final:
+                shown = self.first_final.get(d.message_id)
+                assert shown == d.state, (
+                    f"a {MessageState(d.state).name} receipt for {d.message_id}, shown {shown}"
+                )
                 self.got[d.message_id] += 1
                 assert self.got[d.message_id] <= 1 or d.id in self.redelivered, (
                     f"a second receipt for {d.message_id}"
@@ -650,9 +678,11 @@ class PipelineMachine(RuleBasedStateMachine):
                 f"deliverer commits {point} past unfinished record {offset}"
             )
             # Committed means the delivery is done for good: delivered or refused (its
-            # mark is written), expired, or a copy of it is read again after a crash.
+            # mark is written), expired, a receipt contradicting the final state shown
+            # (never sent), or a copy of it is read again after a crash.
             mid = self.deliver_ids[offset]
-            assert mid in self.marks or offset in self.expired or mid in later, (
+            done = mid in self.marks or offset in self.expired or self._contradicts(offset)
+            assert done or mid in later, (
                 f"deliverer commits {point} past {offset} ({mid}): not delivered"
             )
         self.deliverer_committed = max(self.deliverer_committed, point)
@@ -797,6 +827,18 @@ TestPipeline = PipelineMachine.TestCase
 
 
 # ---------------------------------------------------------------- the test's teeth
+class _Blind(DeliveryLogic[int]):
+    """The deliverer before it read the state store: every final receipt with a new id
+    goes out, whatever the message's final state shown."""
+
+    def __init__(self, shown: object = None) -> None:
+        super().__init__()
+
+
+class _BlindMachine(PipelineMachine):
+    delivery_logic = _Blind
+
+
 def _fails(machine: type[PipelineMachine], match: str) -> None:
     """The machine finds the broken stage (no shrinking: only that it fails matters;
     derandomized, so it is the same fixed set of runs every time)."""
@@ -832,7 +874,7 @@ def test_a_deliverer_that_delivers_a_second_final_receipt_is_caught(
 ) -> None:
     """The code before b0de7be: receipt ids one per state, and every provider receipt
     passed on, so a contradicting second one (DELIVRD, then UNDELIV) reached the
-    customer too."""
+    customer too (with the deliverer of then: the state store's check stops it now)."""
 
     def per_state(message_id: str, destination: str, state: MessageState) -> str:
         return f"r:{message_id}:{destination}:{int(state)}"
@@ -842,7 +884,7 @@ def test_a_deliverer_that_delivers_a_second_final_receipt_is_caught(
 
     monkeypatch.setattr(correlator, "receipt_delivery_id", per_state)
     monkeypatch.setattr(correlator, "receipt_wanted", as_asked)
-    _fails(PipelineMachine, "a second receipt")
+    _fails(_BlindMachine, "a second receipt|receipt for m[0-9.]+, shown")
 
 
 def test_a_deliverer_that_commits_before_the_answer_is_caught() -> None:
@@ -898,10 +940,79 @@ def test_a_correlator_that_passes_on_a_contradicting_final_receipt_is_caught(
 ) -> None:
     """Found by this machine: a customer asking for failure receipts only (registered_
     delivery 2) got UNDELIV for a message whose final state is DELIVERED when the
-    provider's second receipt contradicted its first; the correlator before the fix."""
+    provider's second receipt contradicted its first; the correlator before the fix
+    (with the deliverer of then: the state store's check stops it now)."""
 
     def as_asked(registered_delivery: int, state: MessageState, _first: object) -> bool:
         return customer_wants(registered_delivery, state)
 
     monkeypatch.setattr(correlator, "receipt_wanted", as_asked)
-    _fails(PipelineMachine, "a receipt it did not ask for")
+    _fails(_BlindMachine, "a receipt it did not ask for|receipt for m[0-9.]+, shown")
+
+
+# ---------------------------------------------------------------- found by the machine
+class _Draws:
+    """A fixed ``data.draw`` for a rule run by hand: the values hypothesis drew."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: Any = None) -> Any:
+        return self.values.pop(0)
+
+
+def _bind_replay_after_a_part_was_taken(machine: type[PipelineMachine]) -> PipelineMachine:
+    """The run hypothesis found (issue 10), step by step with the invariant checks.
+
+    A 2-part message from a customer asking for failure receipts only
+    (registered_delivery 2); the provider takes part 1 and its pairing is written;
+    the bind dies before the record's offset is committed (part 2 unanswered). The
+    replayed bind sends both parts again to a provider that stays silent: part 1
+    fails with an unknown outcome (err:906) and its failure receipt is written,
+    while the first send's DELIVRD receipt made its state DELIVERED first.
+    """
+    state = machine()
+
+    def check() -> None:
+        state.the_final_state_shown_never_changes()
+        state.the_gateway_decides_once()
+
+    state.ending(silent=True, contradicting=False)
+    check()
+    state.accept(big=1, complete=1, parts=2, to="failover", validity="", wants=2)
+    check()
+    state.route_both(abort=1, count=2)
+    check()
+    state.bind_fetch(count=1, partition=1)
+    check()
+    state.send(count=2, full=1)
+    check()
+    state.provider_answers(answer="ok", data=_Draws(1))  # type: ignore[arg-type]
+    check()
+    state.bind_written(count=1)
+    check()
+    state.crash(odds=0, stage="bind")
+    check()
+    state.teardown()
+    return state
+
+
+def test_a_failure_receipt_after_a_bind_replay_never_contradicts_the_state_shown() -> None:
+    """The customer gets no failure receipt for part 1: its final state shown is
+    DELIVERED (the first final), which it did not ask a receipt for; part 2, failed,
+    gets its receipt. The deliverer skipped the contradicting one, unsent."""
+    state = _bind_replay_after_a_part_was_taken(PipelineMachine)
+    shown = {mid: state.first_final[mid] for mid in state.accepted}
+    assert shown == {"m0.1": MessageState.DELIVERED, "m0.2": MessageState.UNDELIVERABLE}
+    assert state.got == Counter({"m0.2": 1})
+    assert state.deliverer.stats.contradicted == 1
+
+
+def test_a_deliverer_blind_to_the_state_shown_is_caught() -> None:
+    """The deliverer before the fix: every final receipt with a new id went out."""
+
+    class Machine(PipelineMachine):
+        delivery_logic = _Blind
+
+    with pytest.raises(AssertionError, match=r"a UNDELIVERABLE receipt for m0\.1, shown"):
+        _bind_replay_after_a_part_was_taken(Machine)

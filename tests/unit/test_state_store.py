@@ -53,3 +53,13 @@ def test_record_codec_and_smpp_date() -> None:
     r = StateRecord("9", "c", "1", MessageState.UNDELIVERABLE, 1.25, 17, "receipt")
     assert StateRecord.decode(r.encode()) == r
     assert smpp_date(0.5) == "700101000000500+"
+
+
+def test_a_final_state_keeps_its_destination_and_older_records_decode() -> None:
+    """The destination travels as "dst" (for the deliverer's receipt check); records
+    written before it decode with none; the console does not show it."""
+    r = StateRecord("9", "c", "1", MessageState.DELIVERED, 1.0, 0, "receipt", "491701234567")
+    assert StateRecord.decode(r.encode()) == r
+    old = b'{"id":"9","customer":"c","src":"1","state":2,"at":1.0,"err":0,"stage":"receipt"}'
+    assert StateRecord.decode(old).destination == ""
+    assert "destination" not in r.public()

@@ -9,6 +9,7 @@ stale cache after losing its database connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,8 +74,8 @@ class ConfigWatcher:
         await asyncio.wait_for(self._loaded.wait(), 30)
 
     async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Cancel the watcher; a reload callback that does not end in ``timeout_s``
-        (a removed provider bind that never finishes) is left behind, logged."""
+        """Cancel the watcher (a reload under way with it); one that does not end in
+        ``timeout_s`` is left behind, logged."""
         if self._task:
             self._task.cancel()
             done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
@@ -120,8 +121,14 @@ class ConfigWatcher:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             await self._reload(conn)
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as reader:
-                gen = conn.notifies()
+            # psycopg's notifies() holds the connection's lock while it is suspended
+            # (even at a yield): unless it is closed first, a watcher cancelled inside
+            # a reload leaves the lock taken and the connection's exit (a rollback
+            # that takes it) waits forever; a gateway's stop hung on it.
+            async with (
+                await psycopg.AsyncConnection.connect(self.url, autocommit=True) as reader,
+                contextlib.aclosing(conn.notifies()) as gen,
+            ):
                 async for _note in gen:
                     # Coalesce a burst (a CLI command may touch several rows).
                     await asyncio.sleep(0.05)

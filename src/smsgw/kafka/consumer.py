@@ -106,15 +106,23 @@ class AsyncConsumer:
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         drain: Callable[[list[TopicPartition]], Coroutine[Any, Any, None]] | None = None,
+        static_id: str | None = None,
     ) -> None:
         """``drain``: awaited on the loop when partitions are revoked, before their
         commit: the worker finishes (bounded) what it started on them, so the next
         owner does not do it again. With it, every consume runs on the waiting
-        thread, so that a revoke is never served on the loop, which it waits for."""
+        thread, so that a revoke is never served on the loop, which it waits for.
+
+        ``static_id``: under static membership, the member's id whatever process
+        runs it (a provider bind, which the supervisor may move to another node: the
+        new host takes the partitions over at once, KIP-345, instead of waiting out
+        the old member's session timeout)."""
         if "name" in _static_member and "group.instance.id" not in config:
             member = _static_member["name"]
-            if "client.id" in config:  # one of several named workers of this process
-                member = f"{member}/{config['client.id']}"  # (a connector host's binds)
+            if static_id is not None:
+                member = static_id
+            elif "client.id" in config:  # one of several named workers of this process
+                member = f"{member}/{config['client.id']}"
             config = {**config, "group.instance.id": member}
         self.consumer = Consumer(config)
         self.tracker = OffsetTracker()

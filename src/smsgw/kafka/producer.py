@@ -47,7 +47,10 @@ def producer_config(
     if timeout_s > 0:
         # librdkafka times a record out only once no request carries it; a leader
         # whose followers died holds the request for this long waiting for acks=all
-        # (default 30 s: refusals came 17 s late with two brokers down).
+        # (default 30 s: reports came 17 s late with two brokers down, 8 s with
+        # this). The listener answers by its own deadline all the same
+        # (smsgw.server.submit_outcome); this keeps the record's fate from
+        # staying open much longer than the answer.
         bounded["request.timeout.ms"] = int(timeout_s * 1000)
     return client_config(bootstrap) | {
         "enable.idempotence": True,
@@ -58,8 +61,9 @@ def producer_config(
         "linger.ms": STAGE_LINGER_MS,
         "batch.num.messages": 2000,
         "compression.type": "lz4",
-        # A delivery report (success or error) always arrives within this
-        # (0: never, a stage's STAGE_TIMEOUT_S).
+        # No request carries a record for the first time, nor again, after this
+        # (0: never, a stage's STAGE_TIMEOUT_S): the listener's error answer is
+        # due at the same time, counted from the same produce call.
         "message.timeout.ms": int(timeout_s * 1000),
         "socket.keepalive.enable": True,
         **bounded,
@@ -149,6 +153,14 @@ class AsyncProducer:
                 fut.set_result(msg)
             else:
                 fut.set_exception(ProduceError(err, retriable=err.retriable()))
+
+    def give_up(self, fut: asyncio.Future[Message]) -> None:
+        """Stop waiting for this record's report (the caller answered without it).
+
+        librdkafka cannot take a record back: it may still reach Kafka. Its
+        report, when it comes, is dropped (the future is cancelled).
+        """
+        fut.cancel()
 
     async def close(self) -> None:
         self._stop.set()

@@ -21,16 +21,29 @@ from smsgw.db.providers import Provider
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.pipeline.connector import ProviderBind
+from smsgw.pipeline.connector import FETCH_WAIT_S, ProviderBind
+from smsgw.pipeline.smpp_client import UNBIND_GRACE_S
 from smsgw.pipeline.supervise import supervise
 from smsgw.settings import Settings
 from smsgw.topics import Topics
 
 BindKey = tuple[str, int]  # (provider, bind index)
+# How long a stopped bind may take to end: its SMPP unbind (UNBIND_GRACE_S per
+# link, SMPP 3.4 §4.2), the end of its consumer's wait under way (FETCH_WAIT_S)
+# and the consumer's close, with room for a busy machine. Then it is cancelled.
+STOP_GRACE_S = 2 * UNBIND_GRACE_S + FETCH_WAIT_S + 5.0
 
 
 def bind_name(key: BindKey) -> str:
     return f"provider:{key[0]}#{key[1]}"
+
+
+def bind_key(name: str) -> BindKey | None:
+    """The key of a ``bind_name`` (None: not one)."""
+    head, sep, index = name.rpartition("#")
+    if not sep or not head.startswith("provider:") or not index.isdigit():
+        return None
+    return head.removeprefix("provider:"), int(index)
 
 
 class RestartRequested(Exception):
@@ -55,6 +68,8 @@ class BindHost:
         topics: Topics,
         config: ConfigWatcher,
         producer: AsyncProducer,
+        *,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         assert settings.kafka_bootstrap
         self.settings = settings
@@ -66,6 +81,8 @@ class BindHost:
         # None: every configured bind; else the keys a supervisor assigned here.
         self.assigned: frozenset[BindKey] | None = None
         self._lock = asyncio.Lock()
+        self.stop_grace_s = stop_grace_s
+        self._retiring: set[asyncio.Task[None]] = set()  # binds stopping (``_end``)
         self._topics_made: set[str] = set()
         self.log = log.get("smsgw.binds")
 
@@ -85,15 +102,16 @@ class BindHost:
     async def reconcile(self) -> None:
         """Start the binds wanted here and not running; stop those gone or changed.
 
-        Stops run together (each unbinds within its grace), and nothing else waits
-        for them: a provider removed never delays one added.
+        Stops run on their own (each unbinds within its grace, else is cancelled)
+        and nothing waits for them, not even this call, which a configuration
+        reload awaits: a provider removed never delays the next reload.
         """
         async with self._lock:
             wanted = self.wanted()
             going = [(key, r) for key, r in self.running.items() if wanted.get(key) != r.provider]
             for key, r in going:
                 del self.running[key]
-                r.stop.set()
+                self._retire(key, r)
                 self.log.info("provider bind closed", provider=key[0], bind=key[1])
             new = {k: p for k, p in wanted.items() if k not in self.running}
             names = {self.topics.outbound(p.name) for p in new.values()} - self._topics_made
@@ -104,8 +122,30 @@ class BindHost:
                 self._topics_made |= names
             for key, provider in sorted(new.items()):
                 self._start(key, provider)
-        if going:
-            await asyncio.gather(*(r.task for _k, r in going if r.task), return_exceptions=True)
+
+    def _retire(self, key: BindKey, running: _Running) -> None:
+        """Stop one bind in the background, bounded by ``stop_grace_s``."""
+        running.stop.set()
+        if running.task is None or running.task.done():
+            return
+        retiring = asyncio.create_task(self._end(key, running.task), name=f"{bind_name(key)}:stop")
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+
+    async def _end(self, key: BindKey, task: asyncio.Task[None]) -> None:
+        """Wait for a stopped bind's task; past its grace, cancel it (logged): an
+        unbind or a consumer close that does not end must not hold anything."""
+        done, _ = await asyncio.wait({task}, timeout=self.stop_grace_s)
+        if done:
+            return
+        self.log.warning(
+            "provider bind did not stop within its grace; cancelled",
+            provider=key[0],
+            bind=key[1],
+            grace_s=self.stop_grace_s,
+        )
+        task.cancel()
+        await asyncio.wait({task}, timeout=self.stop_grace_s)
 
     def _start(self, key: BindKey, provider: Provider) -> None:
         running = _Running(provider, asyncio.Event())
@@ -160,12 +200,12 @@ class BindHost:
         return out
 
     async def stop(self) -> None:
-        for r in self.running.values():
-            r.stop.set()
-        await asyncio.gather(
-            *(r.task for r in self.running.values() if r.task), return_exceptions=True
-        )
-        self.running.clear()
+        """Stop every bind, those still stopping included, each within its grace."""
+        async with self._lock:
+            going, self.running = self.running, {}
+            for key, r in going.items():
+                self._retire(key, r)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
 @dataclass
@@ -181,6 +221,9 @@ class _Incarnation:
         task = asyncio.create_task(self.bind.run(mine))
         try:
             await asyncio.wait({task, self.crash}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # given up on (past its grace): the bind unwinds, not left behind
+            raise
         finally:
             mine.set()
             relay.cancel()

@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import functools
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -56,7 +57,7 @@ from smsgw.db.providers import Provider
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal
+from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal, late_after_s
 from smsgw.pipeline.outbox import (
     BindStats,
     Failed,
@@ -95,7 +96,16 @@ __all__ = ["BindStats", "ConnectorConfig", "ProviderBind", "submit_fields"]
 # consumer's wait for records returns this often at most (to notice a stop).
 FETCH_WAIT_S = 5.0
 COMMIT_INTERVAL_S = 0.2  # finished records are committed in batches this far apart
-IDLE_FETCH_WAIT_MS = 500
+# What an idle bind's librdkafka consumer wakes up for (issue 13: 200 binds woke
+# their host's threads ~15 times a second each): empty fetches and heartbeats.
+# The broker answers a fetch as soon as a record is readable (fetch.min.bytes 1;
+# a transaction's commit marker moves the last stable offset and completes it),
+# so the long-poll costs no latency; it only spaces the empty answers.
+IDLE_FETCH_WAIT_MS = 5000
+# librdkafka's default; a member learns of a rebalance at its next heartbeat, so a
+# bind of a provider joining or leaving moves partitions up to this much later.
+# Still a third of the session timeout (consumer_config).
+BIND_HEARTBEAT_MS = 3000
 # A bind giving partitions up waits at most this long (or the produce timeout, if
 # shorter) for its sends on them to be answered and their outcomes durable.
 DRAIN_S = 5.0
@@ -179,7 +189,7 @@ class ProviderBind:
         self.failover_after_s = failover_after_s
         self.max_age_s = provider.max_age_s(message_ttl_s)
         self.produce_timeout_s = produce_timeout_s
-        self.late_after_s = max(0.0, produce_timeout_s - 1.0)  # as the router's
+        self.late_after_s = late_after_s(produce_timeout_s)  # as the router's
         # The expiry timer sleeps until the outbox's first deadline, or this.
         self._deadline_changed = asyncio.Event()
         self.unbound_since = time.monotonic()
@@ -192,14 +202,17 @@ class ProviderBind:
             consumer_config(
                 bootstrap,
                 f"{topics.prefix}provider.{provider.name}",
-                # An idle bind's long-poll: the broker answers as soon as a record is
-                # there, so this only spaces the empty fetches of hundreds of binds.
-                **{"client.id": self.name, "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS},
+                **{
+                    "client.id": self.name,
+                    "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS,
+                    "heartbeat.interval.ms": BIND_HEARTBEAT_MS,
+                },
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
             on_assign=self._assigned,
             drain=self._drain,
+            static_id=self.name,  # one bind on one node at a time: its id is its own
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
         # Set when the send loop may have work: records queued, an answer or a
@@ -260,7 +273,7 @@ class ProviderBind:
                 task.cancel()
             await asyncio.gather(fetcher, committer, failover, expiry, return_exceptions=True)
             await _unbind([c for c in (self.client, self.rx_client) if c is not None])
-            await asyncio.to_thread(self.consumer.close)
+            await _in_own_thread(self.consumer.close, f"{self.name}:close")
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One bind unit: a transceiver, or a transmitter/receiver pair (SMPP 3.4 §2.2).
@@ -372,7 +385,10 @@ class ProviderBind:
                 first = self.outbox.next_deadline()
                 if self.outbox.add(pos, routed):
                     hold = withdrawal_hold_s(
-                        routed.message.received_at, time.time(), self.produce_timeout_s
+                        routed.message.received_at,
+                        time.time(),
+                        self.produce_timeout_s,
+                        routed.routed_at,
                     )
                     asyncio.get_running_loop().call_later(hold, self._release, routed.message.id)
                 else:
@@ -622,7 +638,14 @@ class ProviderBind:
         for mid in item.ids:
             m = dataclasses.replace(item.part, id=mid)
             record = StateRecord(
-                mid, m.customer, m.source.addr, state, time.time(), status or err, reason
+                mid,
+                m.customer,
+                m.source.addr,
+                state,
+                time.time(),
+                status or err,
+                reason,
+                m.destination.addr,
             )
             self.producer.produce(self.topics.message_state, record.encode(), mid.encode())
             count_final(self.stats.final, state, reason)
@@ -768,6 +791,38 @@ def _key(provider: str, raw_id: str, fmt: str) -> str:
 async def _unbind(links: list[SmppClient]) -> None:
     """Unbind every link still bound, together, each waiting at most UNBIND_GRACE_S."""
     await asyncio.gather(*(link.unbind() for link in links), return_exceptions=True)
+
+
+async def _in_own_thread(fn: Callable[[], None], name: str) -> None:
+    """``fn()`` on a thread of its own, not the loop's shared pool (``to_thread``).
+
+    A consumer's close waits for the end of its wait under way (up to
+    FETCH_WAIT_S): a hundred binds stopping at once held the default pool's few
+    threads for minutes, and with them everything else of the process that
+    uses it (a new provider's topic creation, the listener's password checks).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if done.done():  # the awaiting task was cancelled
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+    def run() -> None:
+        exc: BaseException | None = None
+        try:
+            fn()
+        except BaseException as e:  # handed to the awaiting task
+            exc = e
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    await done
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -279,6 +279,7 @@ class Correlator:
                 receipt.received_at,
                 int(receipt.err) if receipt.err.isdigit() else 0,
                 "receipt",
+                pairing.destination.addr,
             )
             futures.append(p.produce(self.topics.message_state, state.encode(), mid.encode()))
             count_final(self.stats.final, receipt.state, "provider-receipt")

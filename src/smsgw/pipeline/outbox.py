@@ -61,16 +61,27 @@ SENT_IDS_KEPT = 10_000  # ids remembered as sent, to count withdrawals that came
 WITHDRAWAL_HOLD_S = 2.0  # at least this long: the marker's router transaction or two
 
 
-def withdrawal_hold_s(received_at: float, now: float, produce_timeout_s: float) -> float:
+def withdrawal_hold_s(
+    received_at: float, now: float, produce_timeout_s: float, routed_at: float | None = None
+) -> float:
     """Seconds a late-routed message waits for its withdrawal marker (wall-clock times).
 
     The listener answers the error at ``received_at + produce_timeout_s`` and only
     then writes the marker, whose own produce may take up to the produce timeout on
     the same troubled Kafka; the router then forwards it behind the message. A
     fixed 2-s hold let 624 refused submits out to the provider in a rolling restart
-    (issue 14): the markers came later than that.
+    (issue 14): the markers came later than that. A router that stalled (its
+    transaction coordinator killed) routes a backlog long after it was received,
+    and the markers in it follow at the router's pace, batches behind: the hold
+    lasts a produce timeout after ``routed_at`` too (135 refused submits were sent
+    when it did not, in the coordinator-kill test).
     """
-    return max(WITHDRAWAL_HOLD_S, received_at + 2 * produce_timeout_s + WITHDRAWAL_HOLD_S - now)
+    after_routing = 0.0 if routed_at is None else routed_at + produce_timeout_s - now
+    return max(
+        WITHDRAWAL_HOLD_S,
+        received_at + 2 * produce_timeout_s + WITHDRAWAL_HOLD_S - now,
+        after_routing,
+    )
 
 
 @dataclass

@@ -51,6 +51,7 @@ from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
 from smsgw.kafka.transactions import TransactionalProducer, bounded
+from smsgw.message import late_after_s
 from smsgw.pipeline.routing_logic import (
     Out,
     RouterConfig,
@@ -107,13 +108,12 @@ class Router:
         )
         self.dead_letters = DeadLetters(bootstrap, topics, "router")
         self.log = log.get("smsgw.router")
-        # 1 s less than the produce timeout, for clocks.
         self.logic = RoutingLogic(
             topics,
             config,
             multipart_expiry_s=multipart_expiry_s,
             message_ttl_s=message_ttl_s,
-            late_after_s=max(0.0, produce_timeout_s - 1.0),
+            late_after_s=late_after_s(produce_timeout_s),
             logger=self.log,
         )
         self.assembler = self.logic.assembler

@@ -290,7 +290,9 @@ class RoutingLogic:
         """State records and failure receipts for messages the gateway gives up on."""
         out: list[Out] = []
         for m in parts:
-            state = StateRecord(m.id, m.customer, m.source.addr, final, now, err, reason)
+            state = StateRecord(
+                m.id, m.customer, m.source.addr, final, now, err, reason, m.destination.addr
+            )
             out.append((self.topics.message_state, m.id.encode(), state.encode(), None))
             count_final(self.final, final, reason)
             if customer_wants(m.registered_delivery, final):
@@ -328,7 +330,14 @@ class RoutingLogic:
         self.counts["withdrawn"] += 1
         self.log.warning("withdrawn message not routed", id=m.id, customer=m.customer)
         state = StateRecord(
-            m.id, m.customer, m.source.addr, MessageState.REJECTED, now, 0, "withdrawn"
+            m.id,
+            m.customer,
+            m.source.addr,
+            MessageState.REJECTED,
+            now,
+            0,
+            "withdrawn",
+            m.destination.addr,
         )
         count_final(self.final, MessageState.REJECTED, "withdrawn")
         return [(self.topics.message_state, m.id.encode(), state.encode(), None)]

@@ -20,6 +20,11 @@ peer) while any of these holds:
 Before authentication: a connection unbound after ``smpp_bind_timeout_s`` is
 closed (enquire_link does not extend it), and connections beyond the per-IP
 or total limit are closed at once and counted.
+
+Behind a load balancer that sends the PROXY protocol (``smpp_proxy_protocol_from``),
+the connection's first octets are that header: the customer's address it names
+replaces the proxy's for the per-IP limit, the bind lockout, the allowlist and
+the logs (smsgw.server.proxy_header says what is believed).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from smsgw.message import AcceptedMessage, encode, from_submission
 from smsgw.records import Delivery
 from smsgw.server.core import NodeCore
 from smsgw.server.deliverer import Nacked
+from smsgw.server.proxy_header import ProxyHeaderError, read_proxy_header
+from smsgw.server.submit_outcome import Answer, SubmitOutcome
 from smsgw.smpp import events as ev
 from smsgw.smpp.deadline import DeadlineTimer
 from smsgw.smpp.events import BindMode
@@ -111,6 +118,7 @@ class SmppConnection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._counted_ip: str | None = None
+        self._awaiting_proxy_header = False
         self._bind_timer: asyncio.TimerHandle | None = None
         self._log_budget = LogBudget(burst=5, period_s=60.0)
 
@@ -122,10 +130,18 @@ class SmppConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if peer else ""
         self.log = self.log.bind(peer=self.peer_ip)
         core, s = self.core, self.core.settings
+        # A trusted proxy's connections are limited per customer address once its
+        # header names it (_take_proxy_header), not all together as the proxy's.
+        self._awaiting_proxy_header = (
+            self.tls is None and bool(core.proxies) and ip_allowed(self.peer_ip, core.proxies)
+        )
         refusal = None
         if len(core.connections) >= s.smpp_max_connections:
             refusal = "total"
-        elif core.connections_per_ip[self.peer_ip] >= s.smpp_max_connections_per_ip:
+        elif (
+            not self._awaiting_proxy_header
+            and core.connections_per_ip[self.peer_ip] >= s.smpp_max_connections_per_ip
+        ):
             refusal = "per_ip"
         if refusal is not None:  # before any work or log line: the peer may be a flood
             core.count("connections_refused", "", refusal)
@@ -239,11 +255,46 @@ class SmppConnection(asyncio.Protocol):
             self.log.exception("reader failed, closing")
             self.abort()
 
+    def _take_proxy_header(self) -> bool:
+        """The PROXY header off the input (True: read, or the connection closed).
+
+        False while it is incomplete. The customer's address it names is counted
+        against the per-IP limit from here on, as a direct connection is.
+        """
+        try:
+            header = read_proxy_header(self._inbuf)
+        except ProxyHeaderError as exc:
+            self.core.count("proxy_header_invalid")
+            self.log.warning("connection from a proxy without a PROXY header", error=str(exc))
+            self.abort()
+            return True
+        if header is None:
+            return False
+        del self._inbuf[: header.length]
+        self._awaiting_proxy_header = False
+        if header.source_ip is None or header.source_ip == self.peer_ip:
+            return True
+        core, ip = self.core, header.source_ip
+        if self._counted_ip is not None:
+            core.connections_per_ip[self._counted_ip] -= 1
+            if core.connections_per_ip[self._counted_ip] <= 0:
+                del core.connections_per_ip[self._counted_ip]
+        self.log = self.log.bind(peer=ip, proxy=self.peer_ip)
+        self.peer_ip = ip
+        core.connections_per_ip[ip] += 1
+        self._counted_ip = ip
+        if core.connections_per_ip[ip] > core.settings.smpp_max_connections_per_ip:
+            core.count("connections_refused", "", "per_ip")
+            self.abort()
+        return True
+
     async def _read_forever(self) -> None:
         """Hand input to the session, a bounded amount per loop iteration."""
         while not self._closed:
             await self._input.wait()
             self._input.clear()
+            if self._awaiting_proxy_header and not self._take_proxy_header():
+                continue
             handled = 0
             while not self._closed and not self.session.closed and not self._blocked():
                 hold = self._hold_until - self.loop.time()
@@ -529,6 +580,7 @@ class SmppConnection(asyncio.Protocol):
             self.session.respond_submit(e.sequence, S.ESME_RTHROTTLED, command=e.command)
             self._schedule_flush()
             return
+        read_at = self.loop.time()
         message_id = core.ids.next_id()
         messages = from_submission(
             parsed,
@@ -551,9 +603,14 @@ class SmppConnection(asyncio.Protocol):
         if failure is not None and not futures:
             self._refuse(e, failure, "Kafka backlog full" if failure == S.ESME_RMSGQFUL else "")
             return
-        outcome = _Outcome(self, e, messages, futures, failure)
-        for fut in futures:
-            fut.add_done_callback(outcome.one_done)
+        state = SubmitOutcome(
+            len(messages),
+            len(futures),
+            read_at=read_at,
+            timeout_s=core.settings.produce_timeout_s,
+            failure=failure,
+        )
+        _Outcome(self, e, messages, futures, state)
 
     def _throttled_flood(self, n: int, tps: float) -> None:
         """Far over its TPS, a connection is read no faster than its TPS.
@@ -682,9 +739,13 @@ class SmppConnection(asyncio.Protocol):
 
 
 class _Outcome:
-    """Collects the delivery reports of one submit's records (one per destination)."""
+    """One submit until its answer: delivery reports, or the produce timeout's timer.
 
-    __slots__ = ("conn", "event", "failure", "futures", "messages", "ok", "pending")
+    The decisions are ``SubmitOutcome``'s; this wires it to the futures, the
+    loop's timer, the producer (records given up are withdrawn) and the session.
+    """
+
+    __slots__ = ("conn", "event", "futures", "messages", "state", "timer")
 
     def __init__(
         self,
@@ -692,22 +753,43 @@ class _Outcome:
         event: ev.SubmitReceived,
         messages: list[AcceptedMessage],
         futures: list[asyncio.Future[Any]],
-        failure: S | None,
+        state: SubmitOutcome,
     ) -> None:
         self.conn = conn
         self.event = event
         self.messages = messages
         self.futures = futures
-        self.failure = failure or S.ESME_RSYSERR
-        self.ok = [False] * len(messages)
-        self.pending = len(futures)
+        self.state = state
+        self.timer = conn.loop.call_at(state.deadline, self.expire)
+        for fut in futures:
+            fut.add_done_callback(self.one_done)
 
     def one_done(self, fut: asyncio.Future[Any]) -> None:
+        if self.state.answered:
+            return  # given up at the deadline (cancelled), or a late report: withdrawn
         i = self.futures.index(fut) if len(self.futures) > 1 else 0
-        if fut.exception() is None:
-            self.ok[i] = True
-        else:
-            self.conn.log.warning("kafka did not confirm", error=str(fut.exception()))
-        self.pending -= 1
-        if self.pending == 0:
-            self.conn.answer_submit(self.event, self.messages, self.ok, self.failure)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            self.conn.log.warning("kafka did not confirm", error=str(exc))
+        self._answer(self.state.reported(i, exc is None and not fut.cancelled()))
+
+    def expire(self) -> None:
+        answer = self.state.expire(self.conn.loop.time())
+        if answer is None and not self.state.answered:  # the loop ran the timer a hair early
+            self.timer = self.conn.loop.call_at(self.state.deadline, self.expire)
+            return
+        if answer is not None:
+            self.conn.log.warning(
+                "kafka did not confirm in time",
+                timeout_s=self.conn.core.settings.produce_timeout_s,
+                records=len(answer.given_up),
+            )
+        self._answer(answer)
+
+    def _answer(self, answer: Answer | None) -> None:
+        if answer is None:
+            return
+        self.timer.cancel()
+        for i in answer.given_up:  # their markers queued before the answer is written
+            self.conn.core.producer.give_up(self.futures[i])
+        self.conn.answer_submit(self.event, self.messages, answer.ok, answer.failure)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from smsgw.auth import BindGuard
+from smsgw.auth import BindGuard, Network, parse_networks
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.msgid import IdGenerator
@@ -51,6 +52,11 @@ class NodeCore:
     # This listener's incarnation: a restarted listener (or a second node under the same
     # name) never hands out a session id that an earlier one gave a message.
     _incarnation: str = field(default_factory=lambda: secrets.token_hex(3))
+
+    @functools.cached_property
+    def proxies(self) -> tuple[Network, ...]:
+        """Load balancers whose PROXY header is believed (settings.smpp_proxy_protocol_from)."""
+        return parse_networks(self.settings.smpp_proxy_networks)
 
     def new_bind_id(self) -> str:
         """A session id unique across nodes and restarts: receipts find their session by it."""

@@ -9,7 +9,10 @@ ends it as failed (counted, logged once). A retried record whose TTL runs out
 expires (counted). A finished record's id (delivered or failed) goes to the
 compacted ``delivered`` topic before the offset is committed; every deliverer
 follows that topic, so a record replayed after a crash or a rebalance is
-recognised and not delivered again.
+recognised and not delivered again. A final receipt goes out only if it tells
+the final state the node's StateStore shows (the first final state on
+``message-state``): one message, one final outcome, in query_sm and in the
+receipt alike (delivery_logic).
 
 The decisions live in smsgw.server.delivery_logic (sans-IO); this class reads,
 writes, commits and talks to the binds.
@@ -45,6 +48,7 @@ from smsgw.server.delivery_logic import (
     session_home,
 )
 from smsgw.smpp.status import CommandStatus as S
+from smsgw.state import StateRecord
 from smsgw.topics import Topics
 
 __all__ = [
@@ -123,12 +127,17 @@ class Deliverer:
                 **{"isolation.level": "read_uncommitted"},
             )
         )
-        self.logic: DeliveryLogic[Message] = DeliveryLogic()
+        self.logic: DeliveryLogic[Message] = DeliveryLogic(shown=self._shown)
         self.stats = self.logic.stats
         self.dead_letters = DeadLetters(bootstrap, topics, "deliverer")
         self._paused = False
         self.log = log.get("smsgw.deliverer")
         core.delivery_wakers.append(self._wake)
+
+    def _shown(self, message_id: str) -> StateRecord | None:
+        """The final state the node's store shows (the state follower's first final)."""
+        record = self.core.states.get(message_id)
+        return record if record is not None and record.state.final else None
 
     def _wake(self, customer: str) -> None:
         """A bind of the customer came up: look at its queue on the next turn."""

@@ -19,7 +19,23 @@ The rules (invariants 6 and 9):
   or no answer retries it after a back-off on its own timer while the
   customer's other deliveries flow on, a permanent error or ``generic_nack``
   fails it (SMPP 3.4 §4.3, §5.1.3);
-- a delivery still waiting or retried when its TTL runs out expires.
+- a delivery still waiting or retried when its TTL runs out expires;
+- a final receipt goes out only if it tells the message's final state as the
+  node's StateStore shows it (`shown`: the first final state on
+  ``message-state``, ``StateStore.apply``); one telling another final state
+  is finished unsent (``contradicted``). Two writers can decide a final
+  outcome for one message: a provider bind that dies after the provider took
+  a part and before its record's offset is committed sends that part again on
+  replay and may fail it (unknown outcome, expiry, refusal of the copy) while
+  the correlator turns the first send's DELIVRD receipt into DELIVERED; and
+  the once-only receipt id cannot stop a failure receipt when the first final
+  state had none (registered_delivery 2 wants failures only, SMPP 3.4
+  §5.2.17). The state store's first final is the one outcome everyone agrees
+  on, so the receipt follows it. A receipt read before its state record waits
+  for it (``STATE_RECHECK_S``), at most ``STATE_WAIT_S``, then goes as it is.
+  The destinations of a submit_multi share one id and one state shown: a
+  receipt for another destination than the state's is not held to it (the
+  once-only id, one per destination, is what holds there).
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from typing import Generic, TypeVar
 
 from smsgw.records import Delivery
 from smsgw.smpp.status import CommandStatus as S
+from smsgw.state import MessageState, StateRecord
 
 DEDUP_HORIZON_S = 3600.0  # replays after a crash are seconds old; keep an hour
 REMOTE_BATCH = 200
@@ -42,6 +59,11 @@ REMOTE_BATCH = 200
 SCAN_LIMIT = 2000
 LOCAL = ""  # session_home: the session is bound on this node
 ON_WIRE_RECHECK_S = 1.0  # a replayed copy of a delivery on the wire is looked at again
+# A final receipt read before the node's store has its message's state record (the
+# follower of ``message-state`` lags a little, or catches up after a restart) is
+# looked at again this often, and goes as it is once it has waited this long.
+STATE_RECHECK_S = 0.1
+STATE_WAIT_S = 30.0
 
 
 class Outcome(enum.Enum):
@@ -104,6 +126,9 @@ class DelivererStats:
     delivered: int = 0
     failed: int = 0  # permanent error or generic_nack: not retried
     duplicates_skipped: int = 0
+    contradicted: int = 0  # final receipts unsent: the message's final state is another
+    unconfirmed: int = 0  # final receipts sent without their state in the store
+    state_waits: int = 0  # final receipts read before their state record (then waited)
     expired: int = 0
     retries: int = 0
     waiting: int = 0
@@ -121,6 +146,8 @@ class Pending(Generic[H]):
     delivery: Delivery
     not_before: float = 0.0
     attempts: int = 0
+    state_wait_from: float | None = None  # first looked at without its state in the store
+    unconfirmed: bool = False  # waited STATE_WAIT_S for its state: goes as it is
 
 
 @dataclass
@@ -135,12 +162,15 @@ class Dispatched(Generic[H]):
 # Puts a delivery on the first of the binds (2nd argument) that takes it, dropping
 # a bind found full from the free ones (3rd); True if one took it.
 Place = Callable[[Pending[H], list[C], list[C]], bool]
+# The final state record the node's StateStore shows for a message id; None: none yet.
+Shown = Callable[[str], StateRecord | None]
 
 
 class DeliveryLogic(Generic[H]):
     """Deliveries waiting for a customer, on the wire, or set aside to be retried."""
 
-    def __init__(self) -> None:
+    def __init__(self, shown: Shown | None = None) -> None:
+        self.shown = shown  # None: receipts are not checked against a state store
         self.delivered: dict[str, float] = {}  # finished ids (delivered or failed) -> when
         self.waiting: dict[str, collections.deque[Pending[H]]] = collections.defaultdict(
             collections.deque
@@ -236,6 +266,14 @@ class DeliveryLogic(Generic[H]):
                 # answered (then it is a duplicate), without holding up the rest.
                 self.later(item, now + ON_WIRE_RECHECK_S)
                 continue
+            agrees = self._agrees(item, now)
+            if agrees is None:  # its state record is not in the store yet
+                self.later(item, now + STATE_RECHECK_S)
+                continue
+            if not agrees:
+                self.stats.contradicted += 1
+                result.done.append(item)
+                continue
             home = session_home(d.session, bound, peers)
             if home is None and not bound:  # its session is gone and none is bound here
                 home = anywhere[int(now) % len(anywhere)] if anywhere else None
@@ -257,6 +295,40 @@ class DeliveryLogic(Generic[H]):
         if not batch:
             result.target = None
         return result
+
+    def _agrees(self, item: Pending[H], now: float) -> bool | None:
+        """Whether a delivery may go as far as the message's final state is concerned.
+
+        True for MO, intermediate receipts and a final receipt telling the final
+        state shown; False for a final receipt telling another one (no mark is
+        written: its id is the one every final receipt of the message shares, and
+        a replay of the record is skipped again); None: wait for the state record.
+        A state shown for another destination (a submit_multi's destinations share
+        one id and one record in the store) says nothing of this one: True.
+        """
+        d = item.delivery
+        if self.shown is None or d.kind != "receipt" or not d.message_id:
+            return True
+        try:
+            state = MessageState(d.state)
+        except ValueError:
+            return True
+        if not state.final:
+            return True
+        shown = self.shown(d.message_id)
+        if shown is not None:
+            if shown.destination and shown.destination != d.source.addr:
+                return True
+            return shown.state == state
+        if item.state_wait_from is None:
+            item.state_wait_from = now
+            self.stats.state_waits += 1
+        if now - item.state_wait_from < STATE_WAIT_S:
+            return None
+        if not item.unconfirmed:
+            item.unconfirmed = True
+            self.stats.unconfirmed += 1
+        return True
 
     def on_wire(self, item: Pending[H]) -> None:
         """The delivery was put on a bind (or handed to another node): wait for its answer."""

@@ -1,13 +1,16 @@
 """The listener's side of "an error answer is never followed by a send" (issue 10 item 8).
 
 A submit is answered ``ESME_RSYSERR`` when Kafka's delivery report says the
-record failed, typically a timeout: the record may nevertheless have been
-written (a broker that was paused writes it when it resumes). For each such
-record this producer writes a withdrawal marker (smsgw.message.Withdrawal)
-with the record's key, so on the same ``submit`` partition and, being
-produced after the record's request by the same producer, after it in the
-log. The marker is queued before the customer's answer is written (its
-callback runs first) and retried until Kafka takes it.
+record failed, typically a timeout, or when the listener's own deadline (the
+produce timeout, smsgw.server.submit_outcome) passes with no report yet: the
+record may nevertheless have been written (a broker that was paused writes it
+when it resumes; a leader below min ISR commits what it appended once a
+follower is back). For each such record this producer writes a withdrawal
+marker (smsgw.message.Withdrawal) with the record's key, so on the same
+``submit`` partition and, being produced after the record by the same
+producer, after it in the log. The marker is queued before the customer's
+answer is written (the failed report's callback, or ``give_up`` at the
+deadline, runs first) and retried until Kafka takes it; one marker per record.
 
 Routers and provider binds drop a withdrawn message that they have not sent
 (docs/ARCHITECTURE.md, invariant 1).
@@ -16,7 +19,6 @@ Routers and provider binds drop a withdrawn message that they have not sent
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from typing import Any
 
@@ -36,18 +38,32 @@ class WithdrawingProducer(AsyncProducer):
         self.submit_topic = submit_topic
         self.withdrawals = 0
         self.log = log.get("smsgw.withdraw")
+        # Submit records without a report yet: (value, key) to withdraw them by.
+        self._submits: dict[asyncio.Future[Any], tuple[bytes, bytes | None]] = {}
 
     def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None
     ) -> asyncio.Future[Any]:
         fut = super().produce(topic, value, key)
         if topic == self.submit_topic and value is not None and not is_withdrawal(value):
-            fut.add_done_callback(functools.partial(self._reported, value, key))
+            self._submits[fut] = (value, key)
+            fut.add_done_callback(self._reported)
         return fut
 
-    def _reported(self, value: bytes, key: bytes | None, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() or fut.exception() is None:
-            return
+    def give_up(self, fut: asyncio.Future[Any]) -> None:
+        """The customer is answered an error before the record's report: withdraw it now."""
+        record = self._submits.pop(fut, None)
+        super().give_up(fut)
+        if record is not None:
+            self._withdraw(*record)
+
+    def _reported(self, fut: asyncio.Future[Any]) -> None:
+        record = self._submits.pop(fut, None)
+        if record is None or fut.cancelled() or fut.exception() is None:
+            return  # given up (withdrawn then), or on Kafka
+        self._withdraw(*record)
+
+    def _withdraw(self, value: bytes, key: bytes | None) -> None:
         d = orjson.loads(value)
         marker = Withdrawal(d["id"], d["customer"], d["src"][0], time.time())
         self.withdrawals += 1
