@@ -82,8 +82,9 @@ def _offsets(gw: GatewayNode, group: str, topic: str) -> list[tuple[int, int, in
         c.close()
 
 
-def _routed_dests(gw: GatewayNode, topic: str) -> set[str]:
-    """Destinations of every committed record on ``topic`` (a failure's diagnosis)."""
+def _routed_dests(gw: GatewayNode, topic: str) -> dict[str, tuple[int, int]]:
+    """(partition, offset) by destination of every committed record on ``topic`` (a
+    failure's diagnosis)."""
     c = Consumer(
         client_config(
             gw.bootstrap,
@@ -95,7 +96,7 @@ def _routed_dests(gw: GatewayNode, topic: str) -> set[str]:
             },
         )
     )
-    out: set[str] = set()
+    out: dict[str, tuple[int, int]] = {}
     try:
         c.subscribe([topic])
         idle = 0
@@ -106,7 +107,8 @@ def _routed_dests(gw: GatewayNode, topic: str) -> set[str]:
                 continue
             idle = 0
             try:
-                out.add(Routed.decode(msg.value() or b"").message.destination.addr)
+                dest = Routed.decode(msg.value() or b"").message.destination.addr
+                out[dest] = (msg.partition() or 0, msg.offset() or 0)
             except Exception:
                 continue  # a withdrawal marker
     finally:
@@ -187,7 +189,8 @@ def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
                 print("pipeline:", gw.pipeline_stats())
                 print("offsets:", _offsets(gw, group, gw.topics.outbound("smsc")))
                 on_topic = _routed_dests(gw, gw.topics.outbound("smsc"))
-                print(f"of those never sent, {len(set(unsent) & on_topic)} are on the topic")
+                print(f"of those never sent, {len(set(unsent) & set(on_topic))} are on the topic")
+                print("never sent at (partition, offset):", [on_topic.get(d) for d in unsent])
         assert not never_sent, f"{never_sent} accepted submits never reached the provider"
         assert twice == 0, f"{twice} submits went to the provider twice"
     finally:

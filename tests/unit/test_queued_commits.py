@@ -125,3 +125,29 @@ def test_a_revoke_commits_a_point_a_queued_commit_took_already() -> None:
         assert c._revoked_here([TopicPartition("t", 0)]) == [TopicPartition("t", 0, 6)]
     finally:
         c.consumer.close()
+
+
+class _Closing(_Recorder):
+    """A consumer inside ``close``: librdkafka moved a partition's position past
+    records it fetched and never handed over."""
+
+    def position(self, parts: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 327) for tp in parts]
+
+
+def test_the_revoke_inside_close_takes_no_position_as_caught_up() -> None:
+    """test_bind_rebalance under load: a bind stopped with a backlog had read nothing
+    of partition 5 (group offset 5); the revoke inside its close read the position
+    327 and committed it, and 322 accepted messages were never sent."""
+    c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
+    real, rec = c.consumer, _Closing()
+    c.consumer = rec  # type: ignore[assignment]
+    try:
+        c.assigned = {("t", 0), ("t", 5)}
+        c.tracker.read("t", 0, 30)
+        c.tracker.done("t", 0, 30)
+        c._closing = True  # close(): settled and committed; librdkafka is closing
+        c._lost(rec, [TopicPartition("t", 0), TopicPartition("t", 5)])  # type: ignore[arg-type]
+        assert rec.commits == [[("t", 0, 31)]]  # what was done; partition 5 left as it was
+    finally:
+        real.close()

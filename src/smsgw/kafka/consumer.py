@@ -243,9 +243,20 @@ class AsyncConsumer:
             self._on_assign(parts)
 
     def _revoked_here(self, parts: list[TopicPartition]) -> list[TopicPartition]:
-        """On the loop: the commit points of what is finished, then forget ``parts``."""
-        waiting = self._waiting is not None
-        offsets = self._commit_offsets(self._safe_positions if waiting else None)
+        """On the loop: the commit points of what is finished, then forget ``parts``.
+
+        Positions are trusted only from before a wait, or live outside one, never
+        inside ``close``: librdkafka's close moves the position of a partition past
+        records it had fetched and never handed over (a bind stopped with a backlog:
+        a partition it had read nothing from read 327, its commit point was 5, and
+        322 accepted messages were never sent). ``close`` applied the live positions
+        before it let librdkafka in (``commit``).
+        """
+        if self._closing:
+            positions: list[TopicPartition] | None = []
+        else:
+            positions = self._safe_positions if self._waiting is not None else None
+        offsets = self._commit_offsets(positions)
         # Each revoked partition's point, also one a commit queued behind the wait
         # took already: that commit is skipped once the partition is gone, and the
         # next owner sent again what was finished since the last one made.
