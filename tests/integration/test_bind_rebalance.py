@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
+from benchmarks.smsc_sim.stats import ReceivedSubmit
 from smsgw.db.providers import update_provider
 from smsgw.db.routes import add_mt_route
 from smsgw.kafka.admin import _admin
@@ -116,6 +117,36 @@ def _routed_dests(gw: GatewayNode, topic: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _print_duplicates(
+    sends: list[ReceivedSubmit],
+    received: Counter[str],
+    on_topic: dict[str, tuple[int, int]],
+    moves: list[tuple[float, str]],
+) -> None:
+    """When and by which simulator binds the duplicates were sent (a failure's diagnosis)."""
+    if not sends:
+        return
+    t0 = min(r.received_at for r in sends)
+    print("moves at:", [(round(t - t0, 2), what) for t, what in moves])
+    firsts: dict[str, ReceivedSubmit] = {}
+    pairs: Counter[tuple[int, int, int]] = Counter()  # (partition, first bind, again bind)
+    shown = 0
+    for r in sends:
+        first = firsts.setdefault(r.dest, r)
+        if first is r or received[r.dest] < 2:
+            continue
+        part = on_topic.get(r.dest, (-1, -1))[0]
+        pairs[(part, first.bind_id, r.bind_id)] += 1
+        if shown < 15:
+            shown += 1
+            print(
+                f"again: {r.dest} at {on_topic.get(r.dest)} first by bind {first.bind_id} "
+                f"at {first.received_at - t0:.2f}, again by bind {r.bind_id} "
+                f"at {r.received_at - t0:.2f}"
+            )
+    print("duplicates by (partition, first bind, again bind):", dict(pairs))
+
+
 def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
     gw: GatewayNode, sims: Sims
 ) -> None:
@@ -146,15 +177,18 @@ def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
     def accepted() -> int:
         return sum(1 for st, _ in customer.responses.values() if st == 0)
 
+    moves: list[tuple[float, str]] = []  # (monotonic time, what): a failure's diagnosis
     sender = threading.Thread(target=traffic, daemon=True, name="traffic")
     sender.start()
     try:
         customer.wait(lambda: accepted() >= RATE * 3, 60, "traffic flowing")
         for binds in BIND_COUNTS:
+            moves.append((time.monotonic(), f"binds={binds}"))
             with psycopg.connect(gw.db_url) as conn:
                 update_provider(conn, "smsc", binds=binds)
             wait_bound(gw, sims, ["smsc"])
             _wait_group(gw, group, binds)
+            moves.append((time.monotonic(), f"group of {binds} settled"))
             # The new owners send for a while before the next move.
             mark = accepted()
             customer.wait(lambda m=mark: accepted() >= m + RATE * 2, 60, "traffic after a move")
@@ -173,7 +207,8 @@ def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
                 f"receipts for every accepted submit ({len(want)})",
             )
         finally:
-            received = Counter(r.dest for r in sims.loop.call(lambda: list(sim.received)))
+            sends = sims.loop.call(lambda: list(sim.received))
+            received = Counter(r.dest for r in sends)
             with customer.lock:
                 home = want & {r.receipted_id for r in customer.receipts}
             unsent = sorted(dest_of[s] for s in ok if not received[dest_of[s]])
@@ -191,6 +226,7 @@ def test_changing_a_providers_binds_under_traffic_sends_nothing_twice(
                 on_topic = _routed_dests(gw, gw.topics.outbound("smsc"))
                 print(f"of those never sent, {len(set(unsent) & set(on_topic))} are on the topic")
                 print("never sent at (partition, offset):", [on_topic.get(d) for d in unsent])
+                _print_duplicates(sends, received, on_topic, moves)
         assert not never_sent, f"{never_sent} accepted submits never reached the provider"
         assert twice == 0, f"{twice} submits went to the provider twice"
     finally:

@@ -59,6 +59,7 @@ from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal, late_after_s
 from smsgw.pipeline.outbox import (
+    WITHDRAWAL_HOLD_S,
     BindStats,
     Failed,
     Group,
@@ -109,6 +110,14 @@ BIND_HEARTBEAT_MS = 3000
 # A bind giving partitions up waits at most this long (or the produce timeout, if
 # shorter) for its sends on them to be answered and their outcomes durable.
 DRAIN_S = 5.0
+
+
+def held_flush_s(produce_timeout_s: float) -> float:
+    """How long a bind giving partitions up (or stopping) may keep sending their
+    records while a late message of theirs is held: its hold ends at most
+    2 produce timeouts + WITHDRAWAL_HOLD_S from now (``withdrawal_hold_s``), then
+    it is sent and its outcome recorded."""
+    return 2 * produce_timeout_s + WITHDRAWAL_HOLD_S + min(DRAIN_S, produce_timeout_s)
 
 
 class ConnectorConfig(Protocol):
@@ -307,6 +316,15 @@ class ProviderBind:
                     {sender, stopper, *(link.closed for link in links)},
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if stop.is_set() and not sender.done() and self.outbox.holding():
+                    # A planned stop with late messages held: what was read is sent
+                    # first (``Outbox.owed``), or their partitions' next owners send
+                    # again everything sent behind them. Nothing more is read.
+                    await self._settle(
+                        self.outbox.owed,
+                        "stopping with late messages held",
+                        held_flush_s(self.produce_timeout_s),
+                    )
             finally:
                 sender.cancel()
                 stopper.cancel()
@@ -483,17 +501,31 @@ class ProviderBind:
         a crash).
         """
         gone = {(p.topic, p.partition) for p in parts}
+        if self.outbox.holding(gone) and self.stats.bound:
+            # A late message of theirs is held: sent first, with what was read of
+            # them (``Outbox.owed``: else a hole in the commit). The consumer is in
+            # the revoke meanwhile: nothing more of them is read.
+            await self._settle(
+                lambda: self.outbox.owed(gone),
+                "partitions let go with late messages held",
+                held_flush_s(self.produce_timeout_s),
+            )
         self.outbox.revoke(gone)
         self._room.set()  # the fetcher may have waited for a queue that shrank
         await self._settle(
             lambda: self.outbox.unsettled(gone), "partitions let go with sends unsettled"
         )
 
-    async def _settle(self, unsettled: Callable[[], int], what: str) -> None:
+    async def _settle(
+        self, unsettled: Callable[[], int], what: str, bound_s: float | None = None
+    ) -> None:
         """Until ``unsettled()`` is 0, woken by each answer and durable outcome (no
-        poll); at most min(DRAIN_S, produce timeout), then ``what`` is logged."""
+        poll); at most ``bound_s`` (min(DRAIN_S, produce timeout)), then ``what`` is
+        logged."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(DRAIN_S, self.produce_timeout_s)
+        if bound_s is None:
+            bound_s = min(DRAIN_S, self.produce_timeout_s)
+        deadline = loop.time() + bound_s
         while True:
             self._settled.clear()
             left = unsettled()
