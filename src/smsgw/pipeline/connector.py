@@ -334,9 +334,13 @@ class ProviderBind:
             if stop.is_set() and not any(link.closed.done() for link in links):
                 # A planned stop (the bind count changed, the node leaves): the sends
                 # in flight are answered before the unbind, or their outcome stays
-                # unknown and the partitions' next owner sends them again.
+                # unknown and the partitions' next owner sends them again; and their
+                # outcomes are durable before the consumer's close, whose revoke can
+                # commit no more (librdkafka: "Broker handle destroyed for
+                # termination"), so what became durable then was sent again too.
                 await self._settle(
-                    lambda: len(self.outbox.in_flight), "unbinding with sends unanswered"
+                    lambda: len(self.outbox.in_flight) + len(self.outbox.recording),
+                    "unbinding with sends unsettled",
                 )
         finally:
             await _unbind(links)
