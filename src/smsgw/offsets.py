@@ -43,6 +43,12 @@ class PartitionOffsets:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def point(self) -> int | None:
+        """The offset to commit now, moved or not (None: nothing read)."""
+        if self._highest < 0:
+            return None
+        return min(self._pending) if self._pending else self._highest + 1
+
     def commit_point(self) -> int | None:
         """The offset to commit (the next to read after a restart), if it moved."""
         if self._highest < 0:
@@ -78,6 +84,10 @@ class OffsetTracker:
             if point is not None:
                 out[key] = point
         return out
+
+    def point(self, topic: str, partition: int) -> int | None:
+        part = self.parts.get((topic, partition))
+        return None if part is None else part.point()
 
     def started(self, topic: str, partition: int) -> bool:
         """Whether anything of the partition was read (or its position seen)."""

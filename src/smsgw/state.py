@@ -100,19 +100,21 @@ class StateStore:
     def __len__(self) -> int:
         return len(self._states)
 
-    def apply(self, record: StateRecord) -> None:
+    def apply(self, record: StateRecord) -> StateRecord | None:
         """Keep the newer record; the first final state is never replaced.
 
         A message has one final state (issue 10): an outcome decided again after a
         crash, or a provider's second, contradicting receipt, does not change it.
+        Returns the final record kept when ``record`` tells something else (see
+        ``Restorer``), else None.
         """
         old = self._states.get(record.id)
         if old is not None:
             if old.state.final:
-                return
+                return old if contradicts(record, old) else None
             newly_final = record.state.final and not old.state.final
             if record.updated_at < old.updated_at and not newly_final:
-                return
+                return None
             self._states.move_to_end(record.id)
         failed = record.state.final and record.state != MessageState.DELIVERED
         if failed and (old is None or not old.state.final):
@@ -123,6 +125,7 @@ class StateStore:
         if record.state.final:
             for tell in self.on_final:
                 tell(record.id)
+        return None
 
     def get(self, message_id: str) -> StateRecord | None:
         """Any customer's message (operators; query_sm uses ``lookup``)."""
@@ -145,6 +148,55 @@ class StateStore:
         if source_addr and rec.source_addr and source_addr != rec.source_addr:
             return None
         return rec
+
+
+def contradicts(record: StateRecord, final: StateRecord) -> bool:
+    """Whether ``record``, read after ``final``, tells another outcome than it (what
+    query_sm_resp shows: message_state and error_code, SMPP 3.4 §4.8.2)."""
+    return record.state != final.state or record.error_code != final.error_code
+
+
+# How long a follower waits before writing a message's first final state again
+# (``Restorer``): a copy already on the topic behind the contradicting record is
+# read well within it, and cancels the write.
+RESTORE_AFTER_S = 2.0
+
+
+class Restorer:
+    """Which first final states a follower of ``message-state`` writes again.
+
+    Compaction keeps the newest record per key, not the first final one: a state
+    written after a message's first final state (a replayed bind's failure or
+    "sent" after the first send's DELIVERED, a provider's second receipt) was all
+    that a node rebuilding its store from the compacted topic found, and it showed
+    that one (issue 10). The writers cannot see each other's outcomes (a bind, a
+    correlator on other nodes); every follower reads each record in order, within
+    ``min.compaction.lag.ms`` of its write (``Topics.specs``), and keeps the first
+    final (``StateStore.apply``). So on reading a contradicting record it writes
+    the first final again, behind it: the newest record of the key, which
+    compaction keeps. A copy read within ``after_s`` (another node's, or written
+    before a restart) cancels it; at worst a few identical copies are written.
+    """
+
+    def __init__(self, after_s: float = RESTORE_AFTER_S) -> None:
+        self.after_s = after_s
+        self.pending: dict[str, tuple[float, StateRecord]] = {}  # id -> (since, first final)
+
+    def read(self, record: StateRecord, kept: StateRecord | None, now: float) -> None:
+        """``record`` was applied; ``kept``: the final one it contradicted (``apply``)."""
+        if kept is not None:
+            self.pending.setdefault(record.id, (now, kept))
+            return
+        waiting = self.pending.get(record.id)
+        if waiting is not None and not contradicts(record, waiting[1]):
+            del self.pending[record.id]  # the first final is the newest record again
+
+    def due(self, now: float) -> list[StateRecord]:
+        """The first finals to write again now (each once)."""
+        out = [kept for since, kept in self.pending.values() if now - since >= self.after_s]
+        for kept in out:
+            del self.pending[kept.id]
+        return out
 
 
 def smpp_date(ts: float) -> str:

@@ -145,3 +145,79 @@ def test_late_counts_from_two_seconds_or_a_second_before_the_produce_timeout() -
     assert late_after_s(5.0) == 2.0
     assert late_after_s(2.5) == 1.5
     assert late_after_s(0.5) == 0.0
+
+
+def test_a_revoked_partition_stops_sending_and_shows_what_is_unsettled() -> None:
+    """What a bind giving partition 0 up waits for (connector ``_drain``): its sends in
+    flight, then their outcomes until durable; its queued records are dropped."""
+    box = outbox(window=5)
+    for p, o in [(0, 10), (0, 11), (1, 20), (0, 12)]:
+        box.add(("t", p, o), routed(f"m{p}-{o}"))
+    a, b, c = take(box), take(box), take(box)  # 0/10, 0/11, 1/20 sent; 0/12 queued
+    for seq, item in enumerate((a, b, c), 1):
+        box.sent(seq, item, T0)
+    box.revoke([("t", 0)])
+    assert not box.queue  # 0/12 is the next owner's
+    assert box.unsettled([("t", 0)]) == 2 and box.unsettled([("t", 1)]) == 1
+    paired = box.answer(1, S.ESME_ROK, "x")
+    assert isinstance(paired, Paired)
+    assert box.unsettled([("t", 0)]) == 2  # answered, its pairing not durable yet
+    box.durable(a)
+    assert box.unsettled([("t", 0)]) == 1
+    assert box.no_answer(2) is None  # unknown outcome: not queued again here
+    assert not box.queue and box.unsettled([("t", 0)]) == 0
+    assert box.commit_points() == {("t", 0): 11}  # 11 on goes to the next owner
+
+
+def test_a_refused_or_failed_send_of_a_revoked_partition_is_not_queued_again() -> None:
+    box = outbox(window=5)
+    box.add(("t", 0, 0), routed("m0"))
+    box.add(("t", 0, 1), routed("m1"))
+    a, b = take(box), take(box)
+    box.sent(1, a, T0)
+    box.sent(2, b, T0)
+    box.revoke([("t", 0)])
+    assert isinstance(box.answer(1, S.ESME_RTHROTTLED), Retry)
+    assert not box.queue  # throttled: resent by the next owner, not here as well
+    failed = box.answer(2, S.ESME_RINVDSTADR)
+    assert isinstance(failed, Failed)
+    assert box.unsettled([("t", 0)]) == 1  # a final state being recorded
+    box.not_recorded(b)  # its produce failed: nothing left to wait for
+    assert box.unsettled([("t", 0)]) == 0
+    box.assign([("t", 0)])  # back here: its records are sent here again
+    box.add(("t", 0, 0), routed("m0"))
+    item = take(box)
+    box.sent(3, item, T0)
+    assert isinstance(box.answer(3, S.ESME_RTHROTTLED), Retry) and box.queue[0] is item
+
+
+def test_a_held_late_message_is_owed_until_sent_and_durable() -> None:
+    """A late message held at offset 0 and the record behind it sent and done: the
+    commit point stays at 0, so a bind giving the partition up with the late one
+    unsent had the next owner send offset 1 again (connector ``_drain``, and a
+    planned stop, send what is owed first while a late message is held)."""
+    box = outbox(window=5, late_after_s=2.0)
+    late = Routed(accepted_message("late", received_at=T0 - 3), "p", routed_at=T0)
+    assert box.add(("t", 0, 0), late)  # held for its withdrawal marker
+    box.add(("t", 0, 1), routed("m1"))
+    box.add(("t", 1, 0), routed("other"))
+    assert box.holding([("t", 0)]) and not box.holding([("t", 1)]) and box.holding()
+    sent = take(box)
+    assert sent.pos == ("t", 0, 1)
+    box.sent(1, sent, T0)
+    assert isinstance(box.answer(1, S.ESME_ROK, "x"), Paired)
+    box.durable(sent)
+    assert box.commit_points() == {}  # partition 0 held back at 0 by the late one
+    assert box.owed([("t", 0)]) == 1 and box.owed() == 2  # the late one; + 1/0 queued
+    box.release("late")
+    assert not box.holding() and box.owed([("t", 0)]) == 1  # queued now, behind 1/0
+    other, item = take(box), take(box)
+    assert item.pos == ("t", 0, 0) and box.owed([("t", 1)]) == 0  # taken, not sent
+    box.sent(2, item, T0)
+    assert box.owed([("t", 0)]) == 1  # in flight
+    assert isinstance(box.answer(2, S.ESME_ROK, "y"), Paired)
+    assert box.owed([("t", 0)]) == 1  # its pairing not durable yet
+    box.durable(item)
+    assert box.owed([("t", 0)]) == 0
+    assert box.commit_points()[("t", 0)] == 2
+    assert other.pos == ("t", 1, 0)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from smsgw.state import MessageState, StateRecord, StateStore, smpp_date
+import dataclasses
+
+from smsgw.state import MessageState, Restorer, StateRecord, StateStore, smpp_date
 
 
 def rec(mid: str, state: MessageState, at: float) -> StateRecord:
@@ -63,3 +65,79 @@ def test_a_final_state_keeps_its_destination_and_older_records_decode() -> None:
     old = b'{"id":"9","customer":"c","src":"1","state":2,"at":1.0,"err":0,"stage":"receipt"}'
     assert StateRecord.decode(old).destination == ""
     assert "destination" not in r.public()
+
+
+def _compacted(records: list[StateRecord]) -> StateStore:
+    """A store rebuilt from the topic after compaction: only the newest record per key."""
+    newest = {r.id: r for r in records}
+    s = StateStore()
+    for r in newest.values():
+        s.apply(r)
+    return s
+
+
+def _follow(records: list[StateRecord], writes: list[StateRecord], restorer: Restorer) -> None:
+    """One follower reading ``records`` in order, one second apart; what it writes
+    again is appended to ``writes`` (the topic) and read in turn."""
+    s = StateStore()
+    i, now = 0, 0.0
+    while i < len(records):
+        r = records[i]
+        restorer.read(r, s.apply(r), now)
+        now += 1.0
+        i += 1
+        writes.extend(restorer.due(now))
+
+
+def test_a_contradicted_first_final_state_is_the_newest_record_again() -> None:
+    """Issue 10: DELIVERED, then a replayed bind's UNDELIVERABLE (err 906) on the
+    compacted topic; a node rebuilding its store after compaction found only the
+    second and showed it. The follower writes DELIVERED again behind it."""
+    topic = [
+        rec("1", MessageState.ENROUTE, 1.0),
+        rec("1", MessageState.DELIVERED, 2.0),
+        dataclasses.replace(rec("1", MessageState.UNDELIVERABLE, 3.0), error_code=906),
+        rec("2", MessageState.ENROUTE, 3.5),
+    ]
+    restorer = Restorer(after_s=2.0)
+    _follow(topic, topic, restorer)
+    got = _compacted(topic).get("1")
+    assert got is not None and got.state is MessageState.DELIVERED and got.updated_at == 2.0
+    assert [r.id for r in topic[4:]] == ["1"], "written again once"
+
+
+def test_a_state_not_final_after_the_final_one_is_followed_by_it_again() -> None:
+    """A resend's "sent" (ENROUTE) after DELIVERED: compaction kept ENROUTE."""
+    topic = [rec("1", MessageState.DELIVERED, 2.0), rec("1", MessageState.ENROUTE, 3.0)]
+    _follow(topic, topic, Restorer(after_s=0.0))
+    got = _compacted(topic).get("1")
+    assert got is not None and got.state is MessageState.DELIVERED
+
+
+def test_a_copy_already_on_the_topic_cancels_the_write() -> None:
+    """Another node (or this one before a restart) wrote the first final again: the
+    follower reads it behind the contradiction and writes nothing; the same final
+    state read twice is no contradiction either."""
+    first = rec("1", MessageState.DELIVERED, 2.0)
+    topic = [
+        first,
+        first,
+        rec("1", MessageState.UNDELIVERABLE, 3.0),
+        rec("2", MessageState.ENROUTE, 3.5),
+        first,
+        rec("3", MessageState.ENROUTE, 4.0),
+        rec("4", MessageState.ENROUTE, 4.5),
+    ]
+    writes: list[StateRecord] = []
+    _follow(topic, writes, Restorer(after_s=2.5))
+    assert writes == []
+
+
+def test_apply_names_the_final_state_a_record_contradicts() -> None:
+    s = StateStore()
+    first = rec("1", MessageState.EXPIRED, 2.0)
+    assert s.apply(rec("1", MessageState.ENROUTE, 1.0)) is None
+    assert s.apply(first) is None
+    assert s.apply(first) is None
+    assert s.apply(rec("1", MessageState.DELIVERED, 3.0)) == first
+    assert s.apply(dataclasses.replace(first, error_code=8)) == first

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -105,9 +105,15 @@ class AsyncConsumer:
         *,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        drain: Callable[[list[TopicPartition]], Coroutine[Any, Any, None]] | None = None,
         static_id: str | None = None,
     ) -> None:
-        """``static_id``: under static membership, the member's id whatever process
+        """``drain``: awaited on the loop when partitions are revoked, before their
+        commit: the worker finishes (bounded) what it started on them, so the next
+        owner does not do it again. With it, every consume runs on the waiting
+        thread, so that a revoke is never served on the loop, which it waits for.
+
+        ``static_id``: under static membership, the member's id whatever process
         runs it (a provider bind, which the supervisor may move to another node: the
         new host takes the partitions over at once, KIP-345, instead of waiting out
         the old member's session timeout)."""
@@ -122,6 +128,7 @@ class AsyncConsumer:
         self.tracker = OffsetTracker()
         self._on_revoke = on_revoke
         self._on_assign = on_assign
+        self._drain = drain
         self.assigned: set[tuple[str, int]] = set()
         self.log = log.get("smsgw.consumer").bind(group=config.get("group.id"))
         # Set whenever a record is done: a commit loop can sleep until there is work.
@@ -139,8 +146,13 @@ class AsyncConsumer:
         # takes a partition back past a later commit (a revoke's) or one it lost.
         self._sent: dict[tuple[str, int], int] = {}
         self._sent_lock = threading.Lock()
+        # Per partition revoked here, the consumer's position when it went: librdkafka
+        # only moves a position forward, so after the partition comes back here its
+        # position reads this stale value (past records the new assignment has not
+        # read) until consumption passes it. Never taken as caught up until then.
+        self._stale: dict[tuple[str, int], int] = {}
         self.consumer.subscribe(
-            topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+            topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
 
     def _on_loop(self, fn: Callable[[], _T]) -> _T:
@@ -176,17 +188,54 @@ class AsyncConsumer:
         self._on_loop(lambda: self._assigned_here(parts))
 
     def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        """Hand over what is finished, then let the partitions go.
+        """Finish what was started on the partitions (``drain``), hand over what is
+        finished, then let them go.
 
         The commit points are the loop's (its tracker); the commit itself is made
         here, on the thread serving the callback: the loop could not get into the
         consumer while this thread is inside it.
         """
+        if self._drain is not None:
+            self._drain_on_loop(self._drain, parts)
+        self._lost(_c, parts)
+
+    def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        """Partitions gone (lost: another member owns them already, nothing to finish)."""
         offsets = self._on_loop(lambda: self._revoked_here(parts))
         self._commit_now(offsets, asynchronous=False)
+        try:  # on the thread serving the callback: the consumer's own
+            positions: list[TopicPartition] = self.consumer.position(parts)
+        except Exception:  # nothing read from them: no position to distrust
+            return
+        for tp in positions:
+            if tp.offset >= 0:
+                self._stale[(tp.topic, tp.partition)] = tp.offset
+
+    def _drain_on_loop(
+        self,
+        drain: Callable[[list[TopicPartition]], Coroutine[Any, Any, None]],
+        parts: list[TopicPartition],
+    ) -> None:
+        """Await ``drain(parts)`` on the loop from the thread serving the revoke, which
+        holds the partitions meanwhile (the drain bounds its own time)."""
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread:
+            self.log.warning("revoke served on the loop: partitions let go undrained")
+            return
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return  # nothing started on them, or no loop left to finish it
+        done = asyncio.run_coroutine_threadsafe(drain(parts), loop)
+        try:
+            done.result(_HANDOFF_S)
+        except concurrent.futures.TimeoutError:
+            done.cancel()
+            self.log.warning("drain of revoked partitions timed out")
+        except Exception as exc:  # the partitions go anyway: the next owner resends
+            self.log.warning("drain of revoked partitions failed", error=repr(exc))
 
     def _assigned_here(self, parts: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in parts}
+        self._forget_positions(parts)
         with self._sent_lock:
             for p in parts:
                 self._sent.pop((p.topic, p.partition), None)
@@ -194,15 +243,45 @@ class AsyncConsumer:
             self._on_assign(parts)
 
     def _revoked_here(self, parts: list[TopicPartition]) -> list[TopicPartition]:
-        """On the loop: the commit points of what is finished, then forget ``parts``."""
-        waiting = self._waiting is not None
-        offsets = self._commit_offsets(self._safe_positions if waiting else None)
+        """On the loop: the commit points of what is finished, then forget ``parts``.
+
+        Positions are trusted only from before a wait, or live outside one, never
+        inside ``close``: librdkafka's close moves the position of a partition past
+        records it had fetched and never handed over (a bind stopped with a backlog:
+        a partition it had read nothing from read 327, its commit point was 5, and
+        322 accepted messages were never sent). ``close`` applied the live positions
+        before it let librdkafka in (``commit``).
+        """
+        if self._closing:
+            positions: list[TopicPartition] | None = []
+        else:
+            positions = self._safe_positions if self._waiting is not None else None
+        offsets = self._commit_offsets(positions)
+        # Each revoked partition's point, also one a commit queued behind the wait
+        # took already: that commit is skipped once the partition is gone, and the
+        # next owner sent again what was finished since the last one made.
+        moved = {(tp.topic, tp.partition) for tp in offsets}
+        for p in parts:
+            point = self.tracker.point(p.topic, p.partition)
+            if point is not None and (p.topic, p.partition) not in moved:
+                offsets.append(TopicPartition(p.topic, p.partition, point))
         for p in parts:
             self.assigned.discard((p.topic, p.partition))
             self.tracker.forget(p.topic, p.partition)
+        self._forget_positions(parts)
         if self._on_revoke:
             self._on_revoke(parts)
         return offsets
+
+    def _forget_positions(self, parts: list[TopicPartition]) -> None:
+        """A partition assigned or revoked during a wait: its position from before the
+        wait belongs to another assignment. Taken as caught up (no work unfinished in a
+        tracker just started), it committed an offset past records the new assignment
+        had not read (the last owner's unfinished ones: lost)."""
+        gone = {(p.topic, p.partition) for p in parts}
+        self._safe_positions = [
+            tp for tp in self._safe_positions if (tp.topic, tp.partition) not in gone
+        ]
 
     async def batch(self, max_records: int = 500, wait_s: float = IDLE_WAIT_S) -> list[Message]:
         """Records fetched (tracked as read); when there are none, waits up to ``wait_s``
@@ -212,9 +291,10 @@ class AsyncConsumer:
         the consumer's position is already past them.
         """
         if self._waiting is None:
-            msgs = self.consumer.consume(max_records, 0)
-            if msgs or wait_s <= 0:
-                return self.accept(msgs)
+            if self._drain is None:  # a revoke served here needs no wait on the loop
+                msgs = self.consumer.consume(max_records, 0)
+                if msgs or wait_s <= 0:
+                    return self.accept(msgs)
             self._begin_wait(max_records, wait_s)
         assert self._waiting is not None
         msgs = await asyncio.shield(asyncio.wrap_future(self._waiting))
@@ -246,8 +326,16 @@ class AsyncConsumer:
             return []
 
     def accept(self, msgs: list[Message]) -> list[Message]:
-        """The records among `msgs` (errors logged, EOF events dropped), tracked as read."""
+        """The records among `msgs` (errors logged, EOF events dropped), tracked as read.
+
+        Not those of a partition revoked since they were fetched (a wait can take a
+        record, then serve the revoke before handing it over): they are the next
+        owner's. Taken, they were sent twice, and their commit, from a member that
+        no longer owned the partition, could move its offset past records the owner
+        had not done yet.
+        """
         out = []
+        stale = 0
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -256,8 +344,16 @@ class AsyncConsumer:
                 if OFFSET_FETCH_FAILED in err.str():
                     self._refetch_later()
                 continue
-            self.tracker.read(m.topic() or "", m.partition() or 0, m.offset() or 0)
+            topic, partition = m.topic() or "", m.partition() or 0
+            if (topic, partition) not in self.assigned:
+                stale += 1
+                key = (topic, partition)  # the position moved past it (see _stale)
+                self._stale[key] = max(self._stale.get(key, -1), (m.offset() or 0) + 1)
+                continue
+            self.tracker.read(topic, partition, m.offset() or 0)
             out.append(m)
+        if stale:
+            self.log.info("records of revoked partitions left to their next owner", count=stale)
         return out
 
     def _refetch_later(self) -> None:
@@ -316,8 +412,15 @@ class AsyncConsumer:
         # not handed over yet: only the positions from before the wait are safe.
         here = self._positions() if positions is None else positions
         for tp in here:
-            if tp.offset >= 0 and (tp.topic, tp.partition) in self.assigned:
-                self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
+            key = (tp.topic, tp.partition)
+            if tp.offset < 0 or key not in self.assigned:
+                continue
+            stale = self._stale.get(key)
+            if stale is not None:
+                if tp.offset <= stale:
+                    continue  # possibly the last assignment's position (see _stale)
+                del self._stale[key]
+            self.tracker.caught_up(tp.topic, tp.partition, tp.offset)
         return [TopicPartition(t, p, o) for (t, p), o in self.tracker.commit_points().items()]
 
     def _commit_now(

@@ -21,7 +21,7 @@ from smsgw.db.providers import Provider
 from smsgw.db.watch import ConfigWatcher
 from smsgw.kafka.admin import ensure_topic_names
 from smsgw.kafka.producer import AsyncProducer
-from smsgw.pipeline.connector import FETCH_WAIT_S, ProviderBind
+from smsgw.pipeline.connector import FETCH_WAIT_S, ProviderBind, held_flush_s
 from smsgw.pipeline.smpp_client import UNBIND_GRACE_S
 from smsgw.pipeline.supervise import supervise
 from smsgw.settings import Settings
@@ -31,6 +31,7 @@ BindKey = tuple[str, int]  # (provider, bind index)
 # How long a stopped bind may take to end: its SMPP unbind (UNBIND_GRACE_S per
 # link, SMPP 3.4 §4.2), the end of its consumer's wait under way (FETCH_WAIT_S)
 # and the consumer's close, with room for a busy machine. Then it is cancelled.
+# BindHost adds the time a bind with late messages held sends on (held_flush_s).
 STOP_GRACE_S = 2 * UNBIND_GRACE_S + FETCH_WAIT_S + 5.0
 
 
@@ -69,7 +70,7 @@ class BindHost:
         config: ConfigWatcher,
         producer: AsyncProducer,
         *,
-        stop_grace_s: float = STOP_GRACE_S,
+        stop_grace_s: float | None = None,
     ) -> None:
         assert settings.kafka_bootstrap
         self.settings = settings
@@ -81,8 +82,12 @@ class BindHost:
         # None: every configured bind; else the keys a supervisor assigned here.
         self.assigned: frozenset[BindKey] | None = None
         self._lock = asyncio.Lock()
+        if stop_grace_s is None:
+            stop_grace_s = STOP_GRACE_S + held_flush_s(settings.produce_timeout_s)
         self.stop_grace_s = stop_grace_s
         self._retiring: set[asyncio.Task[None]] = set()  # binds stopping (``_end``)
+        # Per key, the bind still stopping under that key: its successor waits for it.
+        self._ending: dict[BindKey, asyncio.Task[None]] = {}
         self._topics_made: set[str] = set()
         self.log = log.get("smsgw.binds")
 
@@ -131,6 +136,12 @@ class BindHost:
         retiring = asyncio.create_task(self._end(key, running.task), name=f"{bind_name(key)}:stop")
         self._retiring.add(retiring)
         retiring.add_done_callback(self._retiring.discard)
+        self._ending[key] = retiring
+        retiring.add_done_callback(lambda t: self._ended(key, t))
+
+    def _ended(self, key: BindKey, task: asyncio.Task[None]) -> None:
+        if self._ending.get(key) is task:
+            del self._ending[key]
 
     async def _end(self, key: BindKey, task: asyncio.Task[None]) -> None:
         """Wait for a stopped bind's task; past its grace, cancel it (logged): an
@@ -153,6 +164,16 @@ class BindHost:
         s = self.settings
 
         async def make() -> _Incarnation:
+            before = self._ending.get(key)
+            if before is not None:
+                # The bind this one replaces (a changed provider: its bind count, its
+                # TPS) is still stopping: it drains, commits and closes its consumer
+                # first. Under static membership (a Ray host) both consumers have the
+                # bind's static id (KIP-345): started now, the new one fenced the old
+                # one, whose drain's commit then failed, and sent again what the old
+                # one had sent since its last commit. Bounded: a bind stopping ends
+                # within two stop graces (``_end``).
+                await asyncio.wait({before})
             running.incarnations += 1
             running.crash = asyncio.get_running_loop().create_future()
             running.bind = ProviderBind(

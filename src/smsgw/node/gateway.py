@@ -133,6 +133,7 @@ class Gateway:
                     self.topics.message_state,
                     core.states,
                     DeadLetters(s.kafka_bootstrap or "", self.topics, "state-follower"),
+                    producer,  # writes a contradicted first final state again (issue 10)
                 ),
                 follower_stop,
             )

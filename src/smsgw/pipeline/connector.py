@@ -59,6 +59,7 @@ from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.message import AcceptedMessage, Withdrawal, is_withdrawal, late_after_s
 from smsgw.pipeline.outbox import (
+    WITHDRAWAL_HOLD_S,
     BindStats,
     Failed,
     Group,
@@ -106,6 +107,17 @@ IDLE_FETCH_WAIT_MS = 5000
 # bind of a provider joining or leaving moves partitions up to this much later.
 # Still a third of the session timeout (consumer_config).
 BIND_HEARTBEAT_MS = 3000
+# A bind giving partitions up waits at most this long (or the produce timeout, if
+# shorter) for its sends on them to be answered and their outcomes durable.
+DRAIN_S = 5.0
+
+
+def held_flush_s(produce_timeout_s: float) -> float:
+    """How long a bind giving partitions up (or stopping) may keep sending their
+    records while a late message of theirs is held: its hold ends at most
+    2 produce timeouts + WITHDRAWAL_HOLD_S from now (``withdrawal_hold_s``), then
+    it is sent and its outcome recorded."""
+    return 2 * produce_timeout_s + WITHDRAWAL_HOLD_S + min(DRAIN_S, produce_timeout_s)
 
 
 class ConnectorConfig(Protocol):
@@ -207,6 +219,8 @@ class ProviderBind:
             ),
             [topics.outbound(provider.name)],
             on_revoke=self._revoked,
+            on_assign=self._assigned,
+            drain=self._drain,
             static_id=self.name,  # one bind on one node at a time: its id is its own
         )
         self.dead_letters = DeadLetters(bootstrap, topics, f"provider.{provider.name}")
@@ -216,6 +230,9 @@ class ProviderBind:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()  # the send loop took from a full queue
         self._unbound = asyncio.Event()  # the session ended: the failover clock runs
+        # Set when a send may have settled (an answer, a timeout, an outcome durable):
+        # a drain of revoked partitions waits on it.
+        self._settled = asyncio.Event()
         self.client: SmppClient | None = None  # the transceiver, or the pair's transmitter
         self.rx_client: SmppClient | None = None  # the pair's receiver (bind mode tx+rx)
         self.pause_until = 0.0
@@ -299,12 +316,32 @@ class ProviderBind:
                     {sender, stopper, *(link.closed for link in links)},
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if stop.is_set() and not sender.done() and self.outbox.holding():
+                    # A planned stop with late messages held: what was read is sent
+                    # first (``Outbox.owed``), or their partitions' next owners send
+                    # again everything sent behind them. Nothing more is read.
+                    await self._settle(
+                        self.outbox.owed,
+                        "stopping with late messages held",
+                        held_flush_s(self.produce_timeout_s),
+                    )
             finally:
                 sender.cancel()
                 stopper.cancel()
                 await asyncio.gather(sender, stopper, return_exceptions=True)
             if sender.done() and not sender.cancelled() and sender.exception():
                 raise ConnectionError(f"sender failed: {sender.exception()!r}")
+            if stop.is_set() and not any(link.closed.done() for link in links):
+                # A planned stop (the bind count changed, the node leaves): the sends
+                # in flight are answered before the unbind, or their outcome stays
+                # unknown and the partitions' next owner sends them again; and their
+                # outcomes are durable before the consumer's close, whose revoke can
+                # commit no more (librdkafka: "Broker handle destroyed for
+                # termination"), so what became durable then was sent again too.
+                await self._settle(
+                    lambda: len(self.outbox.in_flight) + len(self.outbox.recording),
+                    "unbinding with sends unsettled",
+                )
         finally:
             await _unbind(links)
 
@@ -453,6 +490,58 @@ class ProviderBind:
     def _revoked(self, parts: list[Any]) -> None:
         self.outbox.revoke((p.topic, p.partition) for p in parts)
 
+    def _assigned(self, parts: list[Any]) -> None:
+        self.outbox.assign((p.topic, p.partition) for p in parts)
+
+    async def _drain(self, parts: list[Any]) -> None:
+        """Partitions go to another bind (a rebalance; this bind's stop): nothing more
+        of theirs is sent, and what was sent settles before they go, bounded.
+
+        Their queued records are dropped (the next owner reads them); the sends in
+        flight on them are awaited until answered and their outcome (pairing,
+        failure receipt) is durable, so that their offsets are committed and the
+        next owner does not send them again. What is still unsettled after
+        min(DRAIN_S, produce timeout) is left to it (a possible duplicate, as after
+        a crash).
+        """
+        gone = {(p.topic, p.partition) for p in parts}
+        if self.outbox.holding(gone) and self.stats.bound:
+            # A late message of theirs is held: sent first, with what was read of
+            # them (``Outbox.owed``: else a hole in the commit). The consumer is in
+            # the revoke meanwhile: nothing more of them is read.
+            await self._settle(
+                lambda: self.outbox.owed(gone),
+                "partitions let go with late messages held",
+                held_flush_s(self.produce_timeout_s),
+            )
+        self.outbox.revoke(gone)
+        self._room.set()  # the fetcher may have waited for a queue that shrank
+        await self._settle(
+            lambda: self.outbox.unsettled(gone), "partitions let go with sends unsettled"
+        )
+
+    async def _settle(
+        self, unsettled: Callable[[], int], what: str, bound_s: float | None = None
+    ) -> None:
+        """Until ``unsettled()`` is 0, woken by each answer and durable outcome (no
+        poll); at most ``bound_s`` (min(DRAIN_S, produce timeout)), then ``what`` is
+        logged."""
+        loop = asyncio.get_running_loop()
+        if bound_s is None:
+            bound_s = min(DRAIN_S, self.produce_timeout_s)
+        deadline = loop.time() + bound_s
+        while True:
+            self._settled.clear()
+            left = unsettled()
+            if not left:
+                return
+            wait = deadline - loop.time()
+            if wait <= 0:
+                self.log.warning(what, sends=left)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), wait)
+
     def _requeue_in_flight(self) -> None:
         """Submits whose response never came: outcome unknown, send again (counted)."""
         if self.outbox.in_flight:
@@ -461,6 +550,7 @@ class ProviderBind:
             )
             self._record(self.outbox.disconnected())
             self._wake.set()
+            self._settled.set()
 
     # ------------------------------------------------------------ sending
     async def _send_loop(self, client: SmppClient) -> None:
@@ -509,6 +599,7 @@ class ProviderBind:
     # ------------------------------------------------------------ events
     def _on_event(self, e: Any) -> None:
         self._wake.set()  # an answer or a timeout may let the send loop go on
+        self._settled.set()
         if isinstance(e, ev.SubmitResponse):
             self._on_submit_resp(e)
         elif isinstance(e, ev.DeliverReceived):
@@ -628,11 +719,14 @@ class ProviderBind:
             # Not recorded: leave the offset uncommitted; the record is sent again
             # after a restart or rebalance (a possible duplicate, counted there).
             self.log.error("could not record outcome", error=str(fut.exception()))
+            self.outbox.not_recorded(item)
+            self._settled.set()
 
     def _finish(self, item: Item) -> None:
         """One part's outcome is durable; the record is done with its last part."""
         self.outbox.durable(item)
         self.consumer.progress.set()  # a commit point may have moved
+        self._settled.set()
 
     def _on_deliver(self, e: ev.DeliverReceived, link: SmppClient | None = None) -> None:
         client = link or self.client

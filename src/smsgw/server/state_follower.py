@@ -2,7 +2,9 @@
 
 Every node reads every partition (query_sm may reach any node), from the
 start of the compacted topic, so a restarted node knows the fate of messages
-accepted before it came up.
+accepted before it came up. A record contradicting a message's first final
+state is followed by that final state written again (``Restorer``): compaction
+keeps the newest record per key.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from smsgw import log
 from smsgw.kafka.consumer import wait_consume
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
+from smsgw.kafka.producer import AsyncProducer
 from smsgw.kafka.security import client_config
-from smsgw.state import StateRecord, StateStore
+from smsgw.state import Restorer, StateRecord, StateStore
 
 # With nothing to apply, a blocking consume on the follower's own thread waits
 # for the next record (librdkafka wakes it): no sleep loop (issue 13).
@@ -26,11 +30,20 @@ IDLE_WAIT_S = 1.0
 
 class StateFollower:
     def __init__(
-        self, bootstrap: str, topic: str, store: StateStore, dead_letters: DeadLetters
+        self,
+        bootstrap: str,
+        topic: str,
+        store: StateStore,
+        dead_letters: DeadLetters,
+        producer: AsyncProducer | None = None,
     ) -> None:
+        """``producer``: writes first final states again (``Restorer``); None: never."""
         self.topic = topic
         self.store = store
         self.dead_letters = dead_letters
+        self.producer = producer
+        self.restorer = Restorer()
+        self.restored = 0
         self.applied = 0
         self.consumer = Consumer(
             client_config(
@@ -63,10 +76,32 @@ class StateFollower:
                     if m.error() is not None or not value:
                         continue
                     try:
-                        self.store.apply(StateRecord.decode(value))
-                        self.applied += 1
+                        record = StateRecord.decode(value)
                     except UNDECODABLE as exc:
                         self.dead_letters.put(m, exc)
+                        continue
+                    self.restorer.read(record, self.store.apply(record), loop.time())
+                    self.applied += 1
+                self._restore(loop.time())
         finally:
             await asyncio.to_thread(waiter.shutdown, True)  # no consume left when it closes
             await asyncio.to_thread(self.consumer.close)
+
+    def _restore(self, now: float) -> None:
+        """Write again the first final states contradicted a while ago (``Restorer``)."""
+        if self.producer is None:
+            self.restorer.pending.clear()
+            return
+        for kept in self.restorer.due(now):
+            try:
+                fut = self.producer.produce(self.topic, kept.encode(), kept.id.encode())
+            except Exception as exc:  # backlog full: the next contradiction tries again
+                self.log.warning("could not restore a first final state", error=repr(exc))
+                continue
+            self.restored += 1
+            self.log.info("first final state written again", id=kept.id, state=kept.state.name)
+            fut.add_done_callback(self._restore_reported)
+
+    def _restore_reported(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self.log.warning("could not restore a first final state", error=str(fut.exception()))
