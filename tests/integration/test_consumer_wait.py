@@ -121,6 +121,39 @@ def test_a_record_ends_a_wait_at_once(bootstrap: str) -> None:
     assert took < 5.0, f"one record ended a 20-s wait after {took:.1f} s"
 
 
+def test_a_wake_ends_a_long_wait_and_the_next_batch_takes_its_record(bootstrap: str) -> None:
+    """A stage long-polls when nothing is due (LONG_WAIT_S); work that does not come
+    through its consumer (a receiver bound, the stop) ends the wait at once through
+    ``wake``. The wait goes on underneath: the record that ends it goes to the next
+    batch, not lost."""
+    topic = new_topic(bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    produce_all(bootstrap, topic, [b"warm-up"])
+
+    async def run() -> tuple[float, float]:
+        consumer = AsyncConsumer(consumer_config(bootstrap, group), [topic])
+        try:
+            await _read(consumer, 1)  # assigned and fetching
+            wake = asyncio.Event()
+            waiting = asyncio.create_task(consumer.batch(500, 20.0, wake))
+            await asyncio.sleep(0.5)
+            t0 = time.monotonic()
+            wake.set()
+            assert await asyncio.wait_for(waiting, 30) == []
+            woken = time.monotonic() - t0
+            await asyncio.to_thread(produce_all, bootstrap, topic, [b"after"])
+            t1 = time.monotonic()
+            got = await asyncio.wait_for(consumer.batch(500, 20.0), 30)
+            assert [m.value() for m in got] == [b"after"]
+            return woken, time.monotonic() - t1
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    woken, took = asyncio.run(run())
+    assert woken < 0.5, f"the wake ended a 20-s wait after {woken:.2f} s"
+    assert took < 5.0, f"the record came {took:.1f} s after the wake, in the wait's next call"
+
+
 def test_a_rebalance_during_a_wait_commits_what_is_finished(bootstrap: str) -> None:
     """A second member joins while the first waits: the partition it gives up is
     committed where its work finished, and the first member's loop runs on."""

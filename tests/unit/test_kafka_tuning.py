@@ -26,7 +26,7 @@ def test_stage_producers_linger_longer_than_acceptance_and_stay_acks_all() -> No
 
 def test_only_the_history_holds_its_fetches() -> None:
     path = consumer_config("127.0.0.1:1", "g")
-    assert path["fetch.wait.max.ms"] == 100 and "fetch.min.bytes" not in path
+    assert path["fetch.wait.max.ms"] == 1000 and "fetch.min.bytes" not in path
     history = consumer_config("127.0.0.1:1", "h", **HISTORY_FETCH)
     assert history["fetch.min.bytes"] >= 64 * 1024
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from psycopg.abc import RV, PQGen
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from smsgw import log
@@ -25,6 +26,21 @@ from smsgw.routing import MoRoutingTable, RoutingTable
 from smsgw.sealing import Sealer
 
 CHANNEL = "smsgw_config"
+# psycopg wakes a coroutine waiting on its socket every 100 ms (its
+# ``_WAIT_INTERVAL``, there to let a blocking wait see Ctrl-C), which on an
+# asyncio loop only costs: the LISTEN of every actor's watcher woke its loop 10
+# times a second with nothing to read (issue 13). A notification, or the socket
+# closing, still wakes the wait at once; this only spaces the idle checks.
+LISTEN_CHECK_S = 30.0
+
+
+class _ListeningConnection(psycopg.AsyncConnection[Any]):
+    """The watcher's LISTEN connection, waiting on its socket without a 100-ms timer."""
+
+    async def wait(
+        self, gen: PQGen[RV], interval: float = LISTEN_CHECK_S, timeout: float | None = None
+    ) -> RV:
+        return await super().wait(gen, interval=LISTEN_CHECK_S, timeout=timeout)
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -118,7 +134,7 @@ class ConfigWatcher:
                 await self._listen()
 
     async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+        async with await _ListeningConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             await self._reload(conn)
             # psycopg's notifies() holds the connection's lock while it is suspended

@@ -37,6 +37,12 @@ from smsgw.offsets import OffsetTracker
 # returns empty (the caller's loop then runs its timers: commits, expiry). A
 # worker with nothing else to do passes a longer wait.
 IDLE_WAIT_S = 0.1
+# That longer wait: a worker with nothing due (no commit, no timer) blocks in
+# librdkafka this long. A record ends the wait at once (librdkafka wakes the
+# waiting thread), and so does the worker's ``wake`` event. Not longer: a close
+# waits for the wait under way to end. At IDLE_WAIT_S every stage woke 10 times
+# a second with nothing to do (issue 13).
+LONG_WAIT_S = 2.0
 # librdkafka serves rebalance callbacks inside the waiting consume; the loop runs
 # them. If the loop does not within this time (it is shutting down), they run on
 # the waiting thread rather than never.
@@ -88,10 +94,13 @@ def consumer_config(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300000,
-        # A fetch returns as soon as one record is there (fetch.min.bytes 1); this
-        # only bounds an idle long-poll. At 10 ms each of the gateway's consumers
-        # sent the broker up to 100 mostly empty fetches a second.
-        "fetch.wait.max.ms": 100,
+        # A fetch returns as soon as one record is there (fetch.min.bytes 1, or a
+        # transaction's commit marker moving the last stable offset); this only
+        # bounds an idle long-poll. At 10 ms each of the gateway's consumers sent
+        # the broker up to 100 mostly empty fetches a second, at 100 ms 10 (issue
+        # 13). Not longer: a partition newly assigned is first fetched when the
+        # fetch parked at its broker returns.
+        "fetch.wait.max.ms": 1000,
         "partition.assignment.strategy": "cooperative-sticky",
         **extra,
     }
@@ -283,12 +292,19 @@ class AsyncConsumer:
             tp for tp in self._safe_positions if (tp.topic, tp.partition) not in gone
         ]
 
-    async def batch(self, max_records: int = 500, wait_s: float = IDLE_WAIT_S) -> list[Message]:
+    async def batch(
+        self,
+        max_records: int = 500,
+        wait_s: float = IDLE_WAIT_S,
+        wake: asyncio.Event | None = None,
+    ) -> list[Message]:
         """Records fetched (tracked as read); when there are none, waits up to ``wait_s``
         for the first ones (woken by their arrival, not by a timer).
 
         A wait cancelled half-way keeps its records for the next call (or close):
-        the consumer's position is already past them.
+        the consumer's position is already past them. ``wake`` set during the wait
+        returns nothing at once, the wait going on for the next call: work that
+        does not come through this consumer (a receiver bound) ends a long wait.
         """
         if self._waiting is None:
             if self._drain is None:  # a revoke served here needs no wait on the loop
@@ -297,7 +313,17 @@ class AsyncConsumer:
                     return self.accept(msgs)
             self._begin_wait(max_records, wait_s)
         assert self._waiting is not None
-        msgs = await asyncio.shield(asyncio.wrap_future(self._waiting))
+        waiting = asyncio.shield(asyncio.wrap_future(self._waiting))
+        if wake is not None and not self._waiting.done():
+            woken = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait((waiting, woken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+            if not waiting.done():  # the next call takes this wait's records
+                waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
+                return []
+        msgs = await waiting
         self._waiting = None
         return self.accept(msgs)
 

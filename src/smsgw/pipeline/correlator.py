@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from smsgw import log
-from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.consumer import IDLE_WAIT_S, LONG_WAIT_S, AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.receipts import (
@@ -38,6 +38,8 @@ from smsgw.receipts import (
 from smsgw.records import Delivery, InboundReceipt, Pairing
 from smsgw.state import MessageState, StateRecord, count_final
 from smsgw.topics import Topics
+
+COMMIT_S = 0.2  # finished receipts are committed (and parked ones expired) this far apart
 
 
 @dataclass
@@ -165,18 +167,36 @@ class Correlator:
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
+                msgs = await self.inbound.batch(500, self._wait_s(), stop)
+                # After the wait: a pairing written during it is known to its receipt.
                 self._read_pairings()
-                for msg in await self.inbound.batch(500):
+                for msg in msgs:
                     self._on_receipt(msg)
                 now = time.monotonic()
-                if now - last_commit > 0.2:
+                if now - last_commit > COMMIT_S:
                     self._expire_parked()
                     self._tombstones()
+                    self.inbound.progress.clear()
                     self.inbound.commit()
                     last_commit = now
         finally:
             await asyncio.to_thread(self.inbound.close)
             await asyncio.to_thread(self.pairs_reader.close)
+
+    def _wait_s(self) -> float:
+        """How long the next wait for receipts may last: until the next thing due.
+
+        Parked receipts look for their pairing between waits; finished receipts
+        (and outcomes still being written) are committed COMMIT_S apart; a final
+        receipt's tombstone is due ``tombstone_after_s`` after it. With none of
+        these, only a receipt (or the stop) ends the wait.
+        """
+        if self.parked or self.inbound.progress.is_set() or self.producer.in_flight:
+            return IDLE_WAIT_S
+        if self._finals:
+            due = self._finals[0][0] + self.tombstone_after_s - time.monotonic()
+            return min(LONG_WAIT_S, max(IDLE_WAIT_S, due + COMMIT_S))
+        return LONG_WAIT_S
 
     def _read_pairings(self) -> None:
         for msg in self.pairs_reader.consume(2000, 0):

@@ -25,7 +25,7 @@ from confluent_kafka import Message
 from smsgw import log
 from smsgw.db import history as store
 from smsgw.history import Event, events_from
-from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.consumer import LONG_WAIT_S, AsyncConsumer, consumer_config
 from smsgw.kafka.tuning import HISTORY_FETCH
 from smsgw.topics import Topics
 
@@ -111,7 +111,12 @@ class HistoryWriter:
             events: list[Event] = []
             first_at = 0.0
             while not stop.is_set():
-                msgs = await self.consumer.batch(2000)
+                # Pending rows are due BATCH_INTERVAL_S after the first; with none,
+                # nothing is due but a record (or the stop), which ends the wait.
+                wait = LONG_WAIT_S
+                if pending:
+                    wait = max(0.0, first_at + BATCH_INTERVAL_S - time.monotonic())
+                msgs = await self.consumer.batch(2000, wait, stop)
                 if msgs and not pending:
                     first_at = time.monotonic()
                 for m in msgs:

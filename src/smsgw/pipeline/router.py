@@ -47,7 +47,7 @@ from confluent_kafka import (
 from smsgw import log
 from smsgw.assembly import ChangelogValue, decode_changelog
 from smsgw.kafka.admin import ensure_topic_names
-from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.consumer import IDLE_WAIT_S, LONG_WAIT_S, AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.security import client_config
 from smsgw.kafka.transactions import TransactionalProducer, bounded
@@ -155,7 +155,7 @@ class Router:
 
     async def _gather(self, stop: asyncio.Event, limit: int = 2000) -> list[Message]:
         """Records for one transaction: what arrives within TXN_INTERVAL_S of the first."""
-        batch = await self.consumer.batch(limit)
+        batch = await self.consumer.batch(limit, self._wait_s(), stop)
         if not batch:
             return batch
         deadline = time.monotonic() + TXN_INTERVAL_S
@@ -168,6 +168,11 @@ class Router:
             if not more:
                 await asyncio.sleep(min(left, 0.01))
         return batch
+
+    def _wait_s(self) -> float:
+        """Parts held expire on the 1-s check in ``run``; with none, nothing is due
+        but the next record (or the stop), which ends the wait."""
+        return IDLE_WAIT_S if len(self.logic.assembler) or self.logic.ready else LONG_WAIT_S
 
     # ------------------------------------------------------------ routing
     async def _route_batch(self, batch: list[Message]) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from smsgw import log
-from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from smsgw.kafka.consumer import IDLE_WAIT_S, LONG_WAIT_S, AsyncConsumer, consumer_config
 from smsgw.kafka.dlq import UNDECODABLE, DeadLetters
 from smsgw.kafka.producer import AsyncProducer
 from smsgw.records import Delivery
@@ -95,6 +95,7 @@ NACKED = -2  # deliver_here's status for a delivery answered with generic_nack
 # every few seconds is precise enough, and at 0.2 s it was a fifth of the
 # listener's time under a backlog.
 EXPIRY_SCAN_S = 5.0
+COMMIT_S = 0.2  # finished deliveries are committed (and retries looked at) this far apart
 NO_BIND = -1
 
 
@@ -131,10 +132,10 @@ class Deliverer:
         self.stats = self.logic.stats
         self.dead_letters = DeadLetters(bootstrap, topics, "deliverer")
         self._paused = False
+        # Ends a long wait for records: a receiver bound (or the stop).
+        self._woken = asyncio.Event()
         self.log = log.get("smsgw.deliverer")
         core.delivery_wakers.append(self._wake)
-        # Set when a receipt waiting for its state record can go: ends the fetch's wait.
-        self._state_wake = asyncio.Event()
         core.states.on_final.append(self._state_arrived)
 
     def _shown(self, message_id: str) -> StateRecord | None:
@@ -145,30 +146,36 @@ class Deliverer:
     def _wake(self, customer: str) -> None:
         """A bind of the customer came up: look at its queue on the next turn."""
         self.logic.dirty.add(customer)
+        self._woken.set()
+
+    def _wait_s(self) -> float:
+        """How long the next wait for records may last.
+
+        Anything held (waiting for a bind, a retry, an answer, a state record, a batch
+        on its way to another node, a mark or a commit to make) is looked at every turn, as
+        before; with nothing, only a record, a receiver's bind or the stop ends the
+        wait (``_woken``).
+        """
+        logic = self.logic
+        busy = (
+            logic.waiting
+            or logic.retrying
+            or logic.sending
+            or logic.dirty
+            or logic.awaiting_state
+            or self._remote_busy
+            or self._paused
+            or self.stats.waiting
+            or self.consumer.progress.is_set()
+            or self.producer.in_flight
+        )
+        return IDLE_WAIT_S if busy else LONG_WAIT_S
 
     def _state_arrived(self, message_id: str) -> None:
         """The state follower stored a message's final state (on this loop's thread): the
         receipts waiting for it go on this turn, not after a recheck timer."""
         if self.logic.state_arrived(message_id, time.time()):
-            self._state_wake.set()
-
-    async def _fetch(self) -> list[Message]:
-        """The next records from ``deliver``; while receipts wait for their state records,
-        a wait for records cut short by one's arrival (no records then: the loop
-        dispatches the receipts). A cut wait keeps its records for the next fetch
-        (``AsyncConsumer.batch``)."""
-        if not self.logic.awaiting_state:
-            return await self.consumer.batch(1000)
-        fetch = asyncio.ensure_future(self.consumer.batch(1000))
-        woken = asyncio.ensure_future(self._state_wake.wait())
-        try:
-            await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            if not fetch.done():
-                fetch.cancel()
-        self._state_wake.clear()
-        return fetch.result() if fetch.done() and not fetch.cancelled() else []
+            self._woken.set()
 
     def _follow_marks(self) -> None:
         """Read ``delivered`` from an hour ago on, on every partition."""
@@ -193,19 +200,25 @@ class Deliverer:
         self.logic.revoked(p.partition for p in parts)
 
     async def run(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _f: self._woken.set())
         try:
             # A crashed worker must close its consumer, or it keeps its partitions
             # (librdkafka heartbeats on) until max.poll.interval.ms runs out.
             await asyncio.to_thread(self._follow_marks)
             last = last_expiry = time.monotonic()
             while not stop.is_set():
+                self._woken.clear()
+                msgs = await self.consumer.batch(1000, self._wait_s(), self._woken)
+                # After the wait: a mark written during it is known to its record.
                 self._read_marks()
-                for msg in await self._fetch():
+                for msg in msgs:
                     self._take(msg)
                 self._dispatch_all()
                 now = time.monotonic()
-                if now - last > 0.2:
+                if now - last > COMMIT_S:
                     last = now
+                    self.consumer.progress.clear()
                     self.consumer.commit()
                     self._flow_control()
                     # retry timers, binds on other paths
@@ -214,6 +227,7 @@ class Deliverer:
                     last_expiry = now
                     self._expire()
         finally:
+            stopping.cancel()
             await asyncio.to_thread(self.consumer.close)
             await asyncio.to_thread(self.marks.close)
 
