@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -43,6 +44,12 @@ IDLE_WAIT_S = 0.1
 # waits for the wait under way to end. At IDLE_WAIT_S every stage woke 10 times
 # a second with nothing to do (issue 13).
 LONG_WAIT_S = 2.0
+
+# Commits the broker refused, by consumer group, in this process: a member whose
+# session ran out (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID) or that was closing.
+# Its partitions' next owner reads again from the last commit that held, so the
+# records between are sent again: at-least-once, as after a crash (issue 10).
+commits_refused: Counter[str] = Counter()
 # librdkafka serves rebalance callbacks inside the waiting consume; the loop runs
 # them. If the loop does not within this time (it is shutting down), they run on
 # the waiting thread rather than never.
@@ -139,7 +146,8 @@ class AsyncConsumer:
         self._on_assign = on_assign
         self._drain = drain
         self.assigned: set[tuple[str, int]] = set()
-        self.log = log.get("smsgw.consumer").bind(group=config.get("group.id"))
+        self._group = str(config.get("group.id", ""))
+        self.log = log.get("smsgw.consumer").bind(group=self._group)
         # Set whenever a record is done: a commit loop can sleep until there is work.
         self.progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -471,6 +479,7 @@ class AsyncConsumer:
             else:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as exc:  # a commit during a rebalance may fail; the next one retries
+            commits_refused[self._group] += 1
             self.log.info("commit failed", error=str(exc))
 
     def pause(self, parts: list[TopicPartition]) -> None:
