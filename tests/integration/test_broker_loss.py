@@ -6,8 +6,9 @@ provider bind to a simulated SMSC). One broker is SIGKILLed (the one leading
 most ``submit`` partitions, or the router's group and transaction
 coordinator), or two at once (below min ISR). Every submit answered 0 is on
 Kafka, reaches the provider and its receipt the customer (0 lost);
-duplicates to the provider and refused submits sent anyway are counted and
-printed (asserted none only in the control, with no broker lost). The
+duplicates to the provider are counted and printed; refused submits sent
+anyway are asserted none with one broker lost, and with two none sooner than
+the provider bind's withdrawal hold. The
 killed brokers come back; the one-broker tests wait until every partition has
 its three replicas in sync again.
 """
