@@ -335,6 +335,11 @@ class AsyncConsumer:
         self._waiting = None
         return self.accept(msgs)
 
+    @property
+    def waiting(self) -> bool:
+        """A wait for records is under way (one a ``wake`` left running, say)."""
+        return self._waiting is not None
+
     def _begin_wait(self, max_records: int, wait_s: float) -> None:
         if self._waiter is None:
             self._loop = asyncio.get_running_loop()

@@ -132,8 +132,10 @@ class Deliverer:
         self.stats = self.logic.stats
         self.dead_letters = DeadLetters(bootstrap, topics, "deliverer")
         self._paused = False
-        # Ends a long wait for records: a receiver bound (or the stop).
+        # Ends a long wait for records: a receiver bound (or the stop), and while a
+        # long wait is under way (``_long_wait``) an answer or a mark.
         self._woken = asyncio.Event()
+        self._long_wait = False
         self.log = log.get("smsgw.deliverer")
         core.delivery_wakers.append(self._wake)
         core.states.on_final.append(self._state_arrived)
@@ -147,6 +149,12 @@ class Deliverer:
         """A bind of the customer came up: look at its queue on the next turn."""
         self.logic.dirty.add(customer)
         self._woken.set()
+
+    def _nudge(self) -> None:
+        """Something to look at (an answer, a record finished): at once if the loop
+        is in a long wait (a wake leaves it running), else on its next turn."""
+        if self._long_wait:
+            self._woken.set()
 
     def _wait_s(self) -> float:
         """How long the next wait for records may last.
@@ -208,8 +216,12 @@ class Deliverer:
             await asyncio.to_thread(self._follow_marks)
             last = last_expiry = time.monotonic()
             while not stop.is_set():
+                wait = self._wait_s()
+                self._long_wait = self._long_wait or wait > IDLE_WAIT_S
                 self._woken.clear()
-                msgs = await self.consumer.batch(1000, self._wait_s(), self._woken)
+                msgs = await self.consumer.batch(1000, wait, self._woken)
+                if not self.consumer.waiting:
+                    self._long_wait = False
                 # After the wait: a mark written during it is known to its record.
                 self._read_marks()
                 for msg in msgs:
@@ -310,6 +322,7 @@ class Deliverer:
             self.logic.on_wire(item)
             self._answered(fut, item)
         self.logic.dirty.add(customer)
+        self._nudge()
 
     async def deliver_here(self, raw: list[bytes], timeout: float = 10.0) -> list[int]:
         """Deliver another node's batch to this node's binds; a status per delivery.
@@ -370,6 +383,7 @@ class Deliverer:
         exc = None if fut.cancelled() else fut.exception()
         status: S | None = None if fut.cancelled() or exc is not None else fut.result()
         outcome = self.logic.answered(item, status, nacked=isinstance(exc, Nacked), now=time.time())
+        self._nudge()  # a window slot is free
         if outcome is Outcome.RETRY:
             return
         if outcome is Outcome.FAILED:
@@ -395,6 +409,7 @@ class Deliverer:
     def _marked(self, fut: asyncio.Future[Any], item: _Pending) -> None:
         if fut.exception() is None:
             self.consumer.done(item.handle)
+            self._nudge()  # to commit
         else:
             self.log.error("could not record a delivery", error=str(fut.exception()))
 
