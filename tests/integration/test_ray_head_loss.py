@@ -37,7 +37,12 @@ from tests.helpers.cluster import Runtime
 from tests.helpers.customer import Customer
 from tests.helpers.loop_thread import LoopThread
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.soak]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),
+    pytest.mark.soak,
+]
 
 RATE = 50  # submits per second from the customer on the worker node
 # Ray's workers, raylets and drivers give up on a GCS gone longer than this (default
