@@ -35,6 +35,9 @@ from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
 NAMESPACE = "smsgw"
+# A connector host exports an unchanged bind's metrics this often (seconds): Ray
+# ages out a gauge not recorded for two report intervals (default 10 s each).
+GAUGE_REFRESH_S = 5.0
 
 
 def namespace_for(topic_prefix: str) -> str:
@@ -405,12 +408,16 @@ class ConnectorHostImpl(_Base):
     async def _export_loop(self, stop: asyncio.Event) -> None:
         """One exporter per bind: the provider metrics stay tagged per bind.
 
-        A bind whose counters did not move since its last export is skipped (its
-        gauges keep their value), unless the process's dead letters moved (every
-        exporter counts those): 200 idle binds made 200 exports a second.
+        A bind whose counters did not move since its last export is skipped, unless
+        the process's dead letters moved (every exporter counts those): 200 idle
+        binds made 200 exports a second. Every bind is exported again each
+        ``GAUGE_REFRESH_S`` all the same: Ray drops a gauge series not recorded for
+        two metrics report intervals (ray-project/ray#64633), and
+        ``smsgw_provider_bound`` of an idle bind vanished from Prometheus.
         """
         exported: dict[str, dict[str, Any]] = {}
         dead: dict[Any, int] = {}
+        refreshed = time.monotonic()
         while not stop.is_set():
             await asyncio.sleep(1.0)
             try:
@@ -418,6 +425,8 @@ class ConnectorHostImpl(_Base):
                 for name in exported.keys() - binds.keys():
                     del exported[name]
                 moved, dead = dlq.dead_lettered != dead, dict(dlq.dead_lettered)
+                if time.monotonic() - refreshed >= GAUGE_REFRESH_S:
+                    moved, refreshed = True, time.monotonic()
                 for name, st in binds.items():
                     if not moved and exported.get(name) == st.get("bind"):
                         continue
