@@ -35,9 +35,17 @@ from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
 NAMESPACE = "smsgw"
-# A connector host exports an unchanged bind's metrics this often (seconds): Ray
-# ages out a gauge not recorded for two report intervals (default 10 s each).
-GAUGE_REFRESH_S = 5.0
+
+
+def gauge_refresh_s() -> float:
+    """How often (seconds) a connector host exports an unchanged bind's metrics.
+
+    Ray ages out a gauge series not recorded for two metrics report intervals
+    (``RAY_metrics_report_interval_ms``, default 10 s; ray-project/ray#64633):
+    half an interval, at least the export loop's 1 s.
+    """
+    report_ms = float(ray._config.metrics_report_interval_ms())
+    return max(1.0, report_ms / 2000)
 
 
 def namespace_for(topic_prefix: str) -> str:
@@ -411,13 +419,13 @@ class ConnectorHostImpl(_Base):
         A bind whose counters did not move since its last export is skipped, unless
         the process's dead letters moved (every exporter counts those): 200 idle
         binds made 200 exports a second. Every bind is exported again each
-        ``GAUGE_REFRESH_S`` all the same: Ray drops a gauge series not recorded for
-        two metrics report intervals (ray-project/ray#64633), and
+        ``gauge_refresh_s()`` all the same: Ray drops a gauge series not recorded
+        for two metrics report intervals (ray-project/ray#64633), and
         ``smsgw_provider_bound`` of an idle bind vanished from Prometheus.
         """
         exported: dict[str, dict[str, Any]] = {}
         dead: dict[Any, int] = {}
-        refreshed = time.monotonic()
+        refreshed, refresh_s = time.monotonic(), gauge_refresh_s()
         while not stop.is_set():
             await asyncio.sleep(1.0)
             try:
@@ -425,7 +433,7 @@ class ConnectorHostImpl(_Base):
                 for name in exported.keys() - binds.keys():
                     del exported[name]
                 moved, dead = dlq.dead_lettered != dead, dict(dlq.dead_lettered)
-                if time.monotonic() - refreshed >= GAUGE_REFRESH_S:
+                if time.monotonic() - refreshed >= refresh_s:
                     moved, refreshed = True, time.monotonic()
                 for name, st in binds.items():
                     if not moved and exported.get(name) == st.get("bind"):
