@@ -13,13 +13,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+import pytest
+from confluent_kafka import KafkaError
 
-from smsgw.kafka.consumer import REFETCH_AFTER_S, AsyncConsumer, consumer_config
+from smsgw.kafka import consumer as consumer_module
+from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from tests.helpers.rdkafka_handles import ConsumerHandle, install
 
 FAILED = (
     'Failed to fetch committed offsets for 0 partition(s) in group "g": Broker: Not coordinator'
 )
+# The re-assignment's delay, shortened from REFETCH_AFTER_S (1 s): the timer is the
+# same loop.call_later, the tests only wait less for it.
+REFETCH_S = 0.05
 
 
 class _Event:
@@ -32,38 +38,29 @@ class _Event:
         return self._err
 
 
-class _Recorder:
-    """Stands in for the librdkafka handle: notes the assignment changes asked of it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
-
-    def incremental_unassign(self, parts: list[TopicPartition]) -> None:
-        self.calls.append(("unassign", [(p.topic, p.partition) for p in parts]))
-
-    def incremental_assign(self, parts: list[TopicPartition]) -> None:
-        self.calls.append(("assign", [(p.topic, p.partition) for p in parts]))
+@pytest.fixture(autouse=True)
+def _handles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer gets a handle that notes the assignment changes asked of it."""
+    install(monkeypatch, consumer_module, "Consumer", ConsumerHandle)
+    monkeypatch.setattr(consumer_module, "REFETCH_AFTER_S", REFETCH_S)
 
 
-def _consumer() -> tuple[AsyncConsumer, _Recorder, Any]:
+def _consumer() -> tuple[AsyncConsumer, Any]:
     c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
-    real, rec = c.consumer, _Recorder()
-    c.consumer = rec  # type: ignore[assignment]
     c.assigned = {("t", 0), ("t", 1)}
     c.tracker.read("t", 1, 5)  # partition 1 is fetching
-    return c, rec, real
+    return c, c.consumer
 
 
 def test_a_failed_offset_fetch_assigns_the_unstarted_partitions_again() -> None:
     async def run() -> list[tuple[str, list[tuple[str, int]]]]:
-        c, rec, real = _consumer()
-        try:
-            err = _Event(KafkaError(KafkaError.NOT_COORDINATOR, FAILED))
-            assert c.accept([err, err]) == []  # type: ignore[list-item]
-            await asyncio.sleep(REFETCH_AFTER_S + 0.5)
-            return rec.calls
-        finally:
-            real.close()
+        c, rec = _consumer()
+        err = _Event(KafkaError(KafkaError.NOT_COORDINATOR, FAILED))
+        assert c.accept([err, err]) == []  # type: ignore[list-item]
+        # The loop runs its timers in deadline order: the re-assignment's first.
+        await asyncio.sleep(5 * REFETCH_S)
+        calls: list[tuple[str, list[tuple[str, int]]]] = rec.calls
+        return calls
 
     calls = asyncio.run(run())
     assert calls == [("unassign", [("t", 0)]), ("assign", [("t", 0)])]
@@ -71,13 +68,11 @@ def test_a_failed_offset_fetch_assigns_the_unstarted_partitions_again() -> None:
 
 def test_other_errors_leave_the_assignment_alone() -> None:
     async def run() -> list[tuple[str, list[tuple[str, int]]]]:
-        c, rec, real = _consumer()
-        try:
-            err = _Event(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
-            c.accept([err])  # type: ignore[list-item]
-            await asyncio.sleep(REFETCH_AFTER_S + 0.5)
-            return rec.calls
-        finally:
-            real.close()
+        c, rec = _consumer()
+        err = _Event(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+        c.accept([err])  # type: ignore[list-item]
+        await asyncio.sleep(10 * REFETCH_S)
+        calls: list[tuple[str, list[tuple[str, int]]]] = rec.calls
+        return calls
 
     assert asyncio.run(run()) == []

@@ -8,23 +8,27 @@ commit a partition that went to another member.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from confluent_kafka import TopicPartition
 
+from smsgw.kafka import consumer as consumer_module
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
+from tests.helpers.rdkafka_handles import ConsumerHandle, install
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.commits: list[list[tuple[str, int, int]]] = []
-
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
-        self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+@pytest.fixture(autouse=True)
+def _handles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The consumers below get a handle that notes their commits (no librdkafka)."""
+    install(monkeypatch, consumer_module, "Consumer", ConsumerHandle)
+    yield
 
 
 def test_a_queued_commit_skips_what_a_later_one_sent_and_lost_partitions() -> None:
     c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
-    real, rec = c.consumer, _Recorder()
-    c.consumer = rec  # type: ignore[assignment]
+    rec = c.consumer
+    assert isinstance(rec, ConsumerHandle)
     try:
         c.assigned = {("t", 0), ("t", 1)}
         queued = [TopicPartition("t", 0, 5), TopicPartition("t", 1, 7)]
@@ -35,7 +39,7 @@ def test_a_queued_commit_skips_what_a_later_one_sent_and_lost_partitions() -> No
         c._commit_now([TopicPartition("t", 0, 11)], True, True)  # a later one goes
         assert rec.commits == [[("t", 0, 9), ("t", 1, 8)], [("t", 0, 11)]]
     finally:
-        real.close()
+        rec.close()
 
 
 class _Record:
@@ -127,7 +131,7 @@ def test_a_revoke_commits_a_point_a_queued_commit_took_already() -> None:
         c.consumer.close()
 
 
-class _Closing(_Recorder):
+class _Closing(ConsumerHandle):
     """A consumer inside ``close``: librdkafka moved a partition's position past
     records it fetched and never handed over."""
 
@@ -140,8 +144,7 @@ def test_the_revoke_inside_close_takes_no_position_as_caught_up() -> None:
     of partition 5 (group offset 5); the revoke inside its close read the position
     327 and committed it, and 322 accepted messages were never sent."""
     c = AsyncConsumer(consumer_config("127.0.0.1:1", "g"), ["t"])
-    real, rec = c.consumer, _Closing()
-    c.consumer = rec  # type: ignore[assignment]
+    rec = c.consumer = _Closing()  # type: ignore[assignment]
     try:
         c.assigned = {("t", 0), ("t", 5)}
         c.tracker.read("t", 0, 30)
@@ -150,4 +153,4 @@ def test_the_revoke_inside_close_takes_no_position_as_caught_up() -> None:
         c._lost(rec, [TopicPartition("t", 0), TopicPartition("t", 5)])  # type: ignore[arg-type]
         assert rec.commits == [[("t", 0, 31)]]  # what was done; partition 5 left as it was
     finally:
-        real.close()
+        rec.close()

@@ -13,9 +13,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from smsgw.message import encode
 from smsgw.server.withdraw import WithdrawingProducer
 from tests.helpers.messages import accepted_message
+
+# A real librdkafka producer (no broker): what its reports do, not our logic alone.
+pytestmark = pytest.mark.integration
 
 
 def _closed_port() -> str:
