@@ -33,12 +33,17 @@ from tests.helpers import scratch
 if TYPE_CHECKING:  # imports Ray: only the tests that start a gateway on it pay for that
     from tests.helpers.cluster import Runtime
 
+# How many examples the property tests try (tests/helpers/depth.py): `make unit`
+# loads "unit" (a quarter of each count), `make test` "full" (as written), `make
+# test-deep` "deep" (ten times), each by --hypothesis-profile.
 # CI gates a merge: there the property tests run a fixed set of examples (a
 # failure is reproducible and not luck of the draw); everywhere else they
 # explore at random, which is where new counterexamples come from.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("SMSGW_CI"):
-    settings.load_profile("ci")
+_CI = bool(os.environ.get("SMSGW_CI"))
+for _name, _max_examples in {"unit": 25, "full": 100, "deep": 1000}.items():
+    settings.register_profile(_name, max_examples=_max_examples, derandomize=_CI, print_blob=_CI)
+settings.register_profile("ci", derandomize=True, print_blob=True)  # "full", fixed
+settings.load_profile("ci" if _CI else "full")
 
 
 RAY_TMP = pytest.StashKey[scratch.DataDir]()

@@ -18,6 +18,7 @@ from smsgw.reframe import SEGMENTATION_MODES, outgoing
 from smsgw.smpp.codec import encode
 from smsgw.smpp.pdu import DestAddress, FieldValue, Pdu, Tlv
 from smsgw.smpp.submission import TLV_LENGTHS, Submission, parse_submission
+from tests.helpers.depth import examples
 
 # A C-Octet string as the wire decoder hands it over: any octets but NUL, any length.
 cstr = st.binary(max_size=70).map(lambda b: b.replace(b"\0", b"1"))
@@ -78,7 +79,7 @@ def submissions(draw: st.DrawFn) -> tuple[str, Pdu]:
     return command, Pdu(command, 1, 0, fields, tuple(tlvs))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(submissions())
 def test_every_accepted_submission_encodes_for_the_provider(case: tuple[str, Pdu]) -> None:
     command, pdu = case

@@ -14,9 +14,10 @@ from smsgw.assembly import Assembled, Assembler, ChangelogValue, changelog_key, 
 from smsgw.message import AcceptedMessage, decode, encode
 from smsgw.smpp.submission import Address
 from smsgw.smpp.udh import Concat
+from tests.helpers.depth import examples
 from tests.helpers.messages import accepted_message
 
-fast = settings(deadline=None, max_examples=150)
+fast = settings(deadline=None, max_examples=examples(150))
 Record = tuple[int, bytes, ChangelogValue]
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from smsgw.fleet import Node, assign_binds, expand_binds, plan
 from smsgw.node.binds import bind_key, bind_name
+from tests.helpers.depth import examples
 
 Bind = tuple[str, int]
 
@@ -67,7 +68,7 @@ def _check(got: dict[str, list[Bind]], providers: list[tuple[str, int]]) -> None
     assert not sizes or max(sizes) - min(sizes) <= 1, sizes
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.integers(1, 4), min_size=0, max_size=12),
     st.integers(2, 5),
@@ -86,7 +87,7 @@ def test_a_node_lost_moves_only_its_own_binds(
     assert _moved(before, after) == 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.integers(1, 4), min_size=0, max_size=12), st.integers(1, 4))
 def test_a_node_added_takes_only_its_share(counts: list[int], n: int) -> None:
     providers = [(f"p{i}", c) for i, c in enumerate(counts)]
@@ -99,7 +100,7 @@ def test_a_node_added_takes_only_its_share(counts: list[int], n: int) -> None:
     assert len(after[host]) == sum(c for _p, c in providers) // (n + 1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.integers(1, 4), min_size=1, max_size=12),
     st.integers(1, 4),

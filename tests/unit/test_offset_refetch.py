@@ -71,7 +71,7 @@ def test_other_errors_leave_the_assignment_alone() -> None:
         c, rec = _consumer()
         err = _Event(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
         c.accept([err])  # type: ignore[list-item]
-        await asyncio.sleep(10 * REFETCH_S)
+        await asyncio.sleep(5 * REFETCH_S)
         calls: list[tuple[str, list[tuple[str, int]]]] = rec.calls
         return calls
 

@@ -44,6 +44,7 @@ from smsgw.records import Routed
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.udh import Concat
 from smsgw.state import MessageState
+from tests.helpers.depth import examples
 from tests.helpers.messages import accepted_message
 
 TOPIC = "out.p"
@@ -343,7 +344,7 @@ class BindMachine(RuleBasedStateMachine):
 
 
 BindMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=examples(150),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

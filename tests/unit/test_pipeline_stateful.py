@@ -79,6 +79,7 @@ from smsgw.smpp.submission import Address
 from smsgw.smpp.udh import Concat
 from smsgw.state import MessageState, StateRecord, StateStore
 from smsgw.topics import Topics
+from tests.helpers.depth import examples
 from tests.helpers.messages import accepted_message
 
 TOPICS = Topics("t.")
@@ -819,7 +820,7 @@ def _segments(r: Routed) -> tuple[AcceptedMessage, ...]:
 
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("SMSGW_PIPELINE_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("SMSGW_PIPELINE_EXAMPLES", examples(100))),
     stateful_step_count=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

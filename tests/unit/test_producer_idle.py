@@ -27,14 +27,14 @@ async def test_an_idle_producer_does_not_poll_and_a_produce_wakes_it(
     handle = producer._producer
     assert isinstance(handle, ProducerHandle)
     try:
-        await asyncio.sleep(0.5)
-        assert handle.polls <= 1, f"idle: {handle.polls} polls in 0.5 s (10 before)"
+        await asyncio.sleep(0.3)
+        assert handle.polls <= 1, f"idle: {handle.polls} polls in 0.3 s (6 before)"
         fut = producer.produce("t", b"v")  # queued (no broker): polled until reported
         assert await asyncio.to_thread(handle.wait_polls, 5, 10.0), "not polled with a record"
         handle.report(None)
         await asyncio.wait_for(fut, 10)
         polls = handle.polls
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         assert handle.polls <= polls + 1, "idle again once the record was reported"
     finally:
         await producer.close()

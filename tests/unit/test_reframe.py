@@ -15,6 +15,7 @@ from smsgw.records import Routed
 from smsgw.reframe import SEGMENTATION_MODES, UDHI, OutPart, outgoing
 from smsgw.segment import Part, concat_udh, join_parts, split_sar, split_text
 from smsgw.smpp.udh import Concat, concat_info, parse_udh
+from tests.helpers.depth import examples
 from tests.helpers.messages import accepted_message
 
 EXTENSION = "€[]{}^~\\|"
@@ -34,7 +35,7 @@ def _gsm_basic() -> str:
 
 
 GSM_BASIC = _gsm_basic()
-fast = settings(deadline=None, max_examples=120)
+fast = settings(deadline=None, max_examples=examples(120))
 
 
 def accepted(

@@ -18,6 +18,7 @@ from smsgw.segment import (
     split_text,
 )
 from smsgw.smpp.udh import concat_info, parse_udh
+from tests.helpers.depth import examples
 
 EXTENSION = "€[]{}^~\\|"
 SINGLE = {0: 160, 1: 140, 3: 140, 8: 140}  # octets of body for one SMS
@@ -35,7 +36,7 @@ def _gsm_basic() -> str:
 
 GSM_BASIC = _gsm_basic()
 
-fast = settings(deadline=None, max_examples=150)
+fast = settings(deadline=None, max_examples=examples(150))
 
 
 @st.composite

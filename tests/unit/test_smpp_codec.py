@@ -13,6 +13,7 @@ from smsgw.smpp.framing import Framer, FramingError
 from smsgw.smpp.pdu import DecodeError, DestAddress, EncodeError, Pdu, UnsuccessSme
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.wire import walk_mandatory
+from tests.helpers.depth import examples
 
 
 def smpplib_raw(command: str, seq: int, **fields: Any) -> bytes:
@@ -225,7 +226,7 @@ def submit_sm_fields(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(fields=submit_sm_fields(), seq=st.integers(1, 0x7FFFFFFF), tlvs=st.lists(tlv, max_size=4))
 def test_submit_sm_roundtrip_is_byte_identical_to_smpplib(
     fields: dict[str, Any], seq: int, tlvs: list[tuple[int, bytes]]
@@ -241,7 +242,7 @@ def test_submit_sm_roundtrip_is_byte_identical_to_smpplib(
     assert walked == dict(pdu.fields)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(fields=submit_sm_fields(), seq=st.integers(1, 0x7FFFFFFF))
 def test_deliver_and_data_sm_roundtrip(fields: dict[str, Any], seq: int) -> None:
     reference = smpplib_raw("deliver_sm", seq, **fields)
@@ -253,7 +254,7 @@ def test_deliver_and_data_sm_roundtrip(fields: dict[str, Any], seq: int) -> None
     assert encode(decode(reference)) == reference
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(body=st.binary(max_size=120), command_id=st.sampled_from([4, 0x21, 0x103, 3, 1, 0x80000004]))
 def test_decode_only_raises_decode_error(body: bytes, command_id: int) -> None:
     frame = struct.pack(">LLLL", 16 + len(body), command_id, 0, 1) + body

@@ -32,6 +32,7 @@ from smsgw.smpp.codec import (
 )
 from smsgw.smpp.pdu import COMMAND_IDS, DecodeError, EncodeError, Pdu
 from smsgw.smpp.wire import FIXED_TLV_SIZES
+from tests.helpers.depth import examples
 
 SM = ("submit_sm", "deliver_sm")
 RESP = ("submit_sm_resp", "deliver_sm_resp")
@@ -129,7 +130,7 @@ def test_the_fast_path_serves_the_four_hot_commands() -> None:
     assert SPECS["submit_sm_resp"] == SPECS["deliver_sm_resp"] == fast.RESP_LAYOUT
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     command=st.sampled_from(SM),
     fields=sm_fields(),
@@ -151,7 +152,7 @@ def test_plain_sm_is_byte_identical_both_ways(
     assert encode(decode(frame)) == frame
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     command=st.sampled_from(SM),
     fields=sm_fields(plain=False),
@@ -165,7 +166,7 @@ def test_odd_sm_values_encode_like_smpplib_or_fail_alike(
     _same(lambda: encode(pdu), lambda: encode_reference(pdu))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     command=st.sampled_from(RESP),
     message_id=st.none() | cstr(65) | no_nul | st.text(max_size=70),
@@ -186,7 +187,7 @@ def test_responses_both_ways(
     _same(lambda: decode(frame), lambda: decode_reference(frame))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     command=st.sampled_from(FAST),
     fields=sm_fields(),
@@ -212,7 +213,7 @@ def test_cut_or_padded_frames_decode_alike(
     _same(lambda: decode(frame), lambda: decode_reference(frame))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(command=st.sampled_from(FAST), body=st.binary(max_size=200))
 def test_random_bodies_decode_alike(command: str, body: bytes) -> None:
     frame = _frame(command, 99, body)

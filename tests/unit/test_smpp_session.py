@@ -16,6 +16,7 @@ from smsgw.smpp.pdu import NO_RESPONSE, FieldValue
 from smsgw.smpp.session import LocalProtocolError, Session, WindowFull
 from smsgw.smpp.states import ACCEPT, IGNORE, INBOUND, Role, State
 from smsgw.smpp.status import CommandStatus as S
+from tests.helpers.depth import examples
 
 T0 = 1000.0
 
@@ -656,7 +657,7 @@ def _assert_no_internal_errors(events: list[ev.Event]) -> None:
             assert not event.detail.startswith("internal"), event.detail
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(st.binary(max_size=80), max_size=8), bound=st.booleans())
 def test_random_bytes_never_raise(chunks: list[bytes], bound: bool) -> None:
     s = bound_server() if bound else new()
@@ -677,7 +678,7 @@ VALID = [
 ]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     index=st.integers(0, len(VALID) - 1),
     edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),

@@ -12,6 +12,7 @@ from smsgw.smpp.pdu import DestAddress, FieldValue, Pdu, Tlv
 from smsgw.smpp.status import CommandStatus as S
 from smsgw.smpp.submission import Address, Rejection, Submission, decode_text, parse_submission
 from smsgw.smpp.udh import Concat, UdhError, concat_info, parse_udh, split_udh
+from tests.helpers.depth import examples
 
 BASE: dict[str, FieldValue] = {
     "source_addr": "Acme",
@@ -299,7 +300,7 @@ def test_decode_text_gsm_extension() -> None:
     assert decode_text(b"a\x1b\x1bb", "gsm03.38") is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     fields=st.fixed_dictionaries(
         {},

@@ -75,10 +75,12 @@ class Scripted:
         self._do("abort")
 
 
-def _producer(fake: Scripted, deadline_s: float = 5.0) -> TransactionalProducer:
+def _producer(
+    fake: Scripted, deadline_s: float = 5.0, grace_s: float = 0.5
+) -> TransactionalProducer:
     factory: Callable[[dict[str, Any]], Any] = lambda _config: fake  # noqa: E731
     p = TransactionalProducer(
-        {"transactional.id": "t"}, deadline_s=deadline_s, grace_s=0.5, factory=factory
+        {"transactional.id": "t"}, deadline_s=deadline_s, grace_s=grace_s, factory=factory
     )
     p.init()
     return p
@@ -127,7 +129,7 @@ def test_a_call_that_never_returns_ends_by_the_deadline() -> None:
     router awaited it: 173 of 6 712 accepted routed in 5 min (issue 14)."""
     release = threading.Event()
     fake = Scripted(offsets=[lambda: release.wait(60)])
-    p = _producer(fake, deadline_s=0.5)
+    p = _producer(fake, deadline_s=0.2, grace_s=0.2)
     t0 = time.monotonic()
     with pytest.raises(TransactionStuck):
         _commit(p)

@@ -20,6 +20,7 @@ import smsgw.kafka.producer
 import smsgw.server.withdraw
 from smsgw.kafka.consumer import AsyncConsumer, consumer_config
 from smsgw.kafka.producer import AsyncProducer
+from smsgw.kafka.transactions import TransactionalProducer
 from tests.helpers.unit_guard import InfrastructureRefused
 
 NO_BROKER: dict[str, Any] = {"bootstrap.servers": "127.0.0.1:1"}
@@ -39,6 +40,9 @@ def test_kafka_clients_refuse_under_any_name_they_were_imported_by() -> None:
         vars(smsgw.kafka.consumer)["Consumer"]({**NO_BROKER, "group.id": "g"})
     with pytest.raises(InfrastructureRefused):
         vars(smsgw.kafka.admin)["AdminClient"](NO_BROKER)
+    # As a default argument (TransactionalProducer(factory=Producer)).
+    with pytest.raises(InfrastructureRefused):
+        TransactionalProducer({**NO_BROKER, "transactional.id": "t"})
     # And by a module imported now.
     later: dict[str, object] = {}
     exec("from confluent_kafka import Producer", later)
