@@ -36,7 +36,9 @@ def test_a_slow_measurement_is_not_waited_for_and_lands_when_done() -> None:
         for _ in range(100):  # what the supervisor's loop does each pass
             probe.groups = {"g": "submit", "h": "out.p1"}
             assert (probe.version, probe.latest) == (0, {})
-        assert time.monotonic() - t0 < 0.5
+        # Never waits for the measurement under way (30 s); 5 s, not 0.5: a machine at
+        # load 40-60 stalls a process for tenths of seconds.
+        assert time.monotonic() - t0 < 5
         release.set()
         _until(lambda: probe.version >= 1)
         assert probe.latest == {"submit": 7}

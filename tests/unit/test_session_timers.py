@@ -119,8 +119,9 @@ def run_on_skew_loop(scenario: Callable[[SkewLoop], Awaitable[None]]) -> None:
         loop.close()
 
 
-async def until(cond: Callable[[], Any], within: float = 2.0) -> None:
-    """Real-time wait for a condition the loop's timers make true."""
+async def until(cond: Callable[[], Any], within: float = 10.0) -> None:
+    """Real-time wait for a condition the loop's timers make true (a bound, not a
+    wait: generous for a loaded machine)."""
     deadline = asyncio.get_running_loop().time() + within
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
