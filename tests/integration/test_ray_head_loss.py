@@ -213,7 +213,7 @@ def test_the_ray_heads_loss_loses_nothing_with_gcs_fault_tolerance(
         monkeypatch.setenv(k, v)
     port_a, port_b = free_port(), free_port()
     worker = EmbeddedRay(
-        Path(tempfile.mkdtemp(prefix="smsgw-test-ray-ha-")),
+        tmp_path / "worker",  # its log: under the test's tmp_path, not a new dir in /tmp
         port=0,
         token_path=head.token_path,
         object_store_mb=128,
