@@ -226,6 +226,22 @@ class EmbeddedRay:
             )
             self._start_head(timeout)
 
+    def _agent_ports(self) -> list[str]:
+        """Every port of the node's agents named in advance.
+
+        A raylet whose agents pick their own ports waits for them to write the
+        ports into files, 15 s at most, hard-coded, then exits with status 1
+        (ray-project/ray#65983): a head restarted under load lost its raylet so
+        (its agents took 15-17 s to start), and with it the head's listener.
+        Ports given on the command line need no such wait.
+        """
+        return [
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={self.metrics_export_port}",
+        ]
+
     def head_command(self) -> tuple[list[str], dict[str, str]]:
         """``ray start --head``'s argv and environment for this node."""
         argv = [
@@ -241,8 +257,7 @@ class EmbeddedRay:
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
             "--disable-usage-stats",
             f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--metrics-export-port={self.metrics_export_port}",
+            *self._agent_ports(),
             "--min-worker-port=0",
             "--max-worker-port=0",
         ]
@@ -271,7 +286,11 @@ class EmbeddedRay:
             (self.temp_dir / "ray_current_cluster").unlink(missing_ok=True)
         argv, env = self.head_command()
         require_token(self.node_ip, env)
-        self.process = ManagedProcess("ray", argv, self.log_dir / "ray.log", env=env)
+        log_path = self.log_dir / "ray.log"
+        # A head started again (after its loss, or a retry) appends to the same log: only
+        # what this start wrote tells whether it is up (the last one's line fooled it).
+        begin = log_path.stat().st_size if log_path.exists() else 0
+        self.process = ManagedProcess("ray", argv, log_path, env=env)
         self.process.start()
         # The GCS and dashboard answer before the head's raylet has registered (its
         # agents start slower on a loaded machine); a driver connecting then finds
@@ -280,8 +299,7 @@ class EmbeddedRay:
             lambda: (
                 port_open(self.node_ip, self.port)
                 and dashboard_ok(self.dashboard_host, self.dashboard_port, self.token)
-                and self.process is not None
-                and RAY_STARTED in self.process.log_tail(400)
+                and RAY_STARTED in _read_from(log_path, begin)
             ),
             timeout=timeout,
             what="Ray head",
@@ -301,8 +319,7 @@ class EmbeddedRay:
             "--block",
             f"--address={self.join}",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--metrics-export-port={self.metrics_export_port}",
+            *self._agent_ports(),
             "--min-worker-port=0",
             "--max-worker-port=0",
             "--disable-usage-stats",
@@ -347,3 +364,13 @@ class EmbeddedRay:
         if self.process is not None:
             self.process.stop(timeout=15)
             self.process = None
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """What a log file holds past ``offset`` (what one start of a process wrote)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""

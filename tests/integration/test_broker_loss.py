@@ -53,12 +53,6 @@ from tests.integration.conftest import gateway_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 RATE = 300  # submits per second, as issue 14 states the traffic
-# The rolling restart, not yet at RATE: at 300/s its three broker restarts (25-70 s
-# each on the loaded machine) under traffic made 50,756 accepted submits, all at
-# the provider and matched by the correlator, but 13,081 receipts were still
-# waiting at the deliverer (753 state waits) when the test's 11-min wait ended
-# (load ~60; the deliverer's state-wait wake-up is being reworked, issue 13/16).
-ROLLING_RATE = 150
 PRODUCE_TIMEOUT_S = 5.0  # the default
 # A refusal reaches the customer within the produce timeout plus this: the
 # listener's own deadline fires at the timeout after it read the submit; the rest
@@ -77,6 +71,14 @@ class TimedCustomer(Customer):
         self.sent_at: dict[int, float] = {}
         self.dest_of: dict[int, str] = {}
         self.answered_at: dict[int, float] = {}
+        self.receipted: set[str] = set()  # receipted ids, kept as they come
+
+    def _received(self, pdu: Any, **kw: Any) -> int:
+        status = super()._received(pdu, **kw)
+        if int(pdu.esm_class) & 0x3C:  # a receipt: the one just added
+            with self.lock:
+                self.receipted.add(self.receipts[-1].receipted_id)
+        return status
 
     def _sent(self, pdu: Any, **kw: Any) -> None:
         super()._sent(pdu, **kw)
@@ -267,6 +269,7 @@ def ha(kafka3: EmbeddedKafkaCluster, db_url: str) -> Iterator[Ha]:
             assert time.monotonic() < deadline, "provider binds never came up"
             time.sleep(0.1)
         _wait_group_settled(cluster.bootstrap, f"{topics.prefix}provider.smsc", members=2)
+        _warm_up(node)
         customer = TimedCustomer(node.host, node.port, "acme", "pw")
         deadline = time.monotonic() + 60
         while True:  # the helper reads the bind_resp with a 1 s timeout: the machine is busy
@@ -288,6 +291,42 @@ def ha(kafka3: EmbeddedKafkaCluster, db_url: str) -> Iterator[Ha]:
         sims.run(sim.stop())
         sims.close()
         cluster.start()
+
+
+def _warm_up(node: GatewayNode, timeout: float = 180) -> None:
+    """One submit answered 0 and its receipt home before the test's traffic.
+
+    The first test on a fresh cluster (the file's first user of ``kafka3``) had
+    its first seconds of submits refused, the listener's first produces not
+    confirmed within 5 s and the router not routing for ~35 s: refusals (770)
+    that no broker's loss caused, some of them sent (15, an issue-10 case), and
+    counted against the kill. A probe of the whole path, on a session of its
+    own and with numbers of its own, waits that out.
+    """
+    probe = Customer(node.host, node.port, "acme", "pw")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe.bind()
+            break
+        except (smpplib.exceptions.ConnectionError, TimeoutError):
+            assert time.monotonic() < deadline, "no bind for the warm-up"
+    try:
+        for k in itertools.count():
+            seq = probe.submit(f"49179999{k:04d}", b"warm-up")
+            probe.wait(lambda s=seq: s in probe.responses, 30, "warm-up answered")
+            if probe.responses[seq][0] == 0:
+                mid = probe.responses[seq][1]
+                left = max(1.0, deadline - time.monotonic())
+                probe.wait(
+                    lambda m=mid: any(r.receipted_id == m for r in probe.receipts),
+                    left,
+                    "the warm-up's receipt",
+                )
+                return
+            assert time.monotonic() < deadline, "the pipeline never accepted a submit"
+    finally:
+        probe.close()
 
 
 @dataclass
@@ -325,14 +364,17 @@ def _settle(ha: Ha, *, refused_unsent: bool = False) -> Outcome:
     assert not missing, f"{len(missing)} accepted submits are not on Kafka"
     try:
         # A backlog built while brokers restarted drains at the pipeline's pace.
+        # (Against a set kept as receipts come: building one of every receipt each
+        # 50 ms, under the lock the customer's reader takes for each receipt, cost
+        # the in-process pipeline a tenth of its CPU while the backlog drained.)
         c.wait(
-            lambda: want <= {r.receipted_id for r in c.receipts},
+            lambda: want <= c.receipted,
             180 + len(want) / 100,
             f"receipts for every accepted submit ({len(want)})",
         )
     except AssertionError:
         with c.lock:
-            home = len(want & {r.receipted_id for r in c.receipts})
+            home = len(want & c.receipted)
         # Where each thread is: a stage blocked in a Kafka call shows here (the
         # router in send_offsets_to_transaction, issue 14).
         faulthandler.dump_traceback(sys.stdout, all_threads=True)
@@ -586,10 +628,10 @@ def test_rolling_restart_loses_nothing(ha: Ha) -> None:
     (SIGTERM: controlled shutdown moves its leaderships first) and started again, the
     next one only once every replica is back in sync. Every submit answered 0 reaches
     the provider and its receipt the customer (0 lost); the errors answered during the
-    leader moves are bounded, and printed with how long they lasted."""
+    leader moves are bounded, and printed per broker with how long they lasted."""
     c = ha.customer
-    traffic = Traffic(c, rate=ROLLING_RATE).start()
-    phases: list[str] = []
+    traffic = Traffic(c).start()
+    phases: list[tuple[int, float, float, str]] = []
     try:
         _wait_accepting(ha)
         for broker in (1, 2, 3):
@@ -599,24 +641,35 @@ def test_rolling_restart_loses_nothing(ha: Ha) -> None:
             ha.cluster.restart(broker)
             started = time.monotonic()
             in_sync = _caught_up(ha.cluster, ha.topics.prefix)
-            _wait_answers(
-                ha, time.monotonic(), ROLLING_RATE * 2, f"traffic accepted after broker {broker}"
-            )
+            _wait_answers(ha, time.monotonic(), RATE * 2, f"traffic accepted after broker {broker}")
             phases.append(
-                f"broker {broker}: stop {stopped - t0:.1f} s, start {started - stopped:.1f} s,"
-                f" in sync {in_sync:.1f} s after"
+                (
+                    broker,
+                    t0,
+                    time.monotonic(),
+                    f"stop {stopped - t0:.1f} s, start {started - stopped:.1f} s,"
+                    f" in sync {in_sync:.1f} s after",
+                )
             )
     finally:
         traffic.finish()
+    # Per broker, printed before the end-to-end checks (also when one fails): how
+    # many submits were refused while it restarted, and over how long.
+    c.wait(lambda: set(c.responses) >= set(c.sent_at), 60, "every submit answered")
+    with c.lock:
+        errors_at = sorted(c.answered_at[s] for s, (st, _) in c.responses.items() if st != 0)
+    per_broker = []
+    for broker, begin, end, times in phases:
+        at = [t for t in errors_at if begin <= t < end]
+        window = f"over {at[-1] - at[0]:.1f} s" if at else "none"
+        per_broker.append(f"broker {broker}: {times}; {len(at)} refused ({window})")
+    print("\nrolling restart per broker: " + "; ".join(per_broker))
     out = _settle(ha, refused_unsent=True)
-    print(
-        f"\nrolling restart: {out.line()}; refusals within {_refusals_window(ha):.1f} s; "
-        + "; ".join(phases)
-    )
+    print(f"rolling restart: {out.line()}")
     # A clean stop hands its leaderships over before the broker goes, but the
     # listener's 5-s produce timeout still expires for what was in flight while
     # leaders and ISRs move on a loaded machine (a starting broker's JVM takes
     # most of it): 2,256 refusals, 15 s of traffic, over three restarts in the
     # run that set this bound of ~10 s of traffic per broker.
-    assert len(out.failed) <= ROLLING_RATE * 10 * 3, f"{len(out.failed)} refused during the restart"
-    assert len(out.ok) > ROLLING_RATE * 10, "traffic went on during the restart"
+    assert len(out.failed) <= RATE * 10 * 3, f"{len(out.failed)} refused during the restart"
+    assert len(out.ok) > RATE * 10, "traffic went on during the restart"

@@ -7,6 +7,8 @@ reported (or, asked to, their ``min.insync.replicas`` raised) when lower.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +28,8 @@ from smsgw.kafka.security import client_config
 from smsgw.topics import TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36
+# How long a raised topic config may take to reach every broker (``raise_min_isr``).
+SETTLE_S = 60.0
 
 
 def _admin(bootstrap: str) -> Any:
@@ -106,13 +110,21 @@ def describe_replication(
 
 
 def check_replication(
-    bootstrap: str, specs: Iterable[TopicSpec], *, fix: bool = False, timeout: float = 15.0
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    *,
+    fix: bool = False,
+    timeout: float = 15.0,
+    settle_s: float = SETTLE_S,
 ) -> list[TopicReplication]:
     """Warn about topics with fewer copies or a lower min ISR than the policy; return them.
 
     With ``fix``, a lower ``min.insync.replicas`` is raised in place (a config
-    change, no data moves). A lower replication factor needs a partition
-    reassignment (``kafka-reassign-partitions.sh``), which is reported, not done.
+    change, no data moves), and what is returned is what is still below the
+    policy once the change is visible on every broker (``raise_min_isr``): a
+    topic whose raise some broker does not show within ``settle_s`` is still
+    reported. A lower replication factor needs a partition reassignment
+    (``kafka-reassign-partitions.sh``), which is reported, not done.
     """
     brokers, topics = describe_replication(bootstrap, [s.name for s in specs], timeout=timeout)
     policy = replication.current(brokers)
@@ -125,36 +137,95 @@ def check_replication(
             problems="; ".join(t.problems(policy)),
             fix="raising min.insync.replicas" if fix else "SMSGW_KAFKA_FIX_REPLICATION=true",
         )
-    if fix:
-        raise_min_isr(bootstrap, [t for t in lower if (t.min_isr or 0) < policy.min_isr], policy)
-    return lower
+    if not fix:
+        return lower
+    raised = raise_min_isr(
+        bootstrap,
+        [t for t in lower if (t.min_isr or 0) < policy.min_isr],
+        policy,
+        timeout=timeout,
+        settle_s=settle_s,
+    )
+    still = replication.below(
+        [dataclasses.replace(t, min_isr=raised.get(t.name, t.min_isr)) for t in lower], policy
+    )
+    for t in still:
+        logger.warning(
+            "topic still below the replication policy",
+            topic=t.name,
+            problems="; ".join(t.problems(policy)),
+        )
+    return still
 
 
 def raise_min_isr(
-    bootstrap: str, topics: Iterable[TopicReplication], policy: Replication, timeout: float = 15.0
-) -> None:
-    """Set ``min.insync.replicas`` on ``topics`` (capped by each one's replication factor)."""
-    resources = []
-    for t in topics:
-        value = min(policy.min_isr, max(1, t.factor))
-        resources.append(
-            ConfigResource(
-                ConfigResource.Type.TOPIC,
-                t.name,
-                incremental_configs=[
-                    ConfigEntry(
-                        "min.insync.replicas",
-                        str(value),
-                        incremental_operation=AlterConfigOpType.SET,
-                    )
-                ],
-            )
+    bootstrap: str,
+    topics: Iterable[TopicReplication],
+    policy: Replication,
+    timeout: float = 15.0,
+    settle_s: float = SETTLE_S,
+) -> dict[str, int]:
+    """Set ``min.insync.replicas`` on ``topics`` (capped by each one's replication factor);
+    return the topics whose new value every broker shows, with that value.
+
+    The controller commits the change to the KRaft metadata log and each broker
+    applies it when it reads that far: a broker behind (restarting, or loaded)
+    keeps enforcing the old value meanwhile. So the change is done only once every
+    broker describes it (``_shown_everywhere``), waited for up to ``settle_s``.
+    """
+    wanted = {t.name: min(policy.min_isr, max(1, t.factor)) for t in topics}
+    if not wanted:
+        return {}
+    resources = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(
+                    "min.insync.replicas",
+                    str(value),
+                    incremental_operation=AlterConfigOpType.SET,
+                )
+            ],
         )
-    if not resources:
-        return
+        for name, value in wanted.items()
+    ]
     admin = _admin(bootstrap)
     for fut in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
         fut.result()
+    deadline = time.monotonic() + settle_s
+    while True:
+        shown = _shown_everywhere(admin, wanted, timeout=min(timeout, 5.0))
+        if len(shown) == len(wanted) or time.monotonic() >= deadline:
+            return {name: wanted[name] for name in shown}
+        time.sleep(0.2)
+
+
+def _shown_everywhere(admin: Any, wanted: dict[str, int], timeout: float) -> set[str]:
+    """The topics whose ``min.insync.replicas`` is at least ``wanted`` on every live broker.
+
+    A DescribeConfigs request that names a BROKER resource goes to that broker
+    (librdkafka sends it there rather than to any broker), and a KRaft broker
+    answers a topic's config from its own copy of the metadata: one request per
+    broker, each with every topic, tells what each broker enforces.
+    """
+    brokers = admin.list_topics(timeout=timeout).brokers
+    shown = set(wanted)
+    for broker_id in brokers:
+        topics = {name: ConfigResource(ConfigResource.Type.TOPIC, name) for name in sorted(shown)}
+        if not topics:
+            break
+        resources = [ConfigResource(ConfigResource.Type.BROKER, str(broker_id)), *topics.values()]
+        futures = admin.describe_configs(resources, request_timeout=timeout)
+        for name, res in topics.items():
+            try:
+                entry = futures[res].result().get("min.insync.replicas")
+            except KafkaException:
+                shown.discard(name)
+                continue
+            if entry is None or entry.value is None or int(entry.value) < wanted[name]:
+                shown.discard(name)
+    return shown
 
 
 def replication_report(bootstrap: str, prefix: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -63,6 +63,22 @@ from smsgw.topics import Topics
 __all__ = ["Out", "Router", "RouterConfig", "submit_octets"]
 
 RESTORE_TIMEOUT_S = 60.0
+# A partition's leader moving (a broker stopped, a rolling restart) answers a
+# watermark query with one of these for a moment: asked again, not a crash of
+# the router (it was, once per restart: a rebalance of the whole stage).
+LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.OFFSET_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+WATERMARK_RETRY_S = 0.2
 CLOSE_TIMEOUT_S = 30.0
 # A transaction costs the broker a marker on every partition it touched; at a
 # few hundred msg/s, one per fetched batch meant ~100 a second. Gathering for
@@ -235,15 +251,15 @@ class Router:
         try:
             tps = [TopicPartition(self.topics.multipart, p, OFFSET_BEGINNING) for p in partitions]
             ends: dict[int, int] = {}
+            deadline = time.monotonic() + RESTORE_TIMEOUT_S
             for tp in tps:
-                low, high = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+                low, high = watermarks(reader, tp, deadline)
                 if high > low:
                     ends[tp.partition] = high
             if not ends:
                 return []
             reader.assign([tp for tp in tps if tp.partition in ends])
             records: list[tuple[int, bytes, ChangelogValue]] = []
-            deadline = time.monotonic() + RESTORE_TIMEOUT_S
             while ends:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"multipart changelog not read to its end: {ends}")
@@ -264,3 +280,17 @@ class Router:
             return records
         finally:
             reader.close()
+
+
+def watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """``tp``'s low and high watermarks, asked again while its leader moves (until
+    ``deadline``, monotonic): a query for a partition whose leader is being moved
+    fails with a retriable error that the next metadata refresh resolves."""
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                raise
+        time.sleep(WATERMARK_RETRY_S)
