@@ -9,6 +9,7 @@ scheduling slots on a two-core node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import time
@@ -35,6 +36,7 @@ from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
 NAMESPACE = "smsgw"
+SUPERVISOR = "supervisor"  # the supervisor actor's name (actors/supervisor.py)
 
 
 def gauge_refresh_s() -> float:
@@ -72,6 +74,14 @@ class _Base:
         use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the supervisor this actor (re)started: it acts on that at once (a
+        restarted connector host needs its binds) instead of probing every second."""
+        with contextlib.suppress(Exception):  # no supervisor (a test's own actor)
+            sup = ray.get_actor(SUPERVISOR, namespace=namespace_for(self.settings.topic_prefix))
+            sup.started.remote(self.name)
 
     async def _main(self, stop: asyncio.Event) -> None:
         raise NotImplementedError
