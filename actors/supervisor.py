@@ -301,13 +301,15 @@ class SupervisorImpl:
     def status(self) -> dict[str, Any]:
         return dict(self.snapshot)
 
-    def started(self, name: str) -> None:
-        """A worker actor (re)started (each says so when it starts): a round now, so a
-        host Ray restarted gets its binds back at once, not at the next idle round."""
+    def changed(self, name: str) -> None:
+        """A worker actor (re)started (each says so when it starts), or a listener's
+        customers changed: a round now, not at the next idle one. A host Ray restarted
+        gets its binds back at once; the other listeners learn where a customer is
+        bound (PeerListeners) within a second or two, as with 1-s rounds."""
         wake = self._wake
         if wake is not None:
             self.host.loop.call_soon_threadsafe(wake.set)
-        self.log.debug("actor started", actor=name)
+        self.log.debug("actor changed", actor=name)
 
     def shutdown(self) -> None:
         """Stop every worker actor (then the caller kills this one)."""

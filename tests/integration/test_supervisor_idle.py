@@ -16,6 +16,7 @@ from benchmarks.smsc_sim.config import SimConfig
 from benchmarks.smsc_sim.server import SmscSimulator
 from smsgw.db.providers import add_provider
 from tests.helpers.cluster import Runtime
+from tests.helpers.customer import Customer
 from tests.helpers.loop_thread import LoopThread
 from tests.helpers.parts import wait_for
 
@@ -59,6 +60,21 @@ def test_at_rest_the_supervisor_probes_and_writes_seldom_and_still_acts_at_once(
     )
     runtime.start(providers=2)
     wait_for(lambda: bound(loop, smsc, "a") == 2, 60, "a bound")
+    # A customer bound: its listener checks the supervisor's copy of its customers
+    # every second and nudges it when they differ; once it has them, no more nudges.
+    customer = Customer("127.0.0.1", runtime.port, "cust", "pw").bind()
+    try:
+        run(runtime, loop, smsc)
+    finally:
+        customer.close()
+
+
+def listener_binds(runtime: Runtime) -> object:
+    return runtime.actor("listener@").get("binds")
+
+
+def run(runtime: Runtime, loop: LoopThread, smsc: SmscSimulator) -> None:
+    wait_for(lambda: listener_binds(runtime) == {"cust": 1}, 30, "the customer in the status")
 
     # At rest: two health rounds seen at least 3 s apart (busy rounds come every 1 s).
     rounds: list[float] = []
