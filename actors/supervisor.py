@@ -30,21 +30,35 @@ from smsgw import log
 from smsgw.actors.backend import RayBackend
 from smsgw.actors.console import ConsoleServer
 from smsgw.actors.host import LoopHost
+from smsgw.actors.workers import SUPERVISOR as ACTOR_NAME
 from smsgw.actors.workers import namespace_for
 from smsgw.db import status as status_row
 from smsgw.db.watch import ConfigWatcher
-from smsgw.fleet import ActorBackend, Fleet, expand_binds
+from smsgw.fleet import ActorBackend, Fleet, all_well, expand_binds
 from smsgw.kafka.admin import ensure_topic_names, ensure_topics
-from smsgw.kafka.lag import Ends, LagProbe, consumer_lag
+from smsgw.kafka.lag import LagMeter, LagProbe
 from smsgw.kafka.security import use_settings as use_kafka_settings
 from smsgw.settings import Settings
 from smsgw.status import StatusBook
+from smsgw.status import digest as status_digest
 from smsgw.topics import Topics
 
 NAMESPACE = "smsgw"
-SUPERVISOR = "supervisor"
+SUPERVISOR = ACTOR_NAME  # the name workers announce themselves to (workers.py)
 LAG_S = 5.0  # consumer lag is measured this often
-PUBLISH_S = 2.0  # the report for `smsgw status` goes to PostgreSQL this often
+# The reconcile and health rounds run on events (a configuration change, an actor
+# (re)started, the set of live nodes changed) and besides on a timer: every
+# ROUND_BUSY_S while anything is changing or not well, every ROUND_IDLE_S once
+# all is (issue 13: a fixed 1-s round over 200 binds idled at ~6 % of a core).
+ROUND_BUSY_S = 1.0
+ROUND_IDLE_S = 5.0
+SETTLE_S = 10.0  # after a change, the busy cadence holds this long
+# Ray has no callback for a node joining or leaving: the live nodes are read this
+# often (one GCS call), and a changed set starts a round at once.
+NODES_S = 1.0
+# The report for `smsgw status` goes to PostgreSQL when it changed, else this often
+# (a heartbeat: `smsgw status` calls a report older than STALE_S, 30 s, stale).
+PUBLISH_S = 10.0
 
 
 class SupervisorImpl:
@@ -62,6 +76,10 @@ class SupervisorImpl:
         self.fleet = Fleet(self.backend, settings, self._reported)
         self.log = log.get("smsgw.supervisor")
         self._wake: asyncio.Event | None = None
+        self._changed_at = 0.0  # monotonic: the last change seen (see _settled)
+        self._nodes: frozenset[str] = frozenset()  # live node ids, as last read
+        self._status_conn: psycopg.Connection[Any] | None = None  # the publish thread's
+        self._published: tuple[bytes, float] | None = None  # (digest, monotonic) last written
         self._topics_made: set[str] = set()
         self.console: ConsoleServer | None = None
         self.book = StatusBook()
@@ -88,12 +106,10 @@ class SupervisorImpl:
         # Lag is measured on a thread of its own and read when there: a probe can block
         # for its timeouts (committed offsets while a coordinator loads or moves), and
         # nothing here ever waits for one.
-        bootstrap = s.kafka_bootstrap
-        settled: dict[str, tuple[Ends, float]] = {}  # the probe thread's own
-        lag = LagProbe(lambda groups: consumer_lag(bootstrap, groups, settled=settled), LAG_S)
+        lag = LagProbe(LagMeter(s.kafka_bootstrap), LAG_S)  # the meter: the probe thread's
         lag.groups = self._lag_groups(config)
         lag.start()
-        lag_seen, last_publish = 0, 0.0
+        lag_seen = 0
         # Each step runs as a task of its own and is started again only once the
         # previous run ended: a call stuck in a thread (a Kafka or GCS request to
         # a node going away) delays that one step, never the loop. (wait_for
@@ -108,28 +124,53 @@ class SupervisorImpl:
                 self.log.error(f"{name} failed", error=repr(previous.exception()))
             steps[name] = asyncio.ensure_future(make())
 
+        next_round = 0.0
+        next_nodes = 0.0
         while not stop.is_set():
-            launch("reconcile", lambda: self._reconcile(config))
-            launch("health", self._health)
+            now = time.monotonic()
+            if self._wake.is_set():  # configuration changed, an actor started, a node
+                self._wake.clear()
+                self._changed_at = now
+                next_round = now
+            if now >= next_nodes:
+                next_nodes = now + NODES_S
+                launch("nodes", self._check_nodes)
+            if now >= next_round:
+                launch("reconcile", lambda: self._reconcile(config))
+                launch("health", self._health_and_publish)
+                next_round = now + (ROUND_IDLE_S if self._settled() else ROUND_BUSY_S)
             lag.groups = self._lag_groups(config)
             if lag.version != lag_seen:
                 lag_seen = lag.version
                 self.snapshot["lag"] = lag.latest
                 self.book.observe_lag(lag.latest)
-            if time.monotonic() - last_publish > PUBLISH_S:
-                last_publish = time.monotonic()
-                launch("publish", self._publish)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                timeout = max(0.0, min(next_round, next_nodes) - time.monotonic())
+                await asyncio.wait_for(self._wake.wait(), timeout)
         lag.stop()
         if self.console is not None:
             await self.console.stop()
         await self._kill_all()
         await config.stop()
+        await asyncio.to_thread(self._close_status)
+
+    async def _check_nodes(self) -> None:
+        """A node joined or left: a round now, not at the next tick of the idle cadence."""
+        nodes = frozenset(n.id for n in await asyncio.to_thread(self.backend.alive_nodes))
+        if nodes != self._nodes and self._wake is not None:
+            self._wake.set()
+
+    def _settled(self) -> bool:
+        """Nothing changed for SETTLE_S and all is well (``fleet.all_well``): a round
+        every ROUND_IDLE_S is enough; else every ROUND_BUSY_S."""
+        if time.monotonic() - self._changed_at < SETTLE_S:
+            return False
+        actors: Mapping[str, Any] = self.snapshot.get("actors") or {}
+        return all_well(actors, list(self.fleet.actors), self.fleet.assigned)
 
     async def _reconcile(self, config: ConfigWatcher) -> None:
         nodes = await asyncio.to_thread(self.backend.alive_nodes)
+        self._nodes = frozenset(n.id for n in nodes)
         self.snapshot["nodes"] = [{"id": n.id, "address": n.address} for n in nodes]
         providers = [(p.name, p.binds) for p in config.providers.values() if p.enabled]
         names = {self.topics.outbound(p[0]) for p in providers} - self._topics_made
@@ -141,7 +182,10 @@ class SupervisorImpl:
                 self.settings.topic_partitions,
             )
             self._topics_made |= names
+        before = (dict(self.fleet.actors), dict(self.fleet.assigned))
         await self.fleet.reconcile(nodes, providers)
+        if (self.fleet.actors, self.fleet.assigned) != before:  # actors or binds moved
+            self._changed_at = time.monotonic()
 
     def _reported(self) -> Mapping[str, Any]:
         """The actors' last answers (the fleet finds a restarted host's binds there)."""
@@ -209,16 +253,42 @@ class SupervisorImpl:
         totals = (got[1].get("totals") or {}) if got else {}
         return StatusBook.resumed({k: float(v) for k, v in totals.items()})
 
+    async def _health_and_publish(self) -> None:
+        await self._health()
+        await self._publish()
+
     async def _publish(self) -> None:
-        report = self.book.report(dict(self.snapshot.get("actors") or {}))
+        """The report to PostgreSQL if it changed (or PUBLISH_S passed since the last)."""
+        actors = dict(self.snapshot.get("actors") or {})
+        report = self.book.report(actors)
         self.snapshot["report"] = report
+        digest = status_digest(self.snapshot.get("nodes"), actors, self.snapshot.get("lag"), report)
+        last = self._published
+        if last is not None and last[0] == digest and time.monotonic() - last[1] < PUBLISH_S:
+            return
         await asyncio.to_thread(self._write_status, dict(self.snapshot), report)
+        self._published = (digest, time.monotonic())
 
     def _write_status(self, snapshot: dict[str, Any], report: dict[str, Any]) -> None:
+        """On a connection kept from one write to the next (a new one each time cost a
+        login and a server process every 2 s); a failed one is opened again next time."""
         assert self.settings.database_url
         snapshot = {k: v for k, v in snapshot.items() if k != "report"}
-        with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
-            status_row.publish(conn, self.namespace, snapshot, report)
+        if self._status_conn is None or self._status_conn.closed:
+            self._status_conn = psycopg.connect(
+                self.settings.database_url, connect_timeout=5, autocommit=True
+            )
+        try:
+            status_row.publish(self._status_conn, self.namespace, snapshot, report)
+        except psycopg.Error:
+            self._close_status()
+            raise
+
+    def _close_status(self) -> None:
+        conn, self._status_conn = self._status_conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     async def _kill_all(self) -> None:
         await asyncio.to_thread(self.fleet.stop_all)
@@ -230,6 +300,16 @@ class SupervisorImpl:
 
     def status(self) -> dict[str, Any]:
         return dict(self.snapshot)
+
+    def changed(self, name: str) -> None:
+        """A worker actor (re)started (each says so when it starts), or a listener's
+        customers changed: a round now, not at the next idle one. A host Ray restarted
+        gets its binds back at once; the other listeners learn where a customer is
+        bound (PeerListeners) within a second or two, as with 1-s rounds."""
+        wake = self._wake
+        if wake is not None:
+            self.host.loop.call_soon_threadsafe(wake.set)
+        self.log.debug("actor changed", actor=name)
 
     def shutdown(self) -> None:
         """Stop every worker actor (then the caller kills this one)."""

@@ -9,6 +9,7 @@ scheduling slots on a two-core node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import time
@@ -35,6 +36,7 @@ from smsgw.topics import Topics
 
 ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
 NAMESPACE = "smsgw"
+SUPERVISOR = "supervisor"  # the supervisor actor's name (actors/supervisor.py)
 
 
 def gauge_refresh_s() -> float:
@@ -72,6 +74,14 @@ class _Base:
         use_static_membership(name)
         self.metrics = MetricsExporter(self.kind, name)
         self.host = LoopHost(name, self._main)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the supervisor this actor (re)started: it acts on that at once (a
+        restarted connector host needs its binds) instead of at its next round."""
+        with contextlib.suppress(Exception):  # no supervisor (a test's own actor)
+            sup = ray.get_actor(SUPERVISOR, namespace=namespace_for(self.settings.topic_prefix))
+            sup.changed.remote(self.name)
 
     async def _main(self, stop: asyncio.Event) -> None:
         raise NotImplementedError
@@ -143,9 +153,15 @@ class PeerListeners:
     change rarely); a delivery batch is one actor call, never one per message.
     """
 
-    def __init__(self, me: str, namespace: str) -> None:
+    def __init__(
+        self, me: str, namespace: str, own: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.me = me
         self.namespace = namespace
+        # This listener's customers as its stats show them (binds, receivers, sessions):
+        # when the supervisor's copy differs, it is told, and asks at once instead of
+        # at its next round (every 5 s at rest), so the other listeners learn soon.
+        self.own = own
         self.directory: dict[str, list[str]] = {}
         self.lag: dict[str, int] = {}  # per topic, as the supervisor last measured it
         self.bind_counts: dict[str, int] = {}  # customer -> binds on other listeners
@@ -174,6 +190,10 @@ class PeerListeners:
                 status: dict[str, Any] = await asyncio.wrap_future(sup.status.remote().future())
             except Exception:
                 continue
+            if self.own is not None:
+                mine, seen = self.own(), status.get("actors", {}).get(self.me) or {}
+                if any(seen.get(k) != v for k, v in mine.items()):
+                    sup.changed.remote(self.me)
             self.lag = dict(status.get("lag") or {})
             directory: dict[str, list[str]] = {}
             counts: dict[str, int] = {}
@@ -202,7 +222,7 @@ class ListenerImpl(_Base):
 
     async def _main(self, stop: asyncio.Event) -> None:
         namespace = namespace_for(self.settings.topic_prefix)
-        self.peers = peers = PeerListeners(self.name, namespace)
+        self.peers = peers = PeerListeners(self.name, namespace, own=self._customers)
         self.gateway = Gateway(
             self.settings, self.topics, roles=frozenset({"deliverer"}), remote=peers
         )
@@ -243,6 +263,21 @@ class ListenerImpl(_Base):
         coro = gw.pipeline.deliverer.deliver_here(deliveries)
         return asyncio.run_coroutine_threadsafe(coro, self.host.loop).result(30)
 
+    def _customers(self) -> dict[str, Any]:
+        """Who is bound here: what the other listeners learn through the supervisor."""
+        gw = self.gateway
+        if gw is None or gw.core is None:
+            return {}
+        core = gw.core
+        return {
+            "binds": core.binds.customers(),
+            "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
+            # Receiving sessions per customer: other nodes send a receipt to its session here.
+            "sessions": {
+                c: [b.bind_id for b in core.binds.receivers(c)] for c in core.binds.customers()
+            },
+        }
+
     def _stats(self) -> dict[str, Any]:
         gw = self.gateway
         if gw is None or gw.core is None:
@@ -252,12 +287,7 @@ class ListenerImpl(_Base):
             "listen": self.settings.smpp_listen,
             "tls_listen": self.settings.smpp_tls_listen,
             "tls_sha256": gw.tls_fingerprint,
-            "binds": core.binds.customers(),
-            "receivers": sorted(c for c in core.binds.customers() if core.binds.receivers(c)),
-            # Receiving sessions per customer: other nodes send a receipt to its session here.
-            "sessions": {
-                c: [b.bind_id for b in core.binds.receivers(c)] for c in core.binds.customers()
-            },
+            **self._customers(),
             "in_flight": core.producer.in_flight,
             "counters": [[*k, v] for k, v in core.counters.items()],
             "failures": [r.public() for r in list(core.states.failures)[-20:]],

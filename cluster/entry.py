@@ -75,7 +75,7 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-STALE_S = 15.0  # the supervisor publishes every 2 s; older than this, it is not running
+STALE_S = 30.0  # the supervisor publishes at least every 10 s; older: not running
 
 
 @main.command()

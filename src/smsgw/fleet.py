@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -177,6 +177,29 @@ def expand_binds(actors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
                 "error": a.get("error"),
             }
     return out
+
+
+def all_well(
+    actors: Mapping[str, Any],
+    expected: Iterable[str],
+    assigned: Mapping[str, tuple[int, Sequence[BindKey]]],
+) -> bool:
+    """Every actor ``expected`` answered ALIVE (``actors``: the last health round, binds
+    expanded), every connector host runs the binds last sent to it (``assigned``:
+    host -> (version, binds)) and every bind is bound. Pure: while it holds, the
+    supervisor's rounds can be rare; while not, they come every second."""
+    if any(name not in actors for name in expected):
+        return False
+    for name, a in actors.items():
+        if a.get("state") != "ALIVE":
+            return False
+        if name.startswith("provider:") and not (a.get("bind") or {}).get("bound"):
+            return False
+        if name.startswith("connectors@"):
+            sent = assigned.get(name)
+            if sent is None or a.get("assigned_version") != sent[0]:
+                return False
+    return True
 
 
 class Fleet(Generic[H]):

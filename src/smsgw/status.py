@@ -10,10 +10,13 @@ they survive its restarts too.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 WINDOW_S = 60.0
 RESTARTS_WINDOW_S = 300.0
@@ -151,3 +154,23 @@ class StatusBook:
         for topic in self.growing_lag():
             problems.append(f"lag on {topic} growing ({self.lag_history[-1][topic]} records)")
         return {**scopes, "problems": problems, "totals": totals}
+
+
+# Per-actor figures that move with the clock alone, not with anything the report says.
+VOLATILE = frozenset({"uptime_s", "updated_at"})
+
+
+def _steady(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _steady(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list | tuple):
+        return [_steady(v) for v in value]
+    return value
+
+
+def digest(*parts: Any) -> bytes:
+    """A fingerprint of what a status report shows, blind to the clock alone moving
+    (uptimes, the time of the round): the supervisor writes the report again only when
+    it changed, or as a heartbeat (issue 13)."""
+    raw = orjson.dumps(_steady(list(parts)), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(raw, digest_size=16).digest()

@@ -53,6 +53,7 @@ def consumer_lag(
     groups: dict[str, str],
     timeout: float = 5.0,
     settled: dict[str, tuple[Ends, float]] | None = None,
+    admin: AdminClient | None = None,
 ) -> dict[str, int]:
     """``{group: topic}`` -> ``{topic: records not yet committed by that group}``.
 
@@ -61,19 +62,29 @@ def consumer_lag(
     the ends have not moved, so its committed offsets are not asked for: each ask
     is a consumer of the group's own, a connection and a SASL/SCRAM login, and with
     100 idle providers the supervisor spent ~30 % of a core on them (issue 13).
+
+    ``admin``: a client kept from one probe to the next (else one made for this
+    call). The log ends of every topic are asked for in one request per broker.
     """
-    admin = AdminClient(client_config(bootstrap))
+    if admin is None:
+        admin = AdminClient(client_config(bootstrap))
     md = admin.list_topics(timeout=timeout)
-    spans: dict[str, list[Span]] = {}
-    for group, topic in groups.items():
-        if topic not in md.topics:
-            continue
-        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+    topics = {t for t in groups.values() if t in md.topics}
+    every = [TopicPartition(t, p) for t in sorted(topics) for p in md.topics[t].partitions]
+    high_of: dict[str, dict[int, int]] = {t: {} for t in topics}
+    if every:
         ends = admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in parts},  # type: ignore[no-untyped-call]
+            {tp: OffsetSpec.latest() for tp in every},  # type: ignore[no-untyped-call]
             request_timeout=timeout,
         )
-        high = {tp.partition: f.result(timeout).offset for tp, f in ends.items()}
+        for tp, f in ends.items():
+            high_of[tp.topic][tp.partition] = f.result(timeout).offset
+    spans: dict[str, list[Span]] = {}
+    for group, topic in groups.items():
+        if topic not in topics:
+            continue
+        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+        high = high_of[topic]
         waiting = spans.setdefault(topic, [])
         now, ends_now = time.monotonic(), tuple(sorted(high.items()))
         known = settled.get(group) if settled is not None else None
@@ -92,6 +103,25 @@ def consumer_lag(
             else:
                 settled[group] = (ends_now, now)
     return {topic: count_records(bootstrap, s, timeout) for topic, s in spans.items()}
+
+
+class LagMeter:
+    """``consumer_lag`` from one long-running probe: its admin client and the groups
+    found settled are kept from one measurement to the next (a client made for each
+    was a connection, a SASL/SCRAM login and its threads every 5 s; issue 13)."""
+
+    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self.settled: dict[str, tuple[Ends, float]] = {}
+        self._admin: AdminClient | None = None
+
+    def __call__(self, groups: dict[str, str]) -> dict[str, int]:
+        if self._admin is None:
+            self._admin = AdminClient(client_config(self.bootstrap))
+        return consumer_lag(
+            self.bootstrap, groups, self.timeout, settled=self.settled, admin=self._admin
+        )
 
 
 class LagProbe:
