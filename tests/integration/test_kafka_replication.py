@@ -26,11 +26,15 @@ from smsgw.topics import Topics
 
 
 def _described(bootstrap: str, prefix: str, count: int) -> tuple[int, list[TopicReplication]]:
-    """Once every broker's metadata has the ``count`` new topics (it follows the controller)."""
-    deadline = time.monotonic() + 30
+    """Once every broker's metadata has the ``count`` new topics and their configs (both
+    follow the controller's metadata log: a topic listed by one broker may still have
+    no config on the broker its DescribeConfigs reached; clean-clone run ci19, after
+    the broker-loss tests restarted brokers, read min_isr None for a topic just made)."""
+    deadline = time.monotonic() + 60
     while True:
         brokers, described = describe_replication(bootstrap, prefix=prefix)
-        if len(described) >= count or time.monotonic() > deadline:
+        complete = len(described) >= count and all(t.min_isr is not None for t in described)
+        if complete or time.monotonic() > deadline:
             return brokers, described
         time.sleep(0.2)
 
