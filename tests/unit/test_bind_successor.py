@@ -21,26 +21,11 @@ from smsgw.node import binds as binds_module
 from smsgw.node.binds import BindHost
 from smsgw.settings import Settings
 from smsgw.topics import Topics
+from tests.helpers.providers import provider_row
 
 
 def _provider(binds: int) -> Provider:
-    return Provider(
-        id=1,
-        name="p",
-        host="127.0.0.1",
-        port=2775,
-        system_id="p",
-        password="x",
-        system_type="",
-        bind_mode="trx",
-        binds=binds,
-        tps=10,
-        window=10,
-        enquire_link_s=30,
-        submit_id_format="dec",
-        receipt_id_format="dec",
-        enabled=True,
-    )
+    return provider_row("p", binds=binds)
 
 
 @dataclasses.dataclass

@@ -81,6 +81,7 @@ from smsgw.state import MessageState, StateRecord, StateStore
 from smsgw.topics import Topics
 from tests.helpers.depth import examples
 from tests.helpers.messages import accepted_message
+from tests.helpers.providers import provider_row
 
 TOPICS = Topics("t.")
 PARTITIONS = 2
@@ -100,24 +101,7 @@ DESTINATIONS = {"p": "491701234567", "failover": "441701234567", "none": "331701
 
 
 def _provider(name: str, enabled: bool) -> Provider:
-    return Provider(
-        id=1,
-        name=name,
-        host="127.0.0.1",
-        port=2775,
-        system_id=name,
-        password="x",
-        system_type="",
-        bind_mode="trx",
-        binds=1,
-        tps=10,
-        window=WINDOW,
-        enquire_link_s=30,
-        submit_id_format="dec",
-        receipt_id_format="dec",
-        enabled=enabled,
-        max_pdu_octets=MAX_PDU,
-    )
+    return provider_row(name, window=WINDOW, enabled=enabled, max_pdu_octets=MAX_PDU)
 
 
 @dataclasses.dataclass

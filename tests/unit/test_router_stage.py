@@ -28,6 +28,7 @@ from smsgw.state import MessageState, StateRecord
 from smsgw.topics import Topics
 from tests.helpers.memlog import Aborted, MemLog, next_offsets
 from tests.helpers.messages import accepted_message
+from tests.helpers.providers import provider_row
 
 TOPICS = Topics("t.")
 GROUP = "router"
@@ -37,23 +38,7 @@ EXPIRY_S = 60.0  # multipart sets
 
 
 def _provider(name: str) -> Provider:
-    return Provider(
-        id=1,
-        name=name,
-        host="127.0.0.1",
-        port=2775,
-        system_id=name,
-        password="x",
-        system_type="",
-        bind_mode="trx",
-        binds=1,
-        tps=10,
-        window=10,
-        enquire_link_s=30,
-        submit_id_format="dec",
-        receipt_id_format="dec",
-        enabled=True,
-    )
+    return provider_row(name)
 
 
 @dataclass
