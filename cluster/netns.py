@@ -47,6 +47,7 @@ from smsgw.cluster.procs import ManagedProcess, ServiceError, free_port, port_op
 from smsgw.cluster.ray_local import (
     RAY_ENV,
     RAY_STARTED,
+    agent_port_args,
     auth_env,
     ensure_auth_token,
     log_rotation_env,
@@ -328,6 +329,22 @@ class HAProxy:
             self.process = None
 
 
+def join_command(head: str, node_ip: str) -> list[str]:
+    """``ray start`` of a host's Ray node joining the head at ``head`` (host:port)."""
+    return [
+        *ray_command(),
+        "start",
+        "--block",
+        f"--address={head}",
+        f"--node-ip-address={node_ip}",
+        "--object-store-memory=100000000",
+        *agent_port_args(),  # the raylet never waits for its agents' port files
+        "--min-worker-port=0",
+        "--max-worker-port=0",
+        "--disable-usage-stats",
+    ]
+
+
 class NetnsCluster:
     """The whole set-up: infra (Kafka, PostgreSQL), N gateway hosts, the VIP.
 
@@ -486,17 +503,7 @@ class NetnsCluster:
             env.update(**RAY_ENV, **log_rotation_env(), **auth_env(self.token_file(host)))
             env.update(SLOW_START_ENV)
             require_token(host.address, env)
-            argv = [
-                *ray_command(),
-                "start",
-                "--block",
-                f"--address={self.head.address}:{RAY_PORT}",
-                f"--node-ip-address={host.address}",
-                "--object-store-memory=100000000",
-                "--min-worker-port=0",
-                "--max-worker-port=0",
-                "--disable-usage-stats",
-            ]
+            argv = join_command(f"{self.head.address}:{RAY_PORT}", host.address)
         log = home / "host.log"
         for attempt in range(1, attempts + 1):
             joined = log.read_text(errors="replace").count(JOINED) if log.exists() else 0

@@ -133,6 +133,25 @@ def log_rotation_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 LOOPBACK_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+def agent_port_args(metrics_export_port: int | None = None) -> list[str]:
+    """``ray start`` flags naming every port of the node's agents in advance.
+
+    A raylet whose agents pick their own ports waits for them to write the
+    ports into files, 15 s at most, hard-coded, then exits with status 1
+    (ray-project/ray#65983): a head restarted under load lost its raylet so
+    (its agents took 15-17 s to start), and with it the head's listener.
+    Ports given on the command line need no such wait. Free on this host's
+    loopback when chosen; a node in a network namespace of its own has every
+    port free.
+    """
+    return [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={metrics_export_port or free_port()}",
+    ]
+
+
 RAY_NODE_TIMEOUT = "timed out during startup"  # `ray start`'s words when it gives up
 
 
@@ -227,20 +246,7 @@ class EmbeddedRay:
             self._start_head(timeout)
 
     def _agent_ports(self) -> list[str]:
-        """Every port of the node's agents named in advance.
-
-        A raylet whose agents pick their own ports waits for them to write the
-        ports into files, 15 s at most, hard-coded, then exits with status 1
-        (ray-project/ray#65983): a head restarted under load lost its raylet so
-        (its agents took 15-17 s to start), and with it the head's listener.
-        Ports given on the command line need no such wait.
-        """
-        return [
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={self.metrics_export_port}",
-        ]
+        return agent_port_args(self.metrics_export_port)
 
     def head_command(self) -> tuple[list[str], dict[str, str]]:
         """``ray start --head``'s argv and environment for this node."""

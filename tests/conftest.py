@@ -11,6 +11,7 @@ of the run's own (``RAY_TMPDIR``), not to /tmp/ray where they piled up.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -162,6 +163,7 @@ def ray_head() -> Iterator[EmbeddedRay]:
         )
         try:
             head.start()
+            _HARNESS_RAY.append(head)
             os.environ["RAY_ADDRESS"] = head.address
             # Every driver in this session (rt.connect) and every node joining presents
             # the token.
@@ -172,7 +174,39 @@ def ray_head() -> Iterator[EmbeddedRay]:
 
             if ray.is_initialized():
                 ray.shutdown()  # the driver first, or it reports every actor dying with the head
+            _HARNESS_RAY.clear()
             head.stop()
+
+
+# The session's Ray head once started (empty before and after): for the module check below.
+_HARNESS_RAY: list[EmbeddedRay] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ray_driver_leaves_with_its_module() -> Iterator[None]:
+    """No Ray driver outlives the test module that connected it, and the session's Ray head
+    is still up after every module.
+
+    A driver left connected is a hazard to every later test: when the head it is
+    connected to goes away, Ray's core worker in this process aborts the whole run
+    after ``gcs_rpc_server_reconnect_timeout_s`` (stop 20's CI: ``make: *** Aborted``
+    in test_tls, no traceback), and a gateway a later test starts joins that
+    driver's cluster instead of the test's own (ci18's head-loss failure). A head
+    found dead fails the module that was running, instead of a later one.
+    """
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    for head in _HARNESS_RAY:
+        proc = head.process.proc if head.process is not None else None
+        if proc is None or proc.poll() is not None:
+            code = None if proc is None else proc.returncode
+            _HARNESS_RAY.clear()
+            pytest.fail(
+                f"the session's Ray head ({head.address}) stopped during this module "
+                f"(exit code {code}); its log: {head.log_dir / 'ray.log'}"
+            )
 
 
 @pytest.fixture
